@@ -1,0 +1,17 @@
+// cpp/include/streamrnn/gru_cell.hpp: the GRU cell, reset-after (PyTorch) or reset-before (Cho et al.).
+// Part of streamrnn, MIT licence.
+#pragma once
+
+#include "cell.hpp"
+
+namespace streamrnn {
+
+/// r = s(W_ir x + b_ir + W_hr h + b_hr), z = s(W_iz x + b_iz + W_hz h + b_hz),
+/// reset_after:  n = tanh(W_in x + b_in + r * (W_hn h + b_hn))      (PyTorch, cuDNN)
+/// reset_before: n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)      (Cho et al. 2014, ONNX default)
+/// h' = (1 - z) * n + z * h.  gates ends as the activated [r z n]; buffers.recurrent holds
+/// W_hh h + b_hh (its n block, W_hn h + b_hn, is what the reset-after backward reads).
+void gru_forward_step(const CellWeights& w, bool reset_after, MatMap gates, StepState state,
+                      const StepBuffers& buffers) noexcept;
+
+}  // namespace streamrnn

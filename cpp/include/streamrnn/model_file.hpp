@@ -1,0 +1,43 @@
+// cpp/include/streamrnn/model_file.hpp: save and load a Model as one safetensors file.
+// Part of streamrnn, MIT licence.
+#pragma once
+
+#include "model.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace streamrnn {
+
+/*
+ * A model file is a safetensors file (https://huggingface.co/docs/safetensors), so Python's
+ * `safetensors` reads and writes it:
+ *   8 bytes   N, the header length, a little-endian uint64
+ *   N bytes   a JSON object, padded with spaces to a multiple of 8 bytes:
+ *               "<tensor name>": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}
+ *               for every tensor of Model::tensors() (PyTorch's state_dict names), offsets in
+ *               bytes from the start of the data, and
+ *               "__metadata__": {"format": "streamrnn", "format_version": "1", "mode": "LSTM",
+ *                                "input_size": "4", ..., "dropout": "0.1"}
+ *               with every ModelSpec field as a string ("true"/"false" for flags).
+ *   the data  little-endian float32 on every host, tensors in state_dict order.
+ * A loader accepts tensors in any order and gaps between them, as other writers leave.
+ */
+
+/// The bytes of a model file.
+std::vector<std::uint8_t> save_model_bytes(const Model& model);
+
+/// Writes a model file; throws FileError (with errno) when `path` cannot be opened or written.
+void save_model(const Model& model, const std::string& path);
+
+/// Reads a model file from memory. Throws FormatError ("model file: ...") for anything truncated,
+/// corrupt, of another format version, or whose tensors do not match its architecture.
+Model load_model(const void* data, std::size_t size);
+
+/// Reads a model file; throws FileError (with errno; ENOENT when it does not exist) when it cannot
+/// be read, and FormatError as above.
+Model load_model(const std::string& path);
+
+}  // namespace streamrnn

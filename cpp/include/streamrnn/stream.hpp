@@ -1,0 +1,50 @@
+// cpp/include/streamrnn/stream.hpp: Stream, a model's state for B live streams and every buffer
+// that stepping it needs. Part of streamrnn, MIT licence.
+#pragma once
+
+#include "model.hpp"
+
+#include <memory>
+
+namespace streamrnn {
+
+/// Steps a unidirectional model through time, one step or one chunk per call, carrying state.
+/// Everything is allocated by the constructor: step, process and reset allocate nothing, take no
+/// lock and throw nothing. The model's weights are read on every call, so loading new weights
+/// into the model takes effect on the next step.
+class Stream {
+public:
+    /// Steps per internal block of process(): chunks longer than this run block by block.
+    static constexpr Index block_steps = 64;
+
+    /// Throws ArgumentError for a bidirectional model or batch < 1.
+    Stream(std::shared_ptr<const Model> model, Index batch);
+
+    const Model& model() const { return *model_; }
+    Index batch() const { return batch_; }
+
+    /// x: [B, I] -> y: [B, H_out], both contiguous.
+    STREAMRNN_REALTIME void step(const float* x, float* y) noexcept;
+    /// x: T x B rows of I -> y: T x B rows of H_out, both in the model's layout (batch-first when
+    /// the spec says so).
+    STREAMRNN_REALTIME void process(const float* x, float* y, Index T) noexcept;
+    /// Zeros the state of every stream.
+    STREAMRNN_REALTIME void reset() noexcept;
+    /// Zeros the state of stream i, 0 <= i < batch(); other streams are untouched.
+    STREAMRNN_REALTIME void reset(Index i) noexcept;
+
+    /// [L, B, H_out] and (LSTM) [L, B, H]; c is empty for other kinds.
+    float* h() { return h_.data(); }
+    float* c() { return c_.data(); }
+    const float* h() const { return h_.data(); }
+    const float* c() const { return c_.data(); }
+
+private:
+    std::shared_ptr<const Model> model_;
+    Index batch_;
+    std::vector<float> h_;
+    std::vector<float> c_;
+    Workspace workspace_;
+};
+
+}  // namespace streamrnn

@@ -1,0 +1,70 @@
+// cpp/include/streamrnn/types.hpp: the Eigen types every other header uses, and SeqView.
+// Part of streamrnn, MIT licence.
+#pragma once
+
+#include "config.hpp"
+
+#include <Eigen/Core>
+
+#include <cstdint>
+
+namespace streamrnn {
+
+using Index = Eigen::Index;
+
+/// Row-major, like NumPy: one place decides the layout.
+using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+/// A row-major block of rows whose pitch may exceed its width (a column slice of a wider buffer,
+/// or every B-th row of a batch-first sequence).
+using MatMap = Eigen::Map<Matrix, Eigen::Unaligned, Eigen::OuterStride<>>;
+using ConstMatMap = Eigen::Map<const Matrix, Eigen::Unaligned, Eigen::OuterStride<>>;
+
+inline MatMap mat(float* data, Index rows, Index cols, Index pitch)
+{
+    return MatMap(data, rows, cols, Eigen::OuterStride<>(pitch));
+}
+inline ConstMatMap mat(const float* data, Index rows, Index cols, Index pitch)
+{
+    return ConstMatMap(data, rows, cols, Eigen::OuterStride<>(pitch));
+}
+inline MatMap mat(float* data, Index rows, Index cols) { return mat(data, rows, cols, cols); }
+inline ConstMatMap mat(const float* data, Index rows, Index cols) { return mat(data, rows, cols, cols); }
+
+/// A sequence of T x B rows of `width` floats, row (t, b) at data + (t * t_pitch + b * b_pitch).
+/// Time-major (T, B, F): t_pitch = B * pitch, b_pitch = pitch. Batch-first (B, T, F):
+/// t_pitch = pitch, b_pitch = T * pitch. `pitch` >= width lets a view select the columns of one
+/// direction inside a bidirectional output.
+template <typename Scalar>
+struct SeqViewT {
+    Scalar* data = nullptr;
+    Index width = 0;
+    Index t_pitch = 0;
+    Index b_pitch = 0;
+
+    static SeqViewT time_major(Scalar* data, Index B, Index width, Index pitch)
+    {
+        return {data, width, B * pitch, pitch};
+    }
+    static SeqViewT batch_first(Scalar* data, Index T, Index width, Index pitch)
+    {
+        return {data, width, pitch, T * pitch};
+    }
+    static SeqViewT of(Scalar* data, Index T, Index B, Index width, Index pitch, bool batch_first_layout)
+    {
+        return batch_first_layout ? batch_first(data, T, width, pitch) : time_major(data, B, width, pitch);
+    }
+
+    Scalar* row(Index t, Index b) const { return data + t * t_pitch + b * b_pitch; }
+    /// The B rows of step t, as a [B, width] matrix.
+    auto step(Index t, Index B) const { return mat(row(t, 0), B, width, b_pitch); }
+    /// Columns [first, first + cols) of every row.
+    SeqViewT columns(Index first, Index cols) const { return {data + first, cols, t_pitch, b_pitch}; }
+    /// Steps [t0, ...): the same rows, shifted in time.
+    SeqViewT from_step(Index t0) const { return {data + t0 * t_pitch, width, t_pitch, b_pitch}; }
+};
+using SeqView = SeqViewT<float>;
+using ConstSeqView = SeqViewT<const float>;
+
+inline ConstSeqView as_const(const SeqView& v) { return {v.data, v.width, v.t_pitch, v.b_pitch}; }
+
+}  // namespace streamrnn

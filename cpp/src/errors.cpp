@@ -1,0 +1,20 @@
+// cpp/src/errors.cpp: message helpers for streamrnn's exceptions.
+// Part of streamrnn, MIT licence.
+#include "streamrnn/errors.hpp"
+
+namespace streamrnn {
+
+std::string shape_str(const std::vector<long long>& shape)
+{
+    std::string out = "(";
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        if (i > 0)
+            out += ", ";
+        out += std::to_string(shape[i]);
+    }
+    if (shape.size() == 1)
+        out += ",";
+    return out + ")";
+}
+
+}  // namespace streamrnn

@@ -1,0 +1,47 @@
+// cpp/src/gru_cell.cpp: the GRU step; reset-after and reset-before differ only in where r applies.
+// Part of streamrnn, MIT licence.
+#include "streamrnn/gru_cell.hpp"
+
+namespace streamrnn {
+
+void gru_forward_step(const CellWeights& w, bool reset_after, MatMap gates, StepState state,
+                      const StepBuffers& buffers) noexcept
+{
+    const Index B = gates.rows();
+    const Index H = w.hidden_size;
+    auto recurrent = mat(buffers.recurrent, B, w.gate_rows);
+    auto add_bias = [&](Index first, Index cols) {
+        if (w.b_hh)
+            recurrent.middleCols(first, cols).rowwise() += Eigen::Map<const Eigen::RowVectorXf>(w.b_hh + first, cols);
+    };
+    const auto w_hh = w.recurrent_weights();
+
+    // reset_after needs W_hh h for all three gates; reset_before only for r and z, since its n
+    // block multiplies r * h, which needs r first.
+    const Index rows_now = reset_after ? 3 * H : 2 * H;
+    recurrent.leftCols(rows_now).noalias() = state.h_prev * w_hh.topRows(rows_now).transpose();
+    add_bias(0, rows_now);
+
+    // r = s(W_ir x + b_ir + W_hr h + b_hr);  z = s(W_iz x + b_iz + W_hz h + b_hz)
+    auto rz = gates.leftCols(2 * H);
+    rz.array() = (rz + recurrent.leftCols(2 * H)).array().logistic();
+    auto r = gates.leftCols(H).array();
+    auto z = gates.middleCols(H, H).array();
+    auto n = gates.rightCols(H).array();
+
+    if (reset_after) {
+        // n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+        n = (n + r * recurrent.rightCols(H).array()).tanh();
+    } else {
+        // n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
+        auto reset_h = mat(buffers.hidden, B, H);
+        reset_h.array() = r * state.h_prev.array();
+        recurrent.rightCols(H).noalias() = reset_h * w_hh.bottomRows(H).transpose();
+        add_bias(2 * H, H);
+        n = (n + recurrent.rightCols(H).array()).tanh();
+    }
+    // h' = (1 - z) * n + z * h
+    state.h_next.array() = n + z * (state.h_prev.array() - n);
+}
+
+}  // namespace streamrnn

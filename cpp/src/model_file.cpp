@@ -1,0 +1,499 @@
+// cpp/src/model_file.cpp: the safetensors writer, and a reader that checks every byte it trusts.
+// Part of streamrnn, MIT licence.
+#include "streamrnn/model_file.hpp"
+
+#include "json.hpp"
+#include "streamrnn/errors.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <iomanip>
+#include <limits>
+#include <locale>
+#include <sstream>
+#include <system_error>
+#include <utility>
+
+namespace streamrnn {
+namespace {
+
+constexpr const char* format_name = "streamrnn";
+constexpr const char* format_version = "1";
+/// safetensors' own limit (MAX_HEADER_SIZE); it also bounds what parsing the header allocates.
+constexpr std::uint64_t max_header_size = 100'000'000;
+/// Our headers nest 3 deep; the limit only keeps hostile input off the stack.
+constexpr int max_json_depth = 16;
+
+[[noreturn]] void fail(const std::string& what) { throw FormatError("model file: " + what); }
+
+/// A name or value from the file for a message: escaped, and cut short if long.
+std::string quote(std::string_view text)
+{
+    constexpr std::size_t max_shown = 60;
+    std::string out;
+    json::append_string(out, text.substr(0, max_shown));
+    if (text.size() > max_shown) {
+        out.insert(out.size() - 1, "...");
+    }
+    return out;
+}
+
+// Bytes are assembled by shifts, so the file is little-endian on every host.
+
+void store_u64_le(std::uint8_t* p, std::uint64_t v)
+{
+    for (int i = 0; i < 8; ++i) {
+        p[i] = static_cast<std::uint8_t>(v >> (8 * i));
+    }
+}
+
+std::uint64_t load_u64_le(const std::uint8_t* p)
+{
+    std::uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) {
+        v |= std::uint64_t(p[i]) << (8 * i);
+    }
+    return v;
+}
+
+void store_f32_le(std::uint8_t* p, float f)
+{
+    std::uint32_t bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    for (int i = 0; i < 4; ++i) {
+        p[i] = static_cast<std::uint8_t>(bits >> (8 * i));
+    }
+}
+
+float load_f32_le(const std::uint8_t* p)
+{
+    const std::uint32_t bits = std::uint32_t(p[0]) | std::uint32_t(p[1]) << 8 | std::uint32_t(p[2]) << 16
+                               | std::uint32_t(p[3]) << 24;
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+// Streams imbued with the classic locale: printf and strtod would follow the process's locale,
+// and write or misread "0,1" under some of them.
+
+bool parse_float(const std::string& text, float& value)
+{
+    std::istringstream in(text);
+    in.imbue(std::locale::classic());
+    in >> std::noskipws >> value;
+    return !in.fail() && in.peek() == std::char_traits<char>::eof();
+}
+
+/// The shortest decimal that reads back as exactly `value` (9 significant digits always do).
+std::string format_float(float value)
+{
+    for (int precision = 1;; ++precision) {
+        std::ostringstream out;
+        out.imbue(std::locale::classic());
+        out << std::setprecision(precision) << value;
+        float back = 0.0f;
+        if (precision == std::numeric_limits<float>::max_digits10 || (parse_float(out.str(), back) && back == value)) {
+            return out.str();
+        }
+    }
+}
+
+const char* bool_text(bool value) { return value ? "true" : "false"; }
+
+std::vector<std::pair<std::string, std::string>> metadata_of(const ModelSpec& spec)
+{
+    return {
+        {"format", format_name},
+        {"format_version", format_version},
+        {"mode", kind_name(spec.kind)},
+        {"input_size", std::to_string(spec.input_size)},
+        {"hidden_size", std::to_string(spec.hidden_size)},
+        {"num_layers", std::to_string(spec.num_layers)},
+        {"proj_size", std::to_string(spec.proj_size)},
+        {"bias", bool_text(spec.bias)},
+        {"batch_first", bool_text(spec.batch_first)},
+        {"bidirectional", bool_text(spec.bidirectional)},
+        {"residual", bool_text(spec.residual)},
+        {"reset_after", bool_text(spec.reset_after)},
+        {"is_cell", bool_text(spec.is_cell)},
+        {"dropout", format_float(spec.dropout)},
+    };
+}
+
+/// The __metadata__ object, whose values safetensors requires to be strings.
+class Metadata {
+public:
+    explicit Metadata(const json::Value::Object& object) : object_(object)
+    {
+        for (const json::Member& member : object) {
+            if (!member.value.as_string()) {
+                fail("metadata " + quote(member.key) + " is not a string");
+            }
+        }
+    }
+
+    const std::string& text(const std::string& key) const
+    {
+        const json::Value* value = json::find(object_, key);
+        if (!value) {
+            fail("metadata has no \"" + key + "\"");
+        }
+        return *value->as_string();
+    }
+
+    int integer(const std::string& key) const
+    {
+        const std::string& text = this->text(key);
+        int value = 0;
+        const char* end = text.data() + text.size();
+        const auto result = std::from_chars(text.data(), end, value);
+        if (text.empty() || result.ec != std::errc() || result.ptr != end) {
+            wrong(key, "a decimal int");
+        }
+        return value;
+    }
+
+    bool flag(const std::string& key) const
+    {
+        const std::string& text = this->text(key);
+        if (text != "true" && text != "false") {
+            wrong(key, "\"true\" or \"false\"");
+        }
+        return text == "true";
+    }
+
+    float real(const std::string& key) const
+    {
+        float value = 0.0f;
+        if (!parse_float(text(key), value)) {
+            wrong(key, "a decimal number");
+        }
+        return value;
+    }
+
+private:
+    [[noreturn]] void wrong(const std::string& key, const char* expected) const
+    {
+        fail("metadata \"" + key + "\" is " + quote(text(key)) + ", expected " + expected);
+    }
+
+    const json::Value::Object& object_;
+};
+
+ModelSpec read_spec(const json::Value::Object& header)
+{
+    const json::Value* object = json::find(header, "__metadata__");
+    if (!object || !object->as_object()) {
+        fail("not a streamrnn model: the header has no \"__metadata__\" object");
+    }
+    const Metadata metadata(*object->as_object());
+    const json::Value* format = json::find(*object->as_object(), "format");
+    if (!format || *format->as_string() != format_name) {
+        fail("not a streamrnn model: metadata \"format\" is not \"streamrnn\"");
+    }
+    if (metadata.text("format_version") != format_version) {
+        fail("format_version " + quote(metadata.text("format_version")) + " is not supported; this streamrnn reads "
+             + format_version);
+    }
+    ModelSpec spec;
+    try {
+        spec.kind = kind_from_name(metadata.text("mode"));
+    } catch (const ArgumentError&) {
+        fail("metadata \"mode\" is " + quote(metadata.text("mode")) + ", expected LSTM, GRU, RNN_TANH or RNN_RELU");
+    }
+    spec.input_size = metadata.integer("input_size");
+    spec.hidden_size = metadata.integer("hidden_size");
+    spec.num_layers = metadata.integer("num_layers");
+    spec.proj_size = metadata.integer("proj_size");
+    spec.bias = metadata.flag("bias");
+    spec.batch_first = metadata.flag("batch_first");
+    spec.bidirectional = metadata.flag("bidirectional");
+    spec.residual = metadata.flag("residual");
+    spec.reset_after = metadata.flag("reset_after");
+    spec.is_cell = metadata.flag("is_cell");
+    spec.dropout = metadata.real("dropout");
+    return spec;
+}
+
+// Saturating arithmetic for sizes taken from a file: an overflow means more bytes than any file
+// holds, which the caller rejects. (validate() bounds each size, but not their product.)
+std::uint64_t add(std::uint64_t a, std::uint64_t b) { return b > UINT64_MAX - a ? UINT64_MAX : a + b; }
+std::uint64_t mul(std::uint64_t a, std::uint64_t b) { return a != 0 && b > UINT64_MAX / a ? UINT64_MAX : a * b; }
+
+/// The bytes of weights a validated `spec` describes, computed before Model(spec) allocates them
+/// so that a forged size cannot make a small file allocate gigabytes.
+std::uint64_t weight_bytes(const ModelSpec& spec)
+{
+    const auto size = [](int value) { return static_cast<std::uint64_t>(value); };
+    const std::uint64_t gates = mul(size(spec.gate_count()), size(spec.hidden_size));
+    const std::uint64_t out = size(spec.output_size());
+    const std::uint64_t directions = size(spec.directions());
+    // Per layer and direction: W_hh [G, H_out], b_ih and b_hh [G], W_hr [P, H]; W_ih [G, I_l].
+    const std::uint64_t shared = add(add(mul(gates, out), spec.bias ? mul(2, gates) : 0),
+                                     spec.proj_size > 0 ? mul(out, size(spec.hidden_size)) : 0);
+    const std::uint64_t first = add(shared, mul(gates, size(spec.input_size)));
+    const std::uint64_t later = add(shared, mul(gates, mul(directions, out)));
+    const std::uint64_t floats = mul(directions, add(first, mul(size(spec.num_layers) - 1, later)));
+    return mul(floats, sizeof(float));
+}
+
+/// One tensor of the header, its offsets checked against the data section.
+struct Entry {
+    const std::string* name;
+    std::vector<long long> shape;
+    std::uint64_t begin;
+    std::uint64_t end;
+};
+
+std::uint64_t integer(const json::Value& value, const std::string& what)
+{
+    const json::Number* number = value.as_number();
+    if (!number || !number->is_integer) {
+        fail(what + " is not an integer in [0, 2^53]");
+    }
+    return number->integer;
+}
+
+Entry read_entry(const json::Member& member, std::uint64_t data_size)
+{
+    const std::string where = "tensor " + quote(member.key);
+    const json::Value::Object* fields = member.value.as_object();
+    if (!fields) {
+        fail(where + " is not a JSON object");
+    }
+    for (const json::Member& field : *fields) {
+        if (field.key != "dtype" && field.key != "shape" && field.key != "data_offsets") {
+            fail(where + " has an unknown field " + quote(field.key));
+        }
+    }
+    const json::Value* dtype = json::find(*fields, "dtype");
+    const json::Value* shape = json::find(*fields, "shape");
+    const json::Value* offsets = json::find(*fields, "data_offsets");
+    if (!dtype || !dtype->as_string() || !shape || !shape->as_array() || !offsets || !offsets->as_array()) {
+        fail(where + " needs a string \"dtype\" and arrays \"shape\" and \"data_offsets\"");
+    }
+    if (*dtype->as_string() != "F32") {
+        fail(where + " has dtype " + quote(*dtype->as_string()) + "; streamrnn reads F32 only");
+    }
+    Entry entry{&member.key, {}, 0, 0};
+    for (const json::Value& dim : *shape->as_array()) {
+        entry.shape.push_back(static_cast<long long>(integer(dim, where + ": a shape entry")));
+    }
+    if (offsets->as_array()->size() != 2) {
+        fail(where + ": data_offsets needs 2 entries, [begin, end]");
+    }
+    entry.begin = integer((*offsets->as_array())[0], where + ": data_offsets[0]");
+    entry.end = integer((*offsets->as_array())[1], where + ": data_offsets[1]");
+    if (entry.begin > entry.end || entry.end > data_size) {
+        fail(where + " has data_offsets [" + std::to_string(entry.begin) + ", " + std::to_string(entry.end)
+             + "], outside the " + std::to_string(data_size) + " bytes of data");
+    }
+    return entry;
+}
+
+std::vector<Entry> read_entries(const json::Value::Object& header, std::uint64_t data_size)
+{
+    std::vector<Entry> entries;
+    for (const json::Member& member : header) {
+        if (member.key != "__metadata__") {
+            entries.push_back(read_entry(member, data_size));
+        }
+    }
+    std::vector<const Entry*> by_offset;
+    for (const Entry& entry : entries) {
+        by_offset.push_back(&entry);
+    }
+    std::sort(by_offset.begin(), by_offset.end(), [](const Entry* a, const Entry* b) {
+        return std::make_pair(a->begin, a->end) < std::make_pair(b->begin, b->end);
+    });
+    for (std::size_t i = 1; i < by_offset.size(); ++i) {
+        if (by_offset[i]->begin < by_offset[i - 1]->end) {
+            fail("tensors " + quote(*by_offset[i - 1]->name) + " and " + quote(*by_offset[i]->name)
+                 + " overlap in the data");
+        }
+    }
+    return entries;
+}
+
+Model make_model(const ModelSpec& spec, std::uint64_t data_size)
+{
+    try {
+        spec.validate();
+    } catch (const ArgumentError& error) {
+        fail(std::string("invalid architecture: ") + error.what());
+    }
+    const std::uint64_t needed = weight_bytes(spec);
+    if (needed > data_size) {
+        fail("its architecture needs " + std::to_string(needed) + " bytes of weights, but the data has only "
+             + std::to_string(data_size));
+    }
+    return Model(spec);
+}
+
+[[noreturn]] void file_error(const std::string& what, const std::string& path, int error_number)
+{
+    throw FileError("model file: cannot " + what + " '" + path + "': " + std::generic_category().message(error_number),
+                    error_number);
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> save_model_bytes(const Model& model)
+{
+    std::string header = "{\"__metadata__\":{";
+    const char* separator = "";
+    for (const auto& [key, value] : metadata_of(model.spec())) {
+        header += separator;
+        json::append_string(header, key);
+        header += ':';
+        json::append_string(header, value);
+        separator = ",";
+    }
+    header += '}';
+    std::uint64_t offset = 0;
+    for (const TensorInfo& tensor : model.tensors()) {
+        header += ',';
+        json::append_string(header, tensor.name);
+        header += ":{\"dtype\":\"F32\",\"shape\":[";
+        for (std::size_t i = 0; i < tensor.shape.size(); ++i) {
+            header += (i ? "," : "") + std::to_string(tensor.shape[i]);
+        }
+        const std::uint64_t end = offset + sizeof(float) * tensor.size;
+        header += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(end) + "]}";
+        offset = end;
+    }
+    header += '}';
+    // safetensors pads with spaces so that the data starts 8-byte aligned.
+    header.append((8 - header.size() % 8) % 8, ' ');
+
+    std::vector<std::uint8_t> bytes(8 + header.size() + offset);
+    store_u64_le(bytes.data(), header.size());
+    std::memcpy(bytes.data() + 8, header.data(), header.size());
+    std::uint8_t* out = bytes.data() + 8 + header.size();
+    for (const TensorInfo& tensor : model.tensors()) {
+        const float* values = model.parameters() + tensor.offset;
+        for (std::size_t i = 0; i < tensor.size; ++i, out += sizeof(float)) {
+            store_f32_le(out, values[i]);
+        }
+    }
+    return bytes;
+}
+
+void save_model(const Model& model, const std::string& path)
+{
+    const std::vector<std::uint8_t> bytes = save_model_bytes(model);
+    errno = 0;
+    std::FILE* file = std::fopen(path.c_str(), "wb");
+    if (!file) {
+        file_error("open", path, errno ? errno : EIO);
+    }
+    int error_number = 0;
+    if (std::fwrite(bytes.data(), 1, bytes.size(), file) != bytes.size()) {
+        error_number = errno ? errno : EIO;
+    }
+    // Buffered data reaches the disk in fclose, so a full disk may only show up there.
+    if (std::fclose(file) != 0 && error_number == 0) {
+        error_number = errno ? errno : EIO;
+    }
+    if (error_number != 0) {
+        file_error("write", path, error_number);
+    }
+}
+
+Model load_model(const void* data, std::size_t size)
+{
+    const auto* bytes = static_cast<const std::uint8_t*>(data);
+    if (size < 8) {
+        fail(std::to_string(size) + " bytes are too few to hold the 8-byte header length");
+    }
+    const std::uint64_t header_size = load_u64_le(bytes);
+    if (header_size > size - 8) {
+        fail("the header length " + std::to_string(header_size) + " exceeds the " + std::to_string(size - 8)
+             + " bytes after it (truncated file?)");
+    }
+    if (header_size > max_header_size) {
+        fail("the header length " + std::to_string(header_size) + " exceeds safetensors' limit of "
+             + std::to_string(max_header_size));
+    }
+    json::Value header;
+    try {
+        header = json::parse(bytes + 8, header_size, max_json_depth);
+    } catch (const json::Error& error) {
+        fail("the header is not valid JSON (byte " + std::to_string(error.offset) + " of it: " + error.what() + ")");
+    }
+    const json::Value::Object* members = header.as_object();
+    if (!members) {
+        fail("the header is not a JSON object");
+    }
+
+    const ModelSpec spec = read_spec(*members);
+    const std::uint8_t* tensor_data = bytes + 8 + header_size;
+    const std::uint64_t data_size = size - 8 - header_size;
+    const std::vector<Entry> entries = read_entries(*members, data_size);
+    Model model = make_model(spec, data_size);
+
+    for (const Entry& entry : entries) {
+        const TensorInfo* tensor = model.find(*entry.name);
+        const std::string where = "tensor " + quote(*entry.name);
+        if (!tensor) {
+            fail(where + " is not part of a " + kind_name(spec.kind) + " with this architecture");
+        }
+        if (entry.shape != tensor->shape) {
+            fail(where + " has shape " + shape_str(entry.shape) + ", expected " + shape_str(tensor->shape));
+        }
+        if (entry.end - entry.begin != sizeof(float) * tensor->size) {
+            fail(where + " has " + std::to_string(entry.end - entry.begin) + " bytes of data, expected "
+                 + std::to_string(sizeof(float) * tensor->size));
+        }
+        float* values = model.parameters() + tensor->offset;
+        const std::uint8_t* in = tensor_data + entry.begin;
+        for (std::size_t i = 0; i < tensor->size; ++i, in += sizeof(float)) {
+            values[i] = load_f32_le(in);
+        }
+    }
+    // Keys are unique and each named a distinct tensor of the model, so a shortfall is a gap.
+    if (entries.size() != model.tensors().size()) {
+        for (const TensorInfo& tensor : model.tensors()) {
+            const auto named = [&](const Entry& entry) { return *entry.name == tensor.name; };
+            if (std::none_of(entries.begin(), entries.end(), named)) {
+                fail("tensor " + quote(tensor.name) + " is missing");
+            }
+        }
+    }
+    return model;
+}
+
+Model load_model(const std::string& path)
+{
+    errno = 0;
+    std::FILE* file = std::fopen(path.c_str(), "rb");
+    if (!file) {
+        file_error("open", path, errno ? errno : EIO);
+    }
+    // Read in chunks rather than trusting a size from the file system: what arrives is the bound.
+    constexpr std::size_t chunk = std::size_t(1) << 16;
+    std::vector<std::uint8_t> bytes;
+    std::size_t got = chunk;
+    while (got == chunk) {
+        const std::size_t old_size = bytes.size();
+        bytes.resize(old_size + chunk);
+        got = std::fread(bytes.data() + old_size, 1, chunk, file);
+        bytes.resize(old_size + got);
+    }
+    const int error_number = std::ferror(file) ? (errno ? errno : EIO) : 0;
+    std::fclose(file);
+    if (error_number != 0) {
+        file_error("read", path, error_number);
+    }
+    try {
+        return load_model(bytes.data(), bytes.size());
+    } catch (const FormatError& error) {
+        throw FormatError(std::string(error.what()) + " ('" + path + "')");
+    }
+}
+
+}  // namespace streamrnn

@@ -1,0 +1,21 @@
+// cpp/src/rnn_cell.cpp: the Elman RNN step.
+// Part of streamrnn, MIT licence.
+#include "streamrnn/rnn_cell.hpp"
+
+namespace streamrnn {
+
+void rnn_forward_step(const CellWeights& w, bool relu, MatMap gates, StepState state,
+                      const StepBuffers&) noexcept
+{
+    // a = (W_ih x + b_ih) + W_hh h + b_hh;  h' = act(a)
+    gates.noalias() += state.h_prev * w.recurrent_weights().transpose();
+    if (w.b_hh)
+        gates.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(w.b_hh, w.gate_rows);
+    if (relu)
+        gates = gates.cwiseMax(0.0f);
+    else
+        gates = gates.array().tanh().matrix();
+    state.h_next = gates;
+}
+
+}  // namespace streamrnn

@@ -1,0 +1,71 @@
+// cpp/src/spec.cpp: ModelSpec validation and the names of cell kinds.
+// Part of streamrnn, MIT licence.
+#include "streamrnn/spec.hpp"
+
+#include "streamrnn/errors.hpp"
+
+#include <cmath>
+
+namespace streamrnn {
+
+const char* kind_name(CellKind kind)
+{
+    switch (kind) {
+    case CellKind::rnn_tanh: return "RNN_TANH";
+    case CellKind::rnn_relu: return "RNN_RELU";
+    case CellKind::lstm: return "LSTM";
+    case CellKind::gru: return "GRU";
+    }
+    return "?";
+}
+
+CellKind kind_from_name(const std::string& name)
+{
+    for (CellKind kind : {CellKind::rnn_tanh, CellKind::rnn_relu, CellKind::lstm, CellKind::gru})
+        if (name == kind_name(kind))
+            return kind;
+    throw ArgumentError("mode: expected one of LSTM, GRU, RNN_TANH, RNN_RELU, got '" + name + "'");
+}
+
+int ModelSpec::gate_count() const
+{
+    switch (kind) {
+    case CellKind::lstm: return 4;
+    case CellKind::gru: return 3;
+    default: return 1;
+    }
+}
+
+void ModelSpec::validate() const
+{
+    // Sizes are bounded so that every product of them, e.g. G * I, fits easily in 64 bits.
+    constexpr int max_size = 1 << 20;
+    auto check_size = [](const char* name, int value, int min) {
+        if (value < min || value > max_size)
+            throw ArgumentError(std::string(name) + ": expected an integer in [" + std::to_string(min) + ", " +
+                                std::to_string(max_size) + "], got " + std::to_string(value));
+    };
+    check_size("input_size", input_size, 1);
+    check_size("hidden_size", hidden_size, 1);
+    check_size("num_layers", num_layers, 1);
+    check_size("proj_size", proj_size, 0);
+    if (proj_size > 0 && kind != CellKind::lstm)
+        throw ArgumentError("proj_size: only LSTM supports a projection, got proj_size=" + std::to_string(proj_size));
+    if (proj_size >= hidden_size && proj_size > 0)
+        throw ArgumentError("proj_size: expected proj_size < hidden_size (" + std::to_string(hidden_size) +
+                            "), got " + std::to_string(proj_size));
+    if (!(dropout >= 0.0f && dropout <= 1.0f))
+        throw ArgumentError("dropout: expected a probability in [0, 1], got " + std::to_string(dropout));
+    if (is_cell && (num_layers != 1 || bidirectional || residual || proj_size != 0))
+        throw ArgumentError("a cell has one layer, one direction, no residual and no projection");
+}
+
+bool ModelSpec::operator==(const ModelSpec& o) const
+{
+    return kind == o.kind && input_size == o.input_size && hidden_size == o.hidden_size &&
+           num_layers == o.num_layers && proj_size == o.proj_size && bias == o.bias &&
+           batch_first == o.batch_first && bidirectional == o.bidirectional && residual == o.residual &&
+           reset_after == o.reset_after && dropout == o.dropout && is_cell == o.is_cell;
+}
+
+}  // namespace streamrnn

@@ -1,0 +1,104 @@
+// python/bindings/arrays.cpp: conversion of Python array-likes to checked float buffers, and back.
+// Part of streamrnn, MIT licence.
+#include "arrays.hpp"
+
+#include "streamrnn/errors.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+namespace streamrnn::python {
+
+namespace {
+
+nb::module_& numpy()
+{
+    static nb::module_ np = nb::module_::import_("numpy");
+    return np;
+}
+
+/// A torch tensor becomes a NumPy-readable object: detached from autograd and on the CPU.
+nb::object detached(nb::handle obj)
+{
+    if (nb::hasattr(obj, "detach") && nb::hasattr(obj, "cpu"))
+        return obj.attr("detach")().attr("cpu")();
+    return nb::borrow(obj);
+}
+
+}  // namespace
+
+std::string python_type(nb::handle obj) { return nb::cast<std::string>(nb::type_name(obj.type())); }
+
+long long element_count(const Shape& shape)
+{
+    long long n = 1;
+    for (long long d : shape)
+        n *= d;
+    return n;
+}
+
+void throw_shape(const std::string& name, const std::string& expected, const Shape& got)
+{
+    throw ArgumentError(name + ": expected " + expected + ", got shape " + shape_str(got));
+}
+
+FloatArray to_floats(nb::handle obj, const char* name)
+{
+    FloatArray array;
+    if (nb::try_cast(obj, array, false))
+        return array;
+    nb::object converted;
+    try {
+        converted = numpy().attr("ascontiguousarray")(detached(obj), nb::arg("dtype") = "float32");
+    } catch (nb::python_error&) {
+        throw nb::type_error((std::string(name) + ": expected an array of numbers, got " + python_type(obj)).c_str());
+    }
+    if (!nb::try_cast(converted, array, false))
+        throw nb::type_error((std::string(name) + ": expected an array of numbers, got " + python_type(obj)).c_str());
+    return array;
+}
+
+std::vector<std::int64_t> to_lengths(nb::handle obj, long long B)
+{
+    nb::object array;
+    try {
+        array = numpy().attr("asarray")(detached(obj));
+    } catch (nb::python_error&) {
+        throw nb::type_error(("lengths: expected an array of integers, got " + python_type(obj)).c_str());
+    }
+    const std::string kind = nb::cast<std::string>(array.attr("dtype").attr("kind"));
+    if (kind != "i" && kind != "u")
+        throw nb::type_error(("lengths: expected an integer array, got dtype " +
+                              nb::cast<std::string>(nb::str(array.attr("dtype"))))
+                                 .c_str());
+    const Shape shape = nb::cast<Shape>(nb::tuple(array.attr("shape")));
+    if (shape.size() != 1 || shape[0] != B)
+        throw_shape("lengths", "(B,) = " + shape_str({B}) + ", one length per sequence", shape);
+    // Unsigned values past int64 cannot be valid lengths; clip them so the range check reports them.
+    if (kind == "u")
+        array = numpy().attr("minimum")(array, static_cast<std::uint64_t>(INT64_MAX));
+    auto values = nb::cast<nb::ndarray<const std::int64_t, nb::c_contig, nb::device::cpu>>(
+        numpy().attr("ascontiguousarray")(array, nb::arg("dtype") = "int64"));
+    return std::vector<std::int64_t>(values.data(), values.data() + B);
+}
+
+NumpyArray new_array(const Shape& shape, float** data)
+{
+    const auto count = static_cast<std::size_t>(element_count(shape));
+    std::unique_ptr<float[]> buffer(new float[std::max<std::size_t>(count, 1)]());
+    nb::capsule owner(buffer.get(), [](void* p) noexcept { delete[] static_cast<float*>(p); });
+    *data = buffer.release();
+    std::vector<std::size_t> dims(shape.begin(), shape.end());
+    return NumpyArray(*data, dims.size(), dims.data(), owner);
+}
+
+NumpyArray copy_array(const Shape& shape, const float* data)
+{
+    float* out;
+    NumpyArray array = new_array(shape, &out);
+    std::memcpy(out, data, sizeof(float) * static_cast<std::size_t>(element_count(shape)));
+    return array;
+}
+
+}  // namespace streamrnn::python

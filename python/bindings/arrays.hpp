@@ -1,0 +1,57 @@
+// python/bindings/arrays.hpp: the one place that turns Python objects into checked float buffers
+// and buffers into NumPy arrays. Part of streamrnn, MIT licence.
+#pragma once
+
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace streamrnn::python {
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+using Shape = std::vector<long long>;
+/// A C-contiguous float32 array on the CPU, as the engine reads it (read-only arrays welcome)...
+using FloatArray = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
+/// ...and as it writes into one.
+using OutArray = nb::ndarray<float, nb::c_contig, nb::device::cpu>;
+using NumpyArray = nb::ndarray<nb::numpy, float>;
+
+/// Any array-like as float32, C-contiguous: used as it is when it already is, else converted
+/// with one copy (numpy.ascontiguousarray). Torch tensors are detached first. TypeError naming
+/// `name` when it holds no numbers.
+FloatArray to_floats(nb::handle obj, const char* name);
+
+/// Integer lengths of shape (B,), as int64. TypeError for a non-integer array, ValueError for a
+/// wrong shape.
+std::vector<std::int64_t> to_lengths(nb::handle obj, long long B);
+
+template <typename Array>
+Shape shape_of(const Array& array)
+{
+    Shape shape(array.ndim());
+    for (std::size_t i = 0; i < array.ndim(); ++i)
+        shape[i] = static_cast<long long>(array.shape(i));
+    return shape;
+}
+
+/// ValueError: "<name>: expected <expected>, got shape <got>".
+[[noreturn]] void throw_shape(const std::string& name, const std::string& expected, const Shape& got);
+
+/// A new zero-filled NumPy float32 array; `data` receives its buffer.
+NumpyArray new_array(const Shape& shape, float** data);
+/// A NumPy copy of `count(shape)` floats at `data`.
+NumpyArray copy_array(const Shape& shape, const float* data);
+
+long long element_count(const Shape& shape);
+
+/// The name of obj's type, for messages.
+std::string python_type(nb::handle obj);
+
+}  // namespace streamrnn::python

@@ -1,0 +1,203 @@
+// python/bindings/bind_model.cpp: streamrnn._core.Model: construction, forward, cells, weights, files.
+// Part of streamrnn, MIT licence.
+#include "arrays.hpp"
+#include "state.hpp"
+
+#include "streamrnn/errors.hpp"
+#include "streamrnn/model.hpp"
+#include "streamrnn/model_file.hpp"
+#include "streamrnn/stream.hpp"
+
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/shared_ptr.h>
+
+#include <algorithm>
+#include <climits>
+#include <random>
+#include <set>
+
+namespace streamrnn::python {
+
+namespace {
+
+int to_int(const char* name, long long value)
+{
+    if (value < INT_MIN || value > INT_MAX)
+        throw ArgumentError(std::string(name) + ": " + std::to_string(value) + " is out of range");
+    return static_cast<int>(value);
+}
+
+/// x's shape for a whole-sequence call, as a message.
+std::string sequence_shape(const ModelSpec& spec)
+{
+    const std::string I = std::to_string(spec.input_size);
+    return (spec.batch_first ? "(B, T, " : "(T, B, ") + I + ") or unbatched (T, " + I + ")";
+}
+
+nb::tuple forward(const Model& model, nb::handle x_in, nb::handle state_in, nb::handle lengths_in)
+{
+    const ModelSpec& spec = model.spec();
+    const FloatArray x = to_floats(x_in, "x");
+    const Shape x_shape = shape_of(x);
+    if ((x_shape.size() != 2 && x_shape.size() != 3) || x_shape.back() != spec.input_size)
+        throw_shape("x", sequence_shape(spec), x_shape);
+    const bool batched = x_shape.size() == 3;
+    const long long T = batched && spec.batch_first ? x_shape[1] : x_shape[0];
+    const long long B = !batched ? 1 : spec.batch_first ? x_shape[0] : x_shape[1];
+
+    std::vector<std::int64_t> lengths;
+    if (!lengths_in.is_none()) {
+        if (!batched)
+            throw ArgumentError("lengths: only for batched input; x is unbatched, shape " + shape_str(x_shape));
+        lengths = to_lengths(lengths_in, B);
+    }
+    const StateShape shape = state_shape(spec, B, batched);
+    float* h;
+    float* c;
+    nb::object state = new_state(spec, shape, &h, &c);
+    read_state(state_in, spec, shape, false, h, c);
+
+    Shape y_shape = x_shape;
+    y_shape.back() = spec.directions() * spec.output_size();
+    float* y;
+    NumpyArray y_out = new_array(y_shape, &y);
+    {
+        nb::gil_scoped_release release;
+        model.forward(x.data(), T, B, lengths.empty() ? nullptr : lengths.data(), y, h, c);
+    }
+    return nb::make_tuple(y_out, state);
+}
+
+nb::object cell_forward(const Model& model, nb::handle x_in, nb::handle state_in)
+{
+    const ModelSpec& spec = model.spec();
+    const FloatArray x = to_floats(x_in, "x");
+    const Shape x_shape = shape_of(x);
+    if ((x_shape.size() != 1 && x_shape.size() != 2) || x_shape.back() != spec.input_size) {
+        const std::string I = std::to_string(spec.input_size);
+        throw_shape("x", "(B, " + I + ") or unbatched (" + I + ",)", x_shape);
+    }
+    const bool batched = x_shape.size() == 2;
+    const long long B = batched ? x_shape[0] : 1;
+    const StateShape shape = state_shape(spec, B, batched);
+    float* h;
+    float* c;
+    nb::object state = new_state(spec, shape, &h, &c);
+    read_state(state_in, spec, shape, false, h, c);
+    std::vector<float> y(static_cast<std::size_t>(B * spec.output_size()));
+    model.forward(x.data(), 1, B, nullptr, y.data(), h, c);
+    return state;
+}
+
+nb::dict state_dict(const Model& model)
+{
+    nb::dict out;
+    for (const TensorInfo& info : model.tensors())
+        out[info.name.c_str()] = copy_array(info.shape, model.parameters() + info.offset);
+    return out;
+}
+
+std::string join(const std::vector<std::string>& names)
+{
+    std::string out;
+    for (const std::string& name : names)
+        out += (out.empty() ? "'" : ", '") + name + "'";
+    return "[" + out + "]";
+}
+
+/// Strict: every key present, no other key, every shape equal; checked in full before any copy.
+void load_state_dict(Model& model, nb::dict mapping)
+{
+    std::vector<std::pair<const TensorInfo*, FloatArray>> staged;
+    std::vector<std::string> unexpected;
+    std::set<std::string> seen;
+    for (auto [key, value_in] : mapping) {
+        const TensorInfo* info = nb::isinstance<nb::str>(key) ? model.find(nb::cast<std::string>(key)) : nullptr;
+        if (!info) {
+            unexpected.push_back(nb::cast<std::string>(nb::str(key)));
+            continue;
+        }
+        const std::string name = "state_dict['" + info->name + "']";
+        FloatArray value = to_floats(value_in, name.c_str());
+        if (shape_of(value) != info->shape)
+            throw_shape(name, shape_str(info->shape), shape_of(value));
+        seen.insert(info->name);
+        staged.emplace_back(info, std::move(value));
+    }
+    std::vector<std::string> missing;
+    for (const TensorInfo& info : model.tensors())
+        if (!seen.count(info.name))
+            missing.push_back(info.name);
+    if (!missing.empty() || !unexpected.empty())
+        throw ArgumentError("state_dict: missing keys " + join(missing) + ", unexpected keys " + join(unexpected));
+    for (const auto& [info, value] : staged)
+        std::copy(value.data(), value.data() + info->size, model.parameters() + info->offset);
+}
+
+}  // namespace
+
+void bind_model(nb::module_& m)
+{
+    nb::class_<Model>(m, "Model", "The engine behind every streamrnn layer and cell (see streamrnn.LSTM etc.).")
+        .def(
+            "__init__",
+            [](Model* self, const std::string& mode, long long input_size, long long hidden_size, long long num_layers,
+               long long proj_size, bool bias, bool batch_first, bool bidirectional, bool residual, bool reset_after,
+               float dropout, bool is_cell, std::optional<std::uint64_t> seed) {
+                ModelSpec spec;
+                spec.kind = kind_from_name(mode);
+                spec.input_size = to_int("input_size", input_size);
+                spec.hidden_size = to_int("hidden_size", hidden_size);
+                spec.num_layers = to_int("num_layers", num_layers);
+                spec.proj_size = to_int("proj_size", proj_size);
+                spec.bias = bias;
+                spec.batch_first = batch_first;
+                spec.bidirectional = bidirectional;
+                spec.residual = residual;
+                spec.reset_after = reset_after;
+                spec.dropout = dropout;
+                spec.is_cell = is_cell;
+                new (self) Model(spec, seed ? *seed : std::random_device{}());
+            },
+            "mode"_a, "input_size"_a, "hidden_size"_a, "num_layers"_a, "proj_size"_a, "bias"_a, "batch_first"_a,
+            "bidirectional"_a, "residual"_a, "reset_after"_a, "dropout"_a, "is_cell"_a, "seed"_a.none())
+        .def_prop_ro("mode", [](const Model& model) { return kind_name(model.spec().kind); })
+        .def_prop_ro("input_size", [](const Model& model) { return model.spec().input_size; })
+        .def_prop_ro("hidden_size", [](const Model& model) { return model.spec().hidden_size; })
+        .def_prop_ro("num_layers", [](const Model& model) { return model.spec().num_layers; })
+        .def_prop_ro("proj_size", [](const Model& model) { return model.spec().proj_size; })
+        .def_prop_ro("bias", [](const Model& model) { return model.spec().bias; })
+        .def_prop_ro("batch_first", [](const Model& model) { return model.spec().batch_first; })
+        .def_prop_ro("bidirectional", [](const Model& model) { return model.spec().bidirectional; })
+        .def_prop_ro("residual", [](const Model& model) { return model.spec().residual; })
+        .def_prop_ro("reset_after", [](const Model& model) { return model.spec().reset_after; })
+        .def_prop_ro("dropout", [](const Model& model) { return model.spec().dropout; })
+        .def_prop_ro("is_cell", [](const Model& model) { return model.spec().is_cell; })
+        .def("forward", &forward, "x"_a, "state"_a.none(), "lengths"_a.none(),
+             "Whole-sequence forward: (y, state).")
+        .def("cell_forward", &cell_forward, "x"_a, "state"_a.none(), "One step of a cell: the new state.")
+        .def("state_dict", &state_dict, "Copies of every tensor under PyTorch's names.")
+        .def("load_state_dict", &load_state_dict, "state_dict"_a,
+             "Copies the tensors in; strict about keys and shapes.")
+        .def(
+            "stream",
+            [](std::shared_ptr<Model> self, long long batch) { return Stream(std::move(self), batch); },
+            "batch"_a, "A Stream of `batch` independent streams over this model's weights.")
+        .def(
+            "save",
+            [](const Model& model, const std::string& path) {
+                nb::gil_scoped_release release;
+                save_model(model, path);
+            },
+            "path"_a, "Writes one safetensors file.");
+
+    m.def(
+        "load",
+        [](const std::string& path) {
+            nb::gil_scoped_release release;
+            return load_model(path);
+        },
+        "path"_a, "Reads a model file written by Model.save (or any conforming safetensors file).");
+}
+
+}  // namespace streamrnn::python

@@ -1,0 +1,151 @@
+// python/bindings/bind_stream.cpp: streamrnn._core.Stream: step, process, state and reset.
+// Part of streamrnn, MIT licence.
+#include "arrays.hpp"
+#include "state.hpp"
+
+#include "streamrnn/errors.hpp"
+#include "streamrnn/stream.hpp"
+
+#include <nanobind/stl/optional.h>
+
+#include <optional>
+
+namespace streamrnn::python {
+
+namespace {
+
+/// Multiply-adds per step and stream above which `step` lets other Python threads run: below it,
+/// releasing and retaking the GIL would cost a real share of the step.
+constexpr long long release_gil_above = 1 << 16;
+
+long long step_work(const Stream& stream)
+{
+    const ModelSpec& spec = stream.model().spec();
+    long long work = 0;
+    for (int layer = 0; layer < spec.num_layers; ++layer)
+        work += static_cast<long long>(spec.gate_rows()) * (spec.layer_input_size(layer) + spec.output_size());
+    return work * stream.batch();
+}
+
+bool overlaps(const FloatArray& a, const OutArray& b)
+{
+    const float* a_end = a.data() + a.size();
+    const float* b_end = b.data() + b.size();
+    return a.data() < b_end && b.data() < a_end;
+}
+
+nb::object step(Stream& stream, nb::handle x_in, nb::handle out_in)
+{
+    const ModelSpec& spec = stream.model().spec();
+    const long long B = stream.batch();
+    const FloatArray x = to_floats(x_in, "x");
+    const Shape x_shape = shape_of(x);
+    const bool unbatched = B == 1 && x_shape == Shape{spec.input_size};
+    if (!unbatched && x_shape != Shape{B, spec.input_size})
+        throw_shape("x", B == 1 ? "(1, " + std::to_string(spec.input_size) + ") or (" +
+                                      std::to_string(spec.input_size) + ",)"
+                                : shape_str({B, spec.input_size}) + " (batch, input_size)",
+                    x_shape);
+    const Shape y_shape = unbatched ? Shape{spec.output_size()} : Shape{B, spec.output_size()};
+
+    std::optional<nb::gil_scoped_release> release;
+    if (out_in.is_none()) {
+        float* y;
+        NumpyArray out = new_array(y_shape, &y);
+        if (step_work(stream) > release_gil_above)
+            release.emplace();
+        stream.step(x.data(), y);
+        release.reset();
+        return nb::cast(out);
+    }
+    OutArray out;
+    if (!nb::try_cast(out_in, out, false))
+        throw nb::type_error(("out: expected a writable C-contiguous float32 array, got " +
+                              python_type(out_in))
+                                 .c_str());
+    if (shape_of(out) != y_shape)
+        throw_shape("out", shape_str(y_shape), shape_of(out));
+    if (overlaps(x, out))
+        throw ArgumentError("out: shares memory with x; give step a separate output array");
+    if (step_work(stream) > release_gil_above)
+        release.emplace();
+    stream.step(x.data(), out.data());
+    release.reset();
+    return nb::borrow(out_in);
+}
+
+NumpyArray process(Stream& stream, nb::handle x_in)
+{
+    const ModelSpec& spec = stream.model().spec();
+    const long long B = stream.batch();
+    const FloatArray x = to_floats(x_in, "x_chunk");
+    const Shape x_shape = shape_of(x);
+    const bool unbatched = B == 1 && x_shape.size() == 2 && x_shape[1] == spec.input_size;
+    const bool batched = x_shape.size() == 3 && x_shape[spec.batch_first ? 0 : 1] == B &&
+                         x_shape[2] == spec.input_size;
+    if (!unbatched && !batched) {
+        const std::string B_str = std::to_string(B);
+        const std::string I = std::to_string(spec.input_size);
+        throw_shape("x_chunk",
+                    (spec.batch_first ? "(" + B_str + ", T, " + I + ")" : "(T, " + B_str + ", " + I + ")") +
+                        (B == 1 ? " or (T, " + I + ")" : ""),
+                    x_shape);
+    }
+    const long long T = batched && spec.batch_first ? x_shape[1] : x_shape[0];
+    Shape y_shape = x_shape;
+    y_shape.back() = spec.output_size();
+    float* y;
+    NumpyArray out = new_array(y_shape, &y);
+    {
+        nb::gil_scoped_release release;
+        stream.process(x.data(), y, T);
+    }
+    return out;
+}
+
+StateShape stream_state_shape(const Stream& stream) { return state_shape(stream.model().spec(), stream.batch(), true); }
+
+}  // namespace
+
+void bind_stream(nb::module_& m)
+{
+    nb::class_<Stream>(m, "Stream",
+                       "Live streams over a unidirectional model: state carried from call to call, every buffer\n"
+                       "allocated when the stream is made. Feeding a sequence through step/process in any chunking\n"
+                       "gives the outputs of the model on the whole sequence.")
+        .def("step", &step, "x"_a, "out"_a.none() = nb::none(),
+             "One time step. x: (B, I), or (I,) when B == 1 -> (B, H_out) or (H_out,).\n"
+             "With out= (a float32 C-contiguous array of the output's shape) it writes there, returns out,\n"
+             "and allocates nothing.")
+        .def("process", &process, "x_chunk"_a,
+             "T time steps. x_chunk: (T, B, I) ((B, T, I) when batch_first), or (T, I) when B == 1.")
+        .def_prop_rw(
+            "state",
+            [](const Stream& stream) {
+                return make_state(stream.model().spec(), stream_state_shape(stream), stream.h(), stream.c());
+            },
+            [](Stream& stream, nb::handle state) {
+                if (state.is_none())
+                    return stream.reset();
+                read_state(state, stream.model().spec(), stream_state_shape(stream), true, stream.h(), stream.c());
+            },
+            nb::arg("state").none(),
+            "The state: h of shape (L, B, H_out), or (h, c) for an LSTM, c of shape (L, B, H). Reading gives\n"
+            "copies; setting checks every shape first and copies in (None sets zeros).")
+        .def(
+            "reset",
+            [](Stream& stream, std::optional<long long> i) {
+                if (!i)
+                    return stream.reset();
+                const long long B = stream.batch();
+                if (*i < -B || *i >= B)
+                    throw nb::index_error(("reset: stream index " + std::to_string(*i) + " out of range for " +
+                                           std::to_string(B) + " streams")
+                                              .c_str());
+                stream.reset(*i < 0 ? *i + B : *i);
+            },
+            "i"_a = nb::none(), "Zeros the state of every stream, or of stream i only.")
+        .def_prop_ro("batch", &Stream::batch, "Number of independent streams.");
+}
+
+}  // namespace streamrnn::python

@@ -1,0 +1,10 @@
+# python/streamrnn/__init__.py: the public names of streamrnn.
+# Part of streamrnn, MIT licence.
+"""streamrnn: low-latency, stateful RNN, LSTM and GRU inference on live streams, with PyTorch parity."""
+
+from ._core import Stream
+from ._modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, load
+from ._torch import from_torch
+
+__version__ = "0.1.0"
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "Stream", "load", "from_torch"]
