@@ -186,12 +186,13 @@ private:
 
 ModelSpec read_spec(const json::Value::Object& header)
 {
-    const json::Value* object = json::find(header, "__metadata__");
-    if (!object || !object->as_object()) {
+    const json::Value* value = json::find(header, "__metadata__");
+    const json::Value::Object* object = value ? value->as_object() : nullptr;
+    if (!object) {
         fail("not a streamrnn model: the header has no \"__metadata__\" object");
     }
-    const Metadata metadata(*object->as_object());
-    const json::Value* format = json::find(*object->as_object(), "format");
+    const Metadata metadata(*object);
+    const json::Value* format = json::find(*object, "format");
     if (!format || *format->as_string() != format_name) {
         fail("not a streamrnn model: metadata \"format\" is not \"streamrnn\"");
     }
@@ -217,28 +218,6 @@ ModelSpec read_spec(const json::Value::Object& header)
     spec.is_cell = metadata.flag("is_cell");
     spec.dropout = metadata.real("dropout");
     return spec;
-}
-
-// Saturating arithmetic for sizes taken from a file: an overflow means more bytes than any file
-// holds, which the caller rejects. (validate() bounds each size, but not their product.)
-std::uint64_t add(std::uint64_t a, std::uint64_t b) { return b > UINT64_MAX - a ? UINT64_MAX : a + b; }
-std::uint64_t mul(std::uint64_t a, std::uint64_t b) { return a != 0 && b > UINT64_MAX / a ? UINT64_MAX : a * b; }
-
-/// The bytes of weights a validated `spec` describes, computed before Model(spec) allocates them
-/// so that a forged size cannot make a small file allocate gigabytes.
-std::uint64_t weight_bytes(const ModelSpec& spec)
-{
-    const auto size = [](int value) { return static_cast<std::uint64_t>(value); };
-    const std::uint64_t gates = mul(size(spec.gate_count()), size(spec.hidden_size));
-    const std::uint64_t out = size(spec.output_size());
-    const std::uint64_t directions = size(spec.directions());
-    // Per layer and direction: W_hh [G, H_out], b_ih and b_hh [G], W_hr [P, H]; W_ih [G, I_l].
-    const std::uint64_t shared = add(add(mul(gates, out), spec.bias ? mul(2, gates) : 0),
-                                     spec.proj_size > 0 ? mul(out, size(spec.hidden_size)) : 0);
-    const std::uint64_t first = add(shared, mul(gates, size(spec.input_size)));
-    const std::uint64_t later = add(shared, mul(gates, mul(directions, out)));
-    const std::uint64_t floats = mul(directions, add(first, mul(size(spec.num_layers) - 1, later)));
-    return mul(floats, sizeof(float));
 }
 
 /// One tensor of the header, its offsets checked against the data section.
@@ -326,7 +305,9 @@ Model make_model(const ModelSpec& spec, std::uint64_t data_size)
     } catch (const ArgumentError& error) {
         fail(std::string("invalid architecture: ") + error.what());
     }
-    const std::uint64_t needed = weight_bytes(spec);
+    // Checked before Model(spec) allocates, so that a forged size cannot make a small file
+    // allocate gigabytes.
+    const std::uint64_t needed = spec.parameter_count() * sizeof(float);
     if (needed > data_size) {
         fail("its architecture needs " + std::to_string(needed) + " bytes of weights, but the data has only "
              + std::to_string(data_size));

@@ -36,18 +36,20 @@ int ModelSpec::gate_count() const
     }
 }
 
+// Sizes are bounded so that parameter_count() fits easily in 64 bits.
+constexpr int max_size = 1 << 20;
+constexpr int max_layers = 1 << 10;
+
 void ModelSpec::validate() const
 {
-    // Sizes are bounded so that every product of them, e.g. G * I, fits easily in 64 bits.
-    constexpr int max_size = 1 << 20;
-    auto check_size = [](const char* name, int value, int min) {
-        if (value < min || value > max_size)
+    auto check_size = [](const char* name, int value, int min, int max = max_size) {
+        if (value < min || value > max)
             throw ArgumentError(std::string(name) + ": expected an integer in [" + std::to_string(min) + ", " +
-                                std::to_string(max_size) + "], got " + std::to_string(value));
+                                std::to_string(max) + "], got " + std::to_string(value));
     };
     check_size("input_size", input_size, 1);
     check_size("hidden_size", hidden_size, 1);
-    check_size("num_layers", num_layers, 1);
+    check_size("num_layers", num_layers, 1, max_layers);
     check_size("proj_size", proj_size, 0);
     if (proj_size > 0 && kind != CellKind::lstm)
         throw ArgumentError("proj_size: only LSTM supports a projection, got proj_size=" + std::to_string(proj_size));
@@ -58,6 +60,17 @@ void ModelSpec::validate() const
         throw ArgumentError("dropout: expected a probability in [0, 1], got " + std::to_string(dropout));
     if (is_cell && (num_layers != 1 || bidirectional || residual || proj_size != 0))
         throw ArgumentError("a cell has one layer, one direction, no residual and no projection");
+}
+
+std::uint64_t ModelSpec::parameter_count() const
+{
+    // Per layer and direction: W_ih [G, I_l], W_hh [G, H_out], b_ih and b_hh [G], W_hr [P, H].
+    const std::uint64_t G = static_cast<std::uint64_t>(gate_rows());
+    std::uint64_t count = 0;
+    for (int layer = 0; layer < num_layers; ++layer)
+        count += G * static_cast<std::uint64_t>(layer_input_size(layer) + output_size()) + (bias ? 2 * G : 0) +
+                 (proj_size > 0 ? static_cast<std::uint64_t>(proj_size) * hidden_size : 0);
+    return count * static_cast<std::uint64_t>(directions());
 }
 
 bool ModelSpec::operator==(const ModelSpec& o) const

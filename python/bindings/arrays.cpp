@@ -12,9 +12,11 @@ namespace streamrnn::python {
 
 namespace {
 
-nb::module_& numpy()
+nb::handle numpy()
 {
-    static nb::module_ np = nb::module_::import_("numpy");
+    // Kept for the life of the process: a static nb::object would be released after the
+    // interpreter has finalised.
+    static nb::handle np = nb::module_::import_("numpy").release();
     return np;
 }
 
@@ -70,14 +72,14 @@ std::vector<std::int64_t> to_lengths(nb::handle obj, long long B)
     const std::string kind = nb::cast<std::string>(array.attr("dtype").attr("kind"));
     if (kind != "i" && kind != "u")
         throw nb::type_error(("lengths: expected an integer array, got dtype " +
-                              nb::cast<std::string>(nb::str(array.attr("dtype"))))
+                              nb::cast<std::string>(array.attr("dtype").attr("name")))
                                  .c_str());
     const Shape shape = nb::cast<Shape>(nb::tuple(array.attr("shape")));
     if (shape.size() != 1 || shape[0] != B)
         throw_shape("lengths", "(B,) = " + shape_str({B}) + ", one length per sequence", shape);
     // Unsigned values past int64 cannot be valid lengths; clip them so the range check reports them.
     if (kind == "u")
-        array = numpy().attr("minimum")(array, static_cast<std::uint64_t>(INT64_MAX));
+        array = numpy().attr("minimum")(array.attr("astype")("uint64"), static_cast<std::uint64_t>(INT64_MAX));
     auto values = nb::cast<nb::ndarray<const std::int64_t, nb::c_contig, nb::device::cpu>>(
         numpy().attr("ascontiguousarray")(array, nb::arg("dtype") = "int64"));
     return std::vector<std::int64_t>(values.data(), values.data() + B);

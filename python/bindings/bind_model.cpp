@@ -114,7 +114,7 @@ void load_state_dict(Model& model, nb::dict mapping)
     for (auto [key, value_in] : mapping) {
         const TensorInfo* info = nb::isinstance<nb::str>(key) ? model.find(nb::cast<std::string>(key)) : nullptr;
         if (!info) {
-            unexpected.push_back(nb::cast<std::string>(nb::str(key)));
+            unexpected.push_back(nb::cast<std::string>(nb::isinstance<nb::str>(key) ? nb::str(key) : nb::repr(key)));
             continue;
         }
         const std::string name = "state_dict['" + info->name + "']";

@@ -1,5 +1,5 @@
-// cpp/include/streamrnn/model.hpp: Model, the weights of a stack of layers and directions, and its
-// whole-sequence forward. Part of streamrnn, MIT licence.
+// cpp/include/streamrnn/model.hpp: Model, the weights of a stack of layers and directions, and its forward.
+// Part of streamrnn, MIT licence.
 #pragma once
 
 #include "cell.hpp"
@@ -34,7 +34,7 @@ private:
     Index max_steps_;
     Index batch_;
     std::vector<float> gates_;       ///< [T, B, G], time-major
-    std::vector<float> layer_out_[2];///< [T, B, D * H_out] each: outputs of alternate layers
+    std::vector<float> layer_out_[2]; ///< [T, B, D * H_out] each: outputs of alternate layers
     std::vector<float> state_[2];    ///< [B, H_out + H]: h and c before and after a step
     std::vector<float> recurrent_;   ///< [B, G]
     std::vector<float> hidden_;      ///< [B, H]

@@ -2,6 +2,7 @@
 // Part of streamrnn, MIT licence.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace streamrnn {
@@ -50,6 +51,9 @@ struct ModelSpec {
     {
         return residual && layer_input_size(layer) == directions() * output_size();
     }
+
+    /// Floats of weights in all tensors. validate() bounds every size so that this cannot overflow.
+    std::uint64_t parameter_count() const;
 
     bool operator==(const ModelSpec& other) const;
     bool operator!=(const ModelSpec& other) const { return !(*this == other); }

@@ -1,0 +1,16 @@
+// cpp/include/streamrnn/streamrnn.hpp: the one header a C++ user includes.
+// Part of streamrnn, MIT licence.
+#pragma once
+
+// In dependency order:
+#include "config.hpp"      // version, STREAMRNN_REALTIME, the shape legend
+#include "types.hpp"       // row-major Eigen aliases, SeqView
+#include "errors.hpp"      // ArgumentError, FormatError, FileError
+#include "spec.hpp"        // ModelSpec: kind, sizes, options
+#include "cell.hpp"        // CellWeights and the step every cell shares
+#include "rnn_cell.hpp"    // Elman RNN step
+#include "lstm_cell.hpp"   // LSTM step (with projection)
+#include "gru_cell.hpp"    // GRU step (reset-after and reset-before)
+#include "model.hpp"       // Model: weights, whole-sequence forward
+#include "stream.hpp"      // Stream: state and buffers for live streams
+#include "model_file.hpp"  // save_model / load_model (safetensors)
