@@ -1,5 +1,5 @@
-# tests/conftest.py: shared tolerances, random configurations and PyTorch/NumPy references for the suite.
-# Every test compares streamrnn against PyTorch 2.13 (CPU) or an independent float64 NumPy model.
+# tests/conftest.py
+# Shared tolerances, random configurations and PyTorch/NumPy references for the Python tests.
 # Part of streamrnn, MIT licence.
 """Helpers shared by the Python tests.
 
@@ -39,6 +39,11 @@ TORCH_LAYER = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU, "RNN": torch.nn.RNN}
 TORCH_CELL = {"LSTM": torch.nn.LSTMCell, "GRU": torch.nn.GRUCell, "RNN": torch.nn.RNNCell}
 
 torch.set_num_threads(1)
+
+
+def pytest_configure(config):
+    # torch notes that it falls back from oneDNN for projected LSTMs; that is not about streamrnn
+    config.addinivalue_line("filterwarnings", "ignore:LSTM with projections is not supported with oneDNN")
 
 
 # ------------------------------------------------------------------------------------------------

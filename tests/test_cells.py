@@ -1,5 +1,5 @@
-# tests/test_cells.py: LSTMCell, GRUCell and RNNCell checked against torch.nn.*Cell and a NumPy GRU cell.
-# Batched and unbatched input, state None and given, bias on and off, weights, attributes and save/load.
+# tests/test_cells.py
+# LSTMCell, GRUCell and RNNCell against torch.nn.*Cell and a NumPy GRU cell.
 # Part of streamrnn, MIT licence.
 import numpy as np
 import pytest

@@ -1,17 +1,17 @@
-# tests/test_layers.py: whole-sequence LSTM/GRU/RNN layers checked against PyTorch and a NumPy GRU.
-# Covers every layer option (layers, directions, bias, batch_first, projection, residual, lengths, state, inputs).
+# tests/test_layers.py
+# Whole-sequence LSTM/GRU/RNN layers, every option, against PyTorch and a float64 NumPy GRU.
 # Part of streamrnn, MIT licence.
 import numpy as np
 import pytest
 import torch
 
 import streamrnn as sr
-from conftest import (ATOL, KINDS, TORCH_LAYER, assert_close, assert_float32, assert_identical,
+from conftest import (KINDS, assert_close, assert_float32, assert_identical,
                       copy_state, directions, make_sr, make_torch, numpy_gru, output_size, randn,
                       random_config, random_input, random_state, rename_layer, rng_for, to_numpy,
                       torch_forward, zero_state)
 
-SEEDS = range(16)
+SEEDS = range(24)
 
 
 def _expected_shapes(kind, cfg, T, B):
@@ -137,6 +137,22 @@ def test_each_layer_option_matches_torch_with_and_without_lengths(kind, opts, in
     _assert_shapes(kind, y, s, _expected_shapes(kind, cfg, T, None))
     assert_close(y, y_ref, what="unbatched y")
     assert_close(s, s_ref, what="unbatched state")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sequences_longer_than_an_internal_block_match_torch(kind):
+    rng = rng_for("long", kind)
+    cfg = dict(input_size=40, hidden_size=33, num_layers=2, bidirectional=True)
+    if kind == "LSTM":
+        cfg["proj_size"] = 17
+    module, m = _build(kind, cfg, "from_torch", 6)
+    x = random_input(rng, cfg, 150, 3)
+    state = random_state(rng, kind, cfg, 3)
+    for lengths in (None, np.array([150, 65, 129])):
+        y, s = m(x, state, lengths=lengths)
+        y_ref, s_ref = torch_forward(module, x, state, lengths)
+        assert_close(y, y_ref, what=f"y with lengths {lengths}")
+        assert_close(s, s_ref, what=f"state with lengths {lengths}")
 
 
 def test_dropout_between_layers_does_nothing_in_inference():

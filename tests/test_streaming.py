@@ -1,13 +1,14 @@
-# tests/test_streaming.py: Stream.step/process in any chunking equal the whole-sequence call; state, reset, out=.
-# Also checks that step(out=) allocates nothing and that NaN reaching a stream is cleared by reset().
+# tests/test_streaming.py
+# Streams in any chunking equal the whole-sequence call; state, reset, out= and NaN handling.
 # Part of streamrnn, MIT licence.
 import tracemalloc
 
 import numpy as np
 import pytest
+import torch
 
 import streamrnn as sr
-from conftest import (assert_close, assert_float32, assert_identical, copy_state, directions, make_sr,
+from conftest import (assert_close, assert_float32, assert_identical, copy_state, make_sr,
                       output_size, randn, random_input, random_state, rng_for, zero_state)
 
 # (kind, extra constructor arguments)
@@ -95,8 +96,9 @@ def test_streaming_in_chunks_longer_than_the_internal_block_equals_the_whole_seq
     B, T = 2, 400
     x = random_input(rng, cfg, T, B)
     y_ref, s_ref = m(x)
-    for sizes in ([T], [63, 64, 65, 1, 128, 129, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+    for sizes in ([T], [63, 64, 65, 1, 128, 70] + [1] * 9,
                   [1, 200, 199], _random_chunks(rng, T, 150)):
+        assert sum(sizes) == T
         s = m.stream(batch=B)
         y = _feed(s, x, sizes, rng, False, False)
         assert_close(y, y_ref, what=f"chunks {sizes}")
@@ -262,7 +264,9 @@ def test_step_with_out_allocates_nothing_over_a_thousand_steps():
             tracemalloc.stop()
         assert r is out
         assert current - base < 1024, f"{type(m).__name__}: traced memory grew by {current - base} bytes"
-        assert peak - base < out.nbytes // 2, \
+        # a new output array shows up as >= 2 KiB of peak here (out is 4 KiB); stepping into out
+        # leaves only the interpreter's own bookkeeping (a few hundred bytes)
+        assert peak - base < 1024, \
             f"{type(m).__name__}: a step allocated (peak grew by {peak - base} bytes; out is {out.nbytes})"
 
 
@@ -302,3 +306,35 @@ def test_nan_in_one_stream_is_cleared_by_resetting_that_stream():
     assert np.all(np.isfinite(s.state[0])) and np.all(np.isfinite(s.state[1]))
     y = s.step(randn(rng, 2, 3))
     assert np.all(np.isfinite(y))
+
+
+# ------------------------------------------------------------------------------------------------
+# Inputs in any form
+
+
+def _forms(a):
+    wide = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), np.float32)
+    wide[..., ::2] = a
+    return {
+        "list": a.tolist(),
+        "float64": a.astype(np.float64),
+        "strided_view": wide[..., ::2],
+        "fortran_order": np.asfortranarray(a),
+        "torch": torch.from_numpy(a.copy()),
+    }
+
+
+@pytest.mark.parametrize("form", ["list", "float64", "strided_view", "fortran_order", "torch"])
+@pytest.mark.parametrize("variant", ["LSTM-proj", "GRU", "RNN-tanh"])
+def test_stream_inputs_in_any_array_like_form_give_identical_results(variant, form):
+    rng = rng_for("stream forms", variant, form)
+    kind, cfg, m = _make(variant, rng, 12, batch_first=False)
+    x = random_input(rng, cfg, 5, 3)
+    state = random_state(rng, kind, cfg, 3)
+    a, b = m.stream(batch=3), m.stream(batch=3)
+    a.state = state
+    b.state = tuple(_forms(v)[form] for v in state) if kind == "LSTM" else _forms(state)[form]
+    assert_identical(b.state, a.state, "state set from another form")
+    assert_identical(b.step(_forms(x[0])[form]), a.step(x[0]), "step")
+    assert_identical(b.process(_forms(x[1:])[form]), a.process(x[1:]), "process")
+    assert_identical(b.state, a.state, "final state")

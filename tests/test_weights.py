@@ -1,5 +1,5 @@
-# tests/test_weights.py: state_dict/load_state_dict, from_torch, initialisation, save/load and safetensors interop.
-# Names, shapes and order are PyTorch's; values are copies; saved files round-trip bit for bit.
+# tests/test_weights.py
+# state_dict names and copies, load_state_dict, from_torch, initialisation, save/load and safetensors interop.
 # Part of streamrnn, MIT licence.
 import json
 import pathlib
