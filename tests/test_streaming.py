@@ -264,9 +264,10 @@ def test_step_with_out_allocates_nothing_over_a_thousand_steps():
             tracemalloc.stop()
         assert r is out
         assert current - base < 1024, f"{type(m).__name__}: traced memory grew by {current - base} bytes"
-        # a new output array shows up as >= 2 KiB of peak here (out is 4 KiB); stepping into out
-        # leaves only the interpreter's own bookkeeping (a few hundred bytes)
-        assert peak - base < 1024, \
+        # A new output array shows up as >= 2 KiB of peak here (out is 4 KiB), a temporary view of
+        # x or out (a Py_buffer and its shape) as ~400 bytes; a step that allocates nothing leaves
+        # only tracemalloc's own bookkeeping (48 bytes measured), whatever the number of steps.
+        assert peak - base < 256, \
             f"{type(m).__name__}: a step allocated (peak grew by {peak - base} bytes; out is {out.nbytes})"
 
 

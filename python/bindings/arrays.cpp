@@ -4,6 +4,10 @@
 
 #include "streamrnn/errors.hpp"
 
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#define PY_ARRAY_UNIQUE_SYMBOL streamrnn_numpy_api
+#include <numpy/arrayobject.h>
+
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -31,6 +35,26 @@ nb::object detached(nb::handle obj)
 }  // namespace
 
 std::string python_type(nb::handle obj) { return nb::cast<std::string>(nb::type_name(obj.type())); }
+
+void import_numpy()
+{
+    if (PyArray_ImportNumPyAPI() < 0)
+        throw nb::python_error();
+}
+
+bool direct_array(nb::handle obj, bool writable, DirectArray& out) noexcept
+{
+    if (!PyArray_CheckExact(obj.ptr()))
+        return false;
+    auto* array = reinterpret_cast<PyArrayObject*>(obj.ptr());
+    if (PyArray_TYPE(array) != NPY_FLOAT32 || !PyArray_ISCARRAY_RO(array) || !PyArray_ISNOTSWAPPED(array) ||
+        (writable && !PyArray_ISWRITEABLE(array)))
+        return false;
+    out.data = static_cast<float*>(PyArray_DATA(array));
+    out.ndim = PyArray_NDIM(array);
+    out.shape = PyArray_DIMS(array);
+    return true;
+}
 
 long long element_count(const Shape& shape)
 {

@@ -23,6 +23,31 @@ using FloatArray = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
 using OutArray = nb::ndarray<float, nb::c_contig, nb::device::cpu>;
 using NumpyArray = nb::ndarray<nb::numpy, float>;
 
+/// Makes the NumPy C API usable; the module calls it once when it is imported.
+void import_numpy();
+
+/// A float32 array read straight from a NumPy array object: no conversion, no allocation.
+struct DirectArray {
+    float* data = nullptr;
+    int ndim = 0;
+    const std::intptr_t* shape = nullptr;
+
+    bool has_shape(std::intptr_t d0) const { return ndim == 1 && shape[0] == d0; }
+    bool has_shape(std::intptr_t d0, std::intptr_t d1) const { return ndim == 2 && shape[0] == d0 && shape[1] == d1; }
+    std::size_t size() const
+    {
+        std::size_t n = 1;
+        for (int i = 0; i < ndim; ++i)
+            n *= static_cast<std::size_t>(shape[i]);
+        return n;
+    }
+};
+
+/// Fills `out` when obj is exactly a NumPy ndarray of native float32, C-contiguous and aligned
+/// (and writable when asked): the zero-allocation path of Stream.step. False otherwise; the
+/// caller then takes the general path, which converts or reports the error.
+bool direct_array(nb::handle obj, bool writable, DirectArray& out) noexcept;
+
 /// Any array-like as float32, C-contiguous: used as it is when it already is, else converted
 /// with one copy (numpy.ascontiguousarray). Torch tensors are detached first. TypeError naming
 /// `name` when it holds no numbers.

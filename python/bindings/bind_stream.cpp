@@ -27,17 +27,41 @@ long long step_work(const Stream& stream)
     return work * stream.batch();
 }
 
-bool overlaps(const FloatArray& a, const OutArray& b)
+bool overlaps(const float* a, std::size_t a_size, const float* b, std::size_t b_size)
 {
-    const float* a_end = a.data() + a.size();
-    const float* b_end = b.data() + b.size();
-    return a.data() < b_end && b.data() < a_end;
+    return a < b + b_size && b < a + a_size;
+}
+
+/// Steps, letting other Python threads run when the step is long enough for that to pay.
+void run_step(Stream& stream, const float* x, float* y)
+{
+    if (step_work(stream) > release_gil_above) {
+        nb::gil_scoped_release release;
+        stream.step(x, y);
+    } else {
+        stream.step(x, y);
+    }
 }
 
 nb::object step(Stream& stream, nb::handle x_in, nb::handle out_in)
 {
     const ModelSpec& spec = stream.model().spec();
     const long long B = stream.batch();
+
+    // The real-time path: float32 NumPy arrays of the right shapes, used in place, no allocation.
+    DirectArray x_direct, out_direct;
+    if (direct_array(x_in, false, x_direct) && direct_array(out_in, true, out_direct)) {
+        const bool batched = x_direct.has_shape(B, spec.input_size) && out_direct.has_shape(B, spec.output_size());
+        const bool unbatched =
+            B == 1 && x_direct.has_shape(spec.input_size) && out_direct.has_shape(spec.output_size());
+        if ((batched || unbatched) &&
+            !overlaps(x_direct.data, x_direct.size(), out_direct.data, out_direct.size())) {
+            run_step(stream, x_direct.data, out_direct.data);
+            return nb::borrow(out_in);
+        }
+    }
+
+    // Everything else: x converted, a new output or any writable float32 array as out, errors.
     const FloatArray x = to_floats(x_in, "x");
     const Shape x_shape = shape_of(x);
     const bool unbatched = B == 1 && x_shape == Shape{spec.input_size};
@@ -47,30 +71,20 @@ nb::object step(Stream& stream, nb::handle x_in, nb::handle out_in)
                                 : shape_str({B, spec.input_size}) + " (batch, input_size)",
                     x_shape);
     const Shape y_shape = unbatched ? Shape{spec.output_size()} : Shape{B, spec.output_size()};
-
-    std::optional<nb::gil_scoped_release> release;
     if (out_in.is_none()) {
         float* y;
         NumpyArray out = new_array(y_shape, &y);
-        if (step_work(stream) > release_gil_above)
-            release.emplace();
-        stream.step(x.data(), y);
-        release.reset();
+        run_step(stream, x.data(), y);
         return nb::cast(out);
     }
     OutArray out;
     if (!nb::try_cast(out_in, out, false))
-        throw nb::type_error(("out: expected a writable C-contiguous float32 array, got " +
-                              python_type(out_in))
-                                 .c_str());
+        throw nb::type_error(("out: expected a writable C-contiguous float32 array, got " + python_type(out_in)).c_str());
     if (shape_of(out) != y_shape)
         throw_shape("out", shape_str(y_shape), shape_of(out));
-    if (overlaps(x, out))
+    if (overlaps(x.data(), x.size(), out.data(), out.size()))
         throw ArgumentError("out: shares memory with x; give step a separate output array");
-    if (step_work(stream) > release_gil_above)
-        release.emplace();
-    stream.step(x.data(), out.data());
-    release.reset();
+    run_step(stream, x.data(), out.data());
     return nb::borrow(out_in);
 }
 

@@ -26,6 +26,7 @@ NB_MODULE(_core, m)
             }
         }
     });
+    import_numpy();
     bind_model(m);
     bind_stream(m);
 }
