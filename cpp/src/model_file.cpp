@@ -80,7 +80,7 @@ float load_f32_le(const std::uint8_t* p)
 // Streams imbued with the classic locale: printf and strtod would follow the process's locale,
 // and write or misread "0,1" under some of them.
 
-bool parse_float(const std::string& text, float& value)
+bool parse_double(const std::string& text, double& value)
 {
     std::istringstream in(text);
     in.imbue(std::locale::classic());
@@ -88,15 +88,15 @@ bool parse_float(const std::string& text, float& value)
     return !in.fail() && in.peek() == std::char_traits<char>::eof();
 }
 
-/// The shortest decimal that reads back as exactly `value` (9 significant digits always do).
-std::string format_float(float value)
+/// The shortest decimal that reads back as exactly `value` (17 significant digits always do).
+std::string format_double(double value)
 {
     for (int precision = 1;; ++precision) {
         std::ostringstream out;
         out.imbue(std::locale::classic());
         out << std::setprecision(precision) << value;
-        float back = 0.0f;
-        if (precision == std::numeric_limits<float>::max_digits10 || (parse_float(out.str(), back) && back == value)) {
+        double back = 0.0;
+        if (precision == std::numeric_limits<double>::max_digits10 || (parse_double(out.str(), back) && back == value)) {
             return out.str();
         }
     }
@@ -120,7 +120,7 @@ std::vector<std::pair<std::string, std::string>> metadata_of(const ModelSpec& sp
         {"residual", bool_text(spec.residual)},
         {"reset_after", bool_text(spec.reset_after)},
         {"is_cell", bool_text(spec.is_cell)},
-        {"dropout", format_float(spec.dropout)},
+        {"dropout", format_double(spec.dropout)},
     };
 }
 
@@ -166,10 +166,10 @@ public:
         return text == "true";
     }
 
-    float real(const std::string& key) const
+    double real(const std::string& key) const
     {
-        float value = 0.0f;
-        if (!parse_float(text(key), value)) {
+        double value = 0.0;
+        if (!parse_double(text(key), value)) {
             wrong(key, "a decimal number");
         }
         return value;

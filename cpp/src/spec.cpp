@@ -56,7 +56,7 @@ void ModelSpec::validate() const
     if (proj_size >= hidden_size && proj_size > 0)
         throw ArgumentError("proj_size: expected proj_size < hidden_size (" + std::to_string(hidden_size) +
                             "), got " + std::to_string(proj_size));
-    if (!(dropout >= 0.0f && dropout <= 1.0f))
+    if (!(dropout >= 0.0 && dropout <= 1.0))
         throw ArgumentError("dropout: expected a probability in [0, 1], got " + std::to_string(dropout));
     if (is_cell && (num_layers != 1 || bidirectional || residual || proj_size != 0))
         throw ArgumentError("a cell has one layer, one direction, no residual and no projection");

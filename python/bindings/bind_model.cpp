@@ -143,7 +143,7 @@ void bind_model(nb::module_& m)
             "__init__",
             [](Model* self, const std::string& mode, long long input_size, long long hidden_size, long long num_layers,
                long long proj_size, bool bias, bool batch_first, bool bidirectional, bool residual, bool reset_after,
-               float dropout, bool is_cell, std::optional<std::uint64_t> seed) {
+               double dropout, bool is_cell, std::optional<std::uint64_t> seed) {
                 ModelSpec spec;
                 spec.kind = kind_from_name(mode);
                 spec.input_size = to_int("input_size", input_size);

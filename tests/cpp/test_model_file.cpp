@@ -37,7 +37,7 @@ std::vector<ModelSpec> specs()
     ModelSpec spec = make_spec(CellKind::lstm, 3, 6);
     spec.proj_size = 4;
     spec.num_layers = 2;
-    spec.dropout = 0.1f;
+    spec.dropout = 0.1;
     all.push_back(spec);
     for (bool reset_after : {true, false}) {
         spec = make_spec(CellKind::gru, 4, 3);
@@ -53,7 +53,7 @@ std::vector<ModelSpec> specs()
     spec = make_spec(CellKind::rnn_relu, 4, 4);
     spec.num_layers = 3;
     spec.residual = true;
-    spec.dropout = 1.0f / 3.0f;
+    spec.dropout = 1.0 / 3.0;
     all.push_back(spec);
     spec = make_spec(CellKind::lstm, 2, 3);
     spec.num_layers = 3;
@@ -174,7 +174,7 @@ TEST_CASE("the file is little-endian float32 and its metadata is readable text")
 {
     ModelSpec spec = make_spec(CellKind::rnn_tanh, 1, 1);
     spec.bias = false;
-    spec.dropout = 0.1f;
+    spec.dropout = 0.1;
     Model model(spec);
     model.parameters()[0] = 1.0f;  // 0x3F800000
     const Bytes file = save_model_bytes(model);

@@ -32,7 +32,7 @@ struct ModelSpec {
     bool bidirectional = false;
     bool residual = false;
     bool reset_after = true;  ///< GRU only
-    float dropout = 0.0f;     ///< between layers, in training only
+    double dropout = 0.0;     ///< between layers, in training only; double, so that 0.1 reads back as 0.1
     /// A single cell (torch.nn.LSTMCell etc.): one layer, one direction, and tensors named
     /// weight_ih / weight_hh / bias_ih / bias_hh without a layer suffix.
     bool is_cell = false;
