@@ -2,6 +2,8 @@
 // Part of streamrnn, MIT licence.
 #include "streamrnn/gru_cell.hpp"
 
+#include "gemm.hpp"
+
 namespace streamrnn {
 
 void gru_forward_step(const CellWeights& w, bool reset_after, MatMap gates, StepState state,
@@ -14,12 +16,12 @@ void gru_forward_step(const CellWeights& w, bool reset_after, MatMap gates, Step
         if (w.b_hh)
             recurrent.middleCols(first, cols).rowwise() += Eigen::Map<const Eigen::RowVectorXf>(w.b_hh + first, cols);
     };
-    const auto w_hh = w.recurrent_weights();
 
     // reset_after needs W_hh h for all three gates; reset_before only for r and z, since its n
     // block multiplies r * h, which needs r first.
     const Index rows_now = reset_after ? 3 * H : 2 * H;
-    recurrent.leftCols(rows_now).noalias() = state.h_prev * w_hh.topRows(rows_now).transpose();
+    buffers.gemm->multiply_transposed(state.h_prev, mat(w.w_hh, rows_now, w.output_size),
+                                      mat(buffers.recurrent, B, rows_now, w.gate_rows), false);
     add_bias(0, rows_now);
 
     // r = s(W_ir x + b_ir + W_hr h + b_hr);  z = s(W_iz x + b_iz + W_hz h + b_hz)
@@ -36,7 +38,8 @@ void gru_forward_step(const CellWeights& w, bool reset_after, MatMap gates, Step
         // n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
         auto reset_h = mat(buffers.hidden, B, H);
         reset_h.array() = r * state.h_prev.array();
-        recurrent.rightCols(H).noalias() = reset_h * w_hh.bottomRows(H).transpose();
+        buffers.gemm->multiply_transposed(as_const(reset_h), mat(w.w_hh + 2 * H * w.output_size, H, w.output_size),
+                                          mat(buffers.recurrent + 2 * H, B, H, w.gate_rows), false);
         add_bias(2 * H, H);
         n = (n + recurrent.rightCols(H).array()).tanh();
     }

@@ -2,6 +2,8 @@
 // Part of streamrnn, MIT licence.
 #include "streamrnn/lstm_cell.hpp"
 
+#include "gemm.hpp"
+
 namespace streamrnn {
 
 void lstm_forward_step(const CellWeights& w, MatMap gates, StepState state,
@@ -13,7 +15,7 @@ void lstm_forward_step(const CellWeights& w, MatMap gates, StepState state,
     //  gates  += [ W_hf ] h   (rows i,f,g,o)  [ b_hf ]   one product for all four gates
     //            [ W_hg ]                   + [ b_hg ]
     //            [ W_ho ]                     [ b_ho ]
-    gates.noalias() += state.h_prev * w.recurrent_weights().transpose();
+    buffers.gemm->multiply_transposed(state.h_prev, w.recurrent_weights(), gates, true);
     if (w.b_hh)
         gates.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(w.b_hh, w.gate_rows);
 
@@ -31,7 +33,7 @@ void lstm_forward_step(const CellWeights& w, MatMap gates, StepState state,
     if (w.w_hr) {
         auto m = mat(buffers.hidden, B, H);
         m.array() = o * state.c_next.array().tanh();
-        state.h_next.noalias() = m * mat(w.w_hr, w.output_size, H).transpose();
+        buffers.gemm->multiply_transposed(as_const(m), mat(w.w_hr, w.output_size, H), state.h_next, false);
     } else {
         state.h_next.array() = o * state.c_next.array().tanh();
     }

@@ -4,6 +4,8 @@
 
 #include "streamrnn/errors.hpp"
 
+#include "gemm.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -64,7 +66,14 @@ Workspace::Workspace(const ModelSpec& spec, Index max_steps, Index batch) : max_
         buffer.resize(static_cast<std::size_t>(batch * (spec.output_size() + H)));
     recurrent_.resize(static_cast<std::size_t>(batch * spec.gate_rows()));
     hidden_.resize(static_cast<std::size_t>(batch * H));
+    // The largest product of a run: all steps' input projection, or a step's recurrent one.
+    const Index depth = std::max({Index(spec.input_size), Index(spec.directions()) * spec.output_size(), H});
+    gemm_ = std::make_unique<GemmSpace>(std::max(rows, batch), spec.gate_rows(), depth);
 }
+
+Workspace::Workspace(Workspace&&) noexcept = default;
+Workspace& Workspace::operator=(Workspace&&) noexcept = default;
+Workspace::~Workspace() = default;
 
 Model::Model(const ModelSpec& spec) : spec_(spec), tensors_(tensor_table(spec)), parameters_(total_size(tensors_), 0.0f)
 {
@@ -164,13 +173,14 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
 
     // The input projection of every step in one product: gates [T, B, G] = x W_ih^T + b_ih.
     // A time-major x is one evenly spaced block of T * B rows; otherwise each row of the batch is.
-    const auto w_ih_t = w.input_weights().transpose();
+    const ConstMatMap w_ih = w.input_weights();
     float* gates = ws.gates_.data();
     if (x.t_pitch == B * x.b_pitch) {
-        mat(gates, T * B, G).noalias() = mat(x.data, T * B, x.width, x.b_pitch) * w_ih_t;
+        ws.gemm_->multiply_transposed(mat(x.data, T * B, x.width, x.b_pitch), w_ih, mat(gates, T * B, G), false);
     } else {
         for (Index b = 0; b < B; ++b)
-            mat(gates + b * G, T, G, B * G).noalias() = mat(x.row(0, b), T, x.width, x.t_pitch) * w_ih_t;
+            ws.gemm_->multiply_transposed(mat(x.row(0, b), T, x.width, x.t_pitch), w_ih, mat(gates + b * G, T, G, B * G),
+                                          false);
     }
     if (w.b_ih)
         mat(gates, T * B, G).rowwise() += Eigen::Map<const Eigen::RowVectorXf>(w.b_ih, G);
@@ -184,7 +194,7 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
     h_of(state[0]) = mat(h, B, H_out);
     if (has_c)
         c_of(state[0]) = mat(c, B, H);
-    const StepBuffers buffers{ws.recurrent_.data(), ws.hidden_.data()};
+    const StepBuffers buffers{ws.recurrent_.data(), ws.hidden_.data(), ws.gemm_.get()};
 
     for (Index s = 0; s < T; ++s) {
         const Index t = direction == 1 ? T - 1 - s : s;

@@ -2,13 +2,15 @@
 // Part of streamrnn, MIT licence.
 #include "streamrnn/rnn_cell.hpp"
 
+#include "gemm.hpp"
+
 namespace streamrnn {
 
 void rnn_forward_step(const CellWeights& w, bool relu, MatMap gates, StepState state,
-                      const StepBuffers&) noexcept
+                      const StepBuffers& buffers) noexcept
 {
     // a = (W_ih x + b_ih) + W_hh h + b_hh;  h' = act(a)
-    gates.noalias() += state.h_prev * w.recurrent_weights().transpose();
+    buffers.gemm->multiply_transposed(state.h_prev, w.recurrent_weights(), gates, true);
     if (w.b_hh)
         gates.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(w.b_hh, w.gate_rows);
     if (relu)

@@ -7,6 +7,8 @@
 
 namespace streamrnn {
 
+class GemmSpace;
+
 /// The weights of one layer and direction: views into a Model's parameter buffer, in PyTorch's
 /// fused layout and gate order (LSTM i, f, g, o; GRU r, z, n).
 struct CellWeights {
@@ -24,10 +26,11 @@ struct CellWeights {
     ConstMatMap recurrent_weights() const { return mat(w_hh, gate_rows, output_size); }
 };
 
-/// Scratch for one step over B rows, owned by the Workspace or Stream that made it.
+/// Scratch for one step over B rows, owned by the Workspace that made it.
 struct StepBuffers {
     float* recurrent = nullptr;  ///< [B, G]: W_hh h + b_hh
     float* hidden = nullptr;     ///< [B, H]: LSTM o * tanh(c) before projection; GRU (Cho) r * h
+    GemmSpace* gemm = nullptr;   ///< packing space for the step's matrix products
 };
 
 /// The state a step reads and the state it writes, [B, H_out] and (LSTM) [B, H] each.
@@ -41,7 +44,7 @@ struct StepState {
 
 /// One step of the model's cell over B rows.
 ///   gates: [B, G]; in: W_ih x + b_ih; out: the activated gates, which a backward step reads.
-/// Allocates nothing (Eigen's products keep their blocking space on the stack at these sizes).
+/// Allocates nothing.
 void cell_forward_step(const ModelSpec& spec, const CellWeights& w, MatMap gates, StepState state,
                        const StepBuffers& buffers) noexcept;
 

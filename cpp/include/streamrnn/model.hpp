@@ -7,6 +7,7 @@
 #include "types.hpp"
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,9 @@ struct TensorInfo {
 class Workspace {
 public:
     Workspace(const ModelSpec& spec, Index max_steps, Index batch);
+    Workspace(Workspace&&) noexcept;
+    Workspace& operator=(Workspace&&) noexcept;
+    ~Workspace();
 
     Index max_steps() const { return max_steps_; }
     Index batch() const { return batch_; }
@@ -38,6 +42,7 @@ private:
     std::vector<float> state_[2];    ///< [B, H_out + H]: h and c before and after a step
     std::vector<float> recurrent_;   ///< [B, G]
     std::vector<float> hidden_;      ///< [B, H]
+    std::unique_ptr<GemmSpace> gemm_; ///< packing space for every product of a run
 };
 
 /// The weights of a model and everything that runs them. Weights live in one contiguous buffer

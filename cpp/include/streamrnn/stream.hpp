@@ -17,7 +17,7 @@ public:
     /// Steps per internal block of process(): chunks longer than this run block by block.
     static constexpr Index block_steps = 64;
 
-    /// Throws ArgumentError for a bidirectional model or batch < 1.
+    /// Throws ArgumentError for a bidirectional model or a batch outside [1, 2^24].
     Stream(std::shared_ptr<const Model> model, Index batch);
 
     const Model& model() const { return *model_; }

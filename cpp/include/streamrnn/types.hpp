@@ -28,6 +28,7 @@ inline ConstMatMap mat(const float* data, Index rows, Index cols, Index pitch)
     return ConstMatMap(data, rows, cols, Eigen::OuterStride<>(pitch));
 }
 inline MatMap mat(float* data, Index rows, Index cols) { return mat(data, rows, cols, cols); }
+inline ConstMatMap as_const(const MatMap& m) { return mat(static_cast<const float*>(m.data()), m.rows(), m.cols(), m.outerStride()); }
 inline ConstMatMap mat(const float* data, Index rows, Index cols) { return mat(data, rows, cols, cols); }
 
 /// A sequence of T x B rows of `width` floats, row (t, b) at data + (t * t_pitch + b * b_pitch).

@@ -1,0 +1,52 @@
+// cpp/src/gemm.hpp: C = A W^T (or C += A W^T) with packing space allocated once, not per product.
+// Part of streamrnn, MIT licence.
+#pragma once
+
+#include "streamrnn/types.hpp"
+
+#include <Eigen/Core>
+
+namespace streamrnn {
+
+/// Packing space for products up to [max_rows, max_depth] x [max_depth, max_cols]. Eigen's own
+/// products allocate it (malloc) on every call once it outgrows their stack limit; owning it is
+/// what lets a Stream step without allocating.
+class GemmSpace {
+public:
+    GemmSpace(Index max_rows, Index max_cols, Index max_depth) : blocking_(max_rows, max_cols, max_depth, 1, true)
+    {
+        blocking_.allocateAll();
+    }
+    GemmSpace(const GemmSpace&) = delete;
+    GemmSpace& operator=(const GemmSpace&) = delete;
+
+    /// c [M, N] = a [M, K] w[N, K]^T, or += when `accumulate`; row-major with any row pitch.
+    /// Allocates nothing.
+    void multiply_transposed(ConstMatMap a, ConstMatMap w, MatMap c, bool accumulate) noexcept
+    {
+        const Index M = c.rows(), N = c.cols(), K = a.cols();
+        if (M == 0 || N == 0)
+            return;
+        if (M == 1 || K == 0) {
+            // A matrix-vector product: Eigen packs nothing and writes straight into c.
+            if (accumulate)
+                c.noalias() += a * w.transpose();
+            else
+                c.noalias() = a * w.transpose();
+            return;
+        }
+        if (!accumulate)
+            c.setZero();
+        using Product = Eigen::internal::general_matrix_matrix_product<Index, float, Eigen::RowMajor, false, float,
+                                                                       Eigen::ColMajor, false, Eigen::RowMajor, 1>;
+        Product::run(M, N, K, a.data(), a.outerStride(), w.data(), w.outerStride(), c.data(), 1, c.outerStride(),
+                     1.0f, blocking_);
+    }
+
+private:
+    Eigen::internal::gemm_blocking_space<Eigen::RowMajor, float, float, Eigen::Dynamic, Eigen::Dynamic,
+                                         Eigen::Dynamic>
+        blocking_;
+};
+
+}  // namespace streamrnn
