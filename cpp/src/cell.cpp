@@ -19,4 +19,15 @@ void cell_forward_step(const ModelSpec& spec, const CellWeights& w, MatMap gates
     }
 }
 
+void cell_backward_step(const ModelSpec& spec, const CellWeights& w, const StepRecord& record,
+                        StepGradients grads)
+{
+    switch (spec.kind) {
+    case CellKind::rnn_tanh: rnn_backward_step(w, false, record, grads); break;
+    case CellKind::rnn_relu: rnn_backward_step(w, true, record, grads); break;
+    case CellKind::lstm: lstm_backward_step(w, record, grads); break;
+    case CellKind::gru: gru_backward_step(w, spec.reset_after, record, grads); break;
+    }
+}
+
 }  // namespace streamrnn

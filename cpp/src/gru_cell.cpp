@@ -47,4 +47,38 @@ void gru_forward_step(const CellWeights& w, bool reset_after, MatMap gates, Step
     state.h_next.array() = n + z * (state.h_prev.array() - n);
 }
 
+void gru_backward_step(const CellWeights& w, bool reset_after, const StepRecord& record,
+                       StepGradients grads)
+{
+    const Index H = w.hidden_size;
+    const auto r = record.gates.leftCols(H).array();
+    const auto z = record.gates.middleCols(H, H).array();
+    const auto n = record.gates.rightCols(H).array();
+    const auto h = record.h_prev.array();
+    const auto dh = grads.dh.array();
+    const auto w_hh = w.recurrent_weights();
+
+    // h' = n + z (h - n)
+    const ArrayRM dan = dh * (1.0f - z) * (1.0f - n.square());  // dL/d(pre-activation of n)
+    grads.da_x.middleCols(H, H).array() = dh * (h - n) * z * (1.0f - z);
+    grads.da_x.rightCols(H).array() = dan;
+    grads.da_h.middleCols(H, H) = grads.da_x.middleCols(H, H);
+    if (reset_after) {
+        // n = tanh(. + r * (W_hn h + b_hn)): extra holds W_hn h + b_hn.
+        grads.da_x.leftCols(H).array() = dan * record.extra.array() * r * (1.0f - r);
+        grads.da_h.rightCols(H).array() = dan * r;
+        grads.da_h.leftCols(H) = grads.da_x.leftCols(H);
+        grads.dh_prev.array() = dh * z;
+        grads.dh_prev.noalias() += grads.da_h * w_hh;
+    } else {
+        // n = tanh(. + W_hn (r * h) + b_hn)
+        const ArrayRM d_reset_h = (dan.matrix() * w_hh.bottomRows(H)).array();
+        grads.da_x.leftCols(H).array() = d_reset_h * h * r * (1.0f - r);
+        grads.da_h.rightCols(H).array() = dan;
+        grads.da_h.leftCols(H) = grads.da_x.leftCols(H);
+        grads.dh_prev.array() = dh * z + d_reset_h * r;
+        grads.dh_prev.noalias() += grads.da_h.leftCols(2 * H) * w_hh.topRows(2 * H);
+    }
+}
+
 }  // namespace streamrnn

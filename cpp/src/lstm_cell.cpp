@@ -39,4 +39,30 @@ void lstm_forward_step(const CellWeights& w, MatMap gates, StepState state,
     }
 }
 
+void lstm_backward_step(const CellWeights& w, const StepRecord& record, StepGradients grads)
+{
+    const Index H = w.hidden_size;
+    const auto i = record.gates.leftCols(H).array();
+    const auto f = record.gates.middleCols(H, H).array();
+    const auto g = record.gates.middleCols(2 * H, H).array();
+    const auto o = record.gates.rightCols(H).array();
+    const ArrayRM tanh_c = record.c_next.array().tanh();
+
+    // dm = dL/d(o * tanh c'): dh' itself, or through the projection h' = W_hr m.
+    ArrayRM dm;
+    if (w.w_hr)
+        dm = (grads.dh * mat(w.w_hr, w.output_size, H)).array();
+    else
+        dm = grads.dh.array();
+    const ArrayRM dc = grads.dc.array() + dm * o * (1.0f - tanh_c.square());
+    // Through the activations: s' = s (1 - s), tanh' = 1 - tanh^2, in terms of their outputs.
+    auto da = grads.da_x.array();
+    da.leftCols(H) = dc * g * i * (1.0f - i);
+    da.middleCols(H, H) = dc * record.c_prev.array() * f * (1.0f - f);
+    da.middleCols(2 * H, H) = dc * i * (1.0f - g.square());
+    da.rightCols(H) = dm * tanh_c * o * (1.0f - o);
+    grads.dc_prev.array() = dc * f;
+    grads.dh_prev.noalias() = grads.da_x * w.recurrent_weights();
+}
+
 }  // namespace streamrnn

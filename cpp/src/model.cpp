@@ -52,16 +52,40 @@ std::size_t total_size(const std::vector<TensorInfo>& table)
     return table.empty() ? 0 : table.back().offset + table.back().size;
 }
 
+/// Copies what the backward step at time t will read into the record.
+void keep_step(LayerRecord& record, Index t, const StepState& step, const StepBuffers& buffers, const CellWeights& w,
+               const ModelSpec& spec)
+{
+    const Index B = step.h_prev.rows();
+    const Index H = w.hidden_size;
+    mat(record.h_prev.data() + t * B * w.output_size, B, w.output_size) = step.h_prev;
+    if (spec.has_cell_state()) {
+        mat(record.c_prev.data() + t * B * H, B, H) = step.c_prev;
+        mat(record.c_next.data() + t * B * H, B, H) = step.c_next;
+    }
+    if (record.extra.empty())
+        return;
+    // GRU reset-after: W_hn h + b_hn, the n block of the recurrent product; otherwise the step's
+    // hidden buffer (LSTM o * tanh c', GRU reset-before r * h).
+    const bool reset_after_gru = spec.kind == CellKind::gru && spec.reset_after;
+    mat(record.extra.data() + t * B * H, B, H) =
+        reset_after_gru ? mat(static_cast<const float*>(buffers.recurrent) + 2 * H, B, H, w.gate_rows)
+                        : mat(static_cast<const float*>(buffers.hidden), B, H);
+}
+
 }  // namespace
 
-Workspace::Workspace(const ModelSpec& spec, Index max_steps, Index batch) : max_steps_(max_steps), batch_(batch)
+Workspace::Workspace(const ModelSpec& spec, Index max_steps, Index batch, bool recording)
+    : max_steps_(max_steps), batch_(batch)
 {
     const Index rows = max_steps * batch;
     const Index H = spec.hidden_size;
-    gates_.resize(static_cast<std::size_t>(rows * spec.gate_rows()));
-    if (spec.num_layers > 1)
-        for (auto& buffer : layer_out_)
-            buffer.resize(static_cast<std::size_t>(rows * spec.directions() * spec.output_size()));
+    if (!recording) {
+        gates_.resize(static_cast<std::size_t>(rows * spec.gate_rows()));
+        if (spec.num_layers > 1)
+            for (auto& buffer : layer_out_)
+                buffer.resize(static_cast<std::size_t>(rows * spec.directions() * spec.output_size()));
+    }
     for (auto& buffer : state_)
         buffer.resize(static_cast<std::size_t>(batch * (spec.output_size() + H)));
     recurrent_.resize(static_cast<std::size_t>(batch * spec.gate_rows()));
@@ -75,12 +99,20 @@ Workspace::Workspace(Workspace&&) noexcept = default;
 Workspace& Workspace::operator=(Workspace&&) noexcept = default;
 Workspace::~Workspace() = default;
 
-Model::Model(const ModelSpec& spec) : spec_(spec), tensors_(tensor_table(spec)), parameters_(total_size(tensors_), 0.0f)
+Model::Model(const ModelSpec& spec)
+    : spec_(spec), tensors_(tensor_table(spec)), parameters_(total_size(tensors_), 0.0f),
+      dropout_rng_(std::random_device{}())
 {
 }
 
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+Model::~Model() = default;
+
 Model::Model(const ModelSpec& spec, std::uint64_t seed) : Model(spec)
 {
+    dropout_rng_.seed(seed ^ 0x9e3779b97f4a7c15ULL);  // a stream of its own, apart from the weights'
+
     // uniform(-k, k) with k = 1/sqrt(H), as PyTorch initialises every RNN weight and bias. The
     // float is made from the top 24 bits by hand so the same seed gives the same model everywhere.
     std::mt19937_64 engine(seed);
@@ -120,14 +152,19 @@ CellWeights Model::weights(int layer, int direction) const
     return w;
 }
 
-void Model::forward(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h,
-                    float* c) const
+void Model::check_lengths(Index T, Index B, const std::int64_t* lengths) const
 {
     if (lengths)
         for (Index b = 0; b < B; ++b)
             if (lengths[b] < 0 || lengths[b] > T)
                 throw ArgumentError("lengths: expected every length in [0, " + std::to_string(T) + "] (T), got " +
                                     std::to_string(lengths[b]) + " at index " + std::to_string(b));
+}
+
+void Model::forward(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h,
+                    float* c) const
+{
+    check_lengths(T, B, lengths);
     Workspace ws(spec_, T, B);
     const Index I = spec_.input_size;
     const Index Y = spec_.directions() * spec_.output_size();
@@ -138,19 +175,28 @@ void Model::forward(const float* x, Index T, Index B, const std::int64_t* length
 void Model::run(ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t* lengths, float* h, float* c,
                 Workspace& ws) const noexcept
 {
+    run_recorded(x, y, T, B, lengths, h, c, ws, nullptr, nullptr);
+}
+
+void Model::run_recorded(ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t* lengths, float* h,
+                         float* c, Workspace& ws, ForwardRecord* record, std::mt19937_64* rng) const noexcept
+{
     const int D = spec_.directions();
     const Index H_out = spec_.output_size();
     const Index H = spec_.hidden_size;
+    const Index width = D * H_out;
     ConstSeqView in = x;
     for (int layer = 0; layer < spec_.num_layers; ++layer) {
-        // Between layers the data is time-major in the workspace; the last layer writes y.
-        SeqView out = layer + 1 == spec_.num_layers
-                          ? y
-                          : SeqView::time_major(ws.layer_out_[layer % 2].data(), B, D * H_out, D * H_out);
+        // Between layers the data is time-major, in the workspace or (training) in the record as
+        // the next layer's input; the last layer writes y.
+        const bool last = layer + 1 == spec_.num_layers;
+        float* between = !last ? (record ? record->inputs[layer + 1].data() : ws.layer_out_[layer % 2].data()) : nullptr;
+        SeqView out = last ? y : SeqView::time_major(between, B, width, width);
         for (int direction = 0; direction < D; ++direction) {
             const Index cell = layer * D + direction;
             run_layer(layer, direction, in, out.columns(direction * H_out, H_out), T, B, lengths,
-                      h + cell * B * H_out, c ? c + cell * B * H : nullptr, ws);
+                      h + cell * B * H_out, c ? c + cell * B * H : nullptr, ws,
+                      record ? &record->layers[static_cast<std::size_t>(cell)] : nullptr);
         }
         if (spec_.residual_at(layer)) {
             // Padded steps stay zero: the residual joins valid steps only.
@@ -159,12 +205,23 @@ void Model::run(ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t*
                     if (!lengths || t < lengths[b])
                         mat(out.row(t, b), 1, out.width).noalias() += mat(in.row(t, b), 1, in.width);
         }
+        if (record && !last && spec_.dropout > 0.0) {
+            // Inverted dropout, as PyTorch's: keep with probability 1 - p, scaled by 1 / (1 - p).
+            std::vector<float>& mask = record->masks[static_cast<std::size_t>(layer + 1)];
+            const double keep = 1.0 - spec_.dropout;
+            const float scale = keep > 0.0 ? static_cast<float>(1.0 / keep) : 0.0f;
+            std::bernoulli_distribution kept(keep);
+            for (float& m : mask)
+                m = kept(*rng) ? scale : 0.0f;
+            mat(between, T * B, width).array() *= mat(mask.data(), T * B, width).array();
+        }
         in = as_const(out);
     }
 }
 
 void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index T, Index B,
-                      const std::int64_t* lengths, float* h, float* c, Workspace& ws) const noexcept
+                      const std::int64_t* lengths, float* h, float* c, Workspace& ws,
+                      LayerRecord* record) const noexcept
 {
     const CellWeights w = weights(layer, direction);
     const Index G = w.gate_rows;
@@ -174,7 +231,7 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
     // The input projection of every step in one product: gates [T, B, G] = x W_ih^T + b_ih.
     // A time-major x is one evenly spaced block of T * B rows; otherwise each row of the batch is.
     const ConstMatMap w_ih = w.input_weights();
-    float* gates = ws.gates_.data();
+    float* gates = record ? record->gates.data() : ws.gates_.data();
     if (x.t_pitch == B * x.b_pitch) {
         ws.gemm_->multiply_transposed(mat(x.data, T * B, x.width, x.b_pitch), w_ih, mat(gates, T * B, G), false);
     } else {
@@ -214,11 +271,206 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
                 y_t.row(b).setZero();
             }
         }
+        if (record)
+            keep_step(*record, t, step, buffers, w, spec_);
         std::swap(state[0], state[1]);
     }
     mat(h, B, H_out) = h_of(state[0]);
     if (has_c)
         mat(c, B, H) = c_of(state[0]);
+}
+
+void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h,
+                          float* c)
+{
+    check_lengths(T, B, lengths);
+    const int L = spec_.num_layers;
+    const int D = spec_.directions();
+    const auto rows = static_cast<std::size_t>(T * B);
+    const auto H = static_cast<std::size_t>(spec_.hidden_size);
+    const auto H_out = static_cast<std::size_t>(spec_.output_size());
+    const bool keeps_extra = spec_.kind == CellKind::gru || spec_.proj_size > 0;
+
+    auto record = std::make_unique<ForwardRecord>();
+    record->T = T;
+    record->B = B;
+    if (lengths)
+        record->lengths.assign(lengths, lengths + B);
+    record->inputs.resize(static_cast<std::size_t>(L));
+    record->masks.resize(static_cast<std::size_t>(L));
+    for (int layer = 0; layer < L; ++layer) {
+        record->inputs[static_cast<std::size_t>(layer)].resize(rows * static_cast<std::size_t>(spec_.layer_input_size(layer)));
+        if (layer > 0 && spec_.dropout > 0.0)
+            record->masks[static_cast<std::size_t>(layer)].resize(rows * static_cast<std::size_t>(D) * H_out);
+    }
+    record->layers.resize(static_cast<std::size_t>(L * D));
+    for (LayerRecord& layer : record->layers) {
+        layer.gates.resize(rows * static_cast<std::size_t>(spec_.gate_rows()));
+        layer.h_prev.resize(rows * H_out);
+        if (spec_.has_cell_state()) {
+            layer.c_prev.resize(rows * H);
+            layer.c_next.resize(rows * H);
+        }
+        if (keeps_extra)
+            layer.extra.resize(rows * H);
+    }
+
+    // The first layer's input, time-major whatever x's layout, as every later layer's is.
+    const Index I = spec_.input_size;
+    const ConstSeqView x_view = ConstSeqView::of(x, T, B, I, I, spec_.batch_first);
+    const SeqView x_copy = SeqView::time_major(record->inputs[0].data(), B, I, I);
+    for (Index t = 0; t < T; ++t)
+        x_copy.step(t, B) = x_view.step(t, B);
+
+    Workspace ws(spec_, T, B, true);
+    const Index Y = D * spec_.output_size();
+    run_recorded(as_const(x_copy), SeqView::of(y, T, B, Y, Y, spec_.batch_first), T, B, lengths, h, c, ws,
+                 record.get(), &dropout_rng_);
+    record_ = std::move(record);
+}
+
+void Model::zero_grad() { std::fill(gradients_.begin(), gradients_.end(), 0.0f); }
+
+void Model::backward(const float* dy, const float* dh_n, const float* dc_n, float* dx, float* dh0, float* dc0)
+{
+    if (!record_)
+        throw ArgumentError("backward: there is no training forward to go back through; call the model with "
+                            "train=True first");
+    const ForwardRecord& record = *record_;
+    const Index T = record.T, B = record.B;
+    const int L = spec_.num_layers, D = spec_.directions();
+    const Index H = spec_.hidden_size, H_out = spec_.output_size(), width = D * H_out;
+    const std::int64_t* lengths = record.lengths.empty() ? nullptr : record.lengths.data();
+    if (gradients_.empty())
+        gradients_.assign(parameters_.size(), 0.0f);
+
+    // d_out: dL/d(output of the layer at hand), time-major.
+    std::vector<float> d_out(static_cast<std::size_t>(T * B * width));
+    const ConstSeqView dy_view = ConstSeqView::of(dy, T, B, width, width, spec_.batch_first);
+    for (Index t = 0; t < T; ++t)
+        mat(d_out.data() + t * B * width, B, width) = dy_view.step(t, B);
+
+    std::vector<float> d_in;
+    for (int layer = L - 1; layer >= 0; --layer) {
+        const Index I = spec_.layer_input_size(layer);
+        d_in.assign(static_cast<std::size_t>(T * B * I), 0.0f);
+        const ConstSeqView d_view = ConstSeqView::time_major(d_out.data(), B, width, width);
+        for (int direction = 0; direction < D; ++direction) {
+            const Index cell = layer * D + direction;
+            float* dh = dh0 + cell * B * H_out;
+            float* dc = dc0 ? dc0 + cell * B * H : nullptr;
+            // dh0/dc0 carry the state gradient down the time steps, starting from dh_n/dc_n.
+            if (dh_n)
+                std::copy(dh_n + cell * B * H_out, dh_n + (cell + 1) * B * H_out, dh);
+            else
+                std::fill(dh, dh + B * H_out, 0.0f);
+            if (dc) {
+                if (dc_n)
+                    std::copy(dc_n + cell * B * H, dc_n + (cell + 1) * B * H, dc);
+                else
+                    std::fill(dc, dc + B * H, 0.0f);
+            }
+            backward_layer(layer, direction, d_view.columns(direction * H_out, H_out), d_in.data(), dh, dc);
+        }
+        if (spec_.residual_at(layer)) {
+            for (Index t = 0; t < T; ++t)
+                for (Index b = 0; b < B; ++b)
+                    if (!lengths || t < lengths[b])
+                        mat(d_in.data() + (t * B + b) * I, 1, I) += mat(d_out.data() + (t * B + b) * width, 1, width);
+        }
+        const std::vector<float>& mask = record.masks[static_cast<std::size_t>(layer)];
+        if (!mask.empty())
+            mat(d_in.data(), T * B, I).array() *= mat(mask.data(), T * B, I).array();
+        d_out.swap(d_in);
+    }
+    const Index I = spec_.input_size;
+    const SeqView dx_view = SeqView::of(dx, T, B, I, I, spec_.batch_first);
+    for (Index t = 0; t < T; ++t)
+        dx_view.step(t, B) = mat(static_cast<const float*>(d_out.data()) + t * B * I, B, I);
+}
+
+void Model::backward_layer(int layer, int direction, ConstSeqView d_out, float* d_in, float* dh, float* dc)
+{
+    const ForwardRecord& record = *record_;
+    const LayerRecord& kept = record.layers[static_cast<std::size_t>(layer * spec_.directions() + direction)];
+    const CellWeights w = weights(layer, direction);
+    const Index T = record.T, B = record.B;
+    const Index G = w.gate_rows, H = w.hidden_size, H_out = w.output_size, I = w.input_size;
+    const Index C = spec_.has_cell_state() ? H : 0;
+    const Index E = kept.extra.empty() ? 0 : H;
+    const std::int64_t* lengths = record.lengths.empty() ? nullptr : record.lengths.data();
+    // Gradients share the parameters' layout: a weight's gradient sits at the weight's offset.
+    auto grad_of = [&](const float* weight) { return gradients_.data() + (weight - parameters_.data()); };
+
+    // dL/d(pre-activations) of every step, for the weight gradients after the scan. They differ
+    // on the input and recurrent sides only for the GRU.
+    std::vector<float> da_x(static_cast<std::size_t>(T * B * G));
+    std::vector<float> da_h_own(spec_.kind == CellKind::gru ? da_x.size() : 0);
+    float* da_h = da_h_own.empty() ? da_x.data() : da_h_own.data();
+    std::vector<float> dh_steps(w.w_hr ? static_cast<std::size_t>(T * B * H_out) : 0);  // dL/dh' (projection)
+    Matrix dh_total(B, H_out), dh_prev(B, H_out), dc_prev(B, C);
+
+    for (Index s = 0; s < T; ++s) {
+        const Index t = direction == 1 ? s : T - 1 - s;  // the forward's order, reversed
+        auto dh_in = mat(dh, B, H_out);
+        dh_total = dh_in;
+        for (Index b = 0; b < B; ++b)
+            if (!lengths || t < lengths[b])
+                dh_total.row(b) += mat(d_out.row(t, b), 1, H_out);
+        const Index r = t * B;
+        const StepRecord step{mat(kept.gates.data() + r * G, B, G), mat(kept.h_prev.data() + r * H_out, B, H_out),
+                              mat(C ? kept.c_prev.data() + r * H : nullptr, B, C),
+                              mat(C ? kept.c_next.data() + r * H : nullptr, B, C),
+                              mat(E ? kept.extra.data() + r * H : nullptr, B, E)};
+        StepGradients grads{mat(static_cast<const float*>(dh_total.data()), B, H_out), mat(static_cast<const float*>(dc), B, C),
+                                  mat(da_x.data() + r * G, B, G), mat(da_h + r * G, B, G),
+                                  mat(dh_prev.data(), B, H_out), mat(dc_prev.data(), B, C)};
+        cell_backward_step(spec_, w, step, grads);
+        if (w.w_hr)
+            mat(dh_steps.data() + r * H_out, B, H_out) = dh_total;
+        if (lengths) {
+            // A row past its length carried its state through unchanged: its gradient does too,
+            // and nothing reaches the weights or the input.
+            for (Index b = 0; b < B; ++b) {
+                if (t < lengths[b])
+                    continue;
+                grads.da_x.row(b).setZero();
+                grads.da_h.row(b).setZero();
+                dh_prev.row(b) = dh_in.row(b);
+                if (C)
+                    dc_prev.row(b) = mat(static_cast<const float*>(dc), B, C).row(b);
+                if (w.w_hr)
+                    mat(dh_steps.data() + r * H_out, B, H_out).row(b).setZero();
+            }
+        }
+        dh_in = dh_prev;
+        if (C)
+            mat(dc, B, C) = dc_prev;
+    }
+
+    // Weight gradients, one product each over all T * B rows.
+    const Index rows = T * B;
+    const ConstMatMap DA_x = mat(static_cast<const float*>(da_x.data()), rows, G);
+    const ConstMatMap DA_h = mat(static_cast<const float*>(da_h), rows, G);
+    const ConstMatMap X = mat(record.inputs[static_cast<std::size_t>(layer)].data(), rows, I);
+    const ConstMatMap H_prev = mat(kept.h_prev.data(), rows, H_out);
+    mat(grad_of(w.w_ih), G, I).noalias() += DA_x.transpose() * X;
+    if (spec_.kind == CellKind::gru && !spec_.reset_after) {
+        // The n block multiplies r * h, kept as extra.
+        mat(grad_of(w.w_hh), 2 * H, H_out).noalias() += DA_h.leftCols(2 * H).transpose() * H_prev;
+        mat(grad_of(w.w_hh) + 2 * H * H_out, H, H_out).noalias() +=
+            DA_h.rightCols(H).transpose() * mat(kept.extra.data(), rows, H);
+    } else {
+        mat(grad_of(w.w_hh), G, H_out).noalias() += DA_h.transpose() * H_prev;
+    }
+    if (w.b_ih) {
+        mat(grad_of(w.b_ih), 1, G) += DA_x.colwise().sum();
+        mat(grad_of(w.b_hh), 1, G) += DA_h.colwise().sum();
+    }
+    if (w.w_hr)
+        mat(grad_of(w.w_hr), H_out, H).noalias() +=
+            mat(static_cast<const float*>(dh_steps.data()), rows, H_out).transpose() * mat(kept.extra.data(), rows, H);
+    mat(d_in, rows, I).noalias() += DA_x * w.input_weights();
 }
 
 }  // namespace streamrnn

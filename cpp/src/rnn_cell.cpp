@@ -20,4 +20,14 @@ void rnn_forward_step(const CellWeights& w, bool relu, MatMap gates, StepState s
     state.h_next = gates;
 }
 
+void rnn_backward_step(const CellWeights& w, bool relu, const StepRecord& record, StepGradients grads)
+{
+    const auto h = record.gates.array();  // the gates of an RNN are h' itself
+    if (relu)
+        grads.da_x.array() = grads.dh.array() * (h > 0.0f).cast<float>();
+    else
+        grads.da_x.array() = grads.dh.array() * (1.0f - h.square());
+    grads.dh_prev.noalias() = grads.da_x * w.recurrent_weights();
+}
+
 }  // namespace streamrnn

@@ -34,7 +34,7 @@ std::string sequence_shape(const ModelSpec& spec)
     return (spec.batch_first ? "(B, T, " : "(T, B, ") + I + ") or unbatched (T, " + I + ")";
 }
 
-nb::tuple forward(const Model& model, nb::handle x_in, nb::handle state_in, nb::handle lengths_in)
+nb::tuple forward(Model& model, nb::handle x_in, nb::handle state_in, nb::handle lengths_in, bool train)
 {
     const ModelSpec& spec = model.spec();
     const FloatArray x = to_floats(x_in, "x");
@@ -63,12 +63,94 @@ nb::tuple forward(const Model& model, nb::handle x_in, nb::handle state_in, nb::
     NumpyArray y_out = new_array(y_shape, &y);
     {
         nb::gil_scoped_release release;
-        model.forward(x.data(), T, B, lengths.empty() ? nullptr : lengths.data(), y, h, c);
+        const std::int64_t* lengths_data = lengths.empty() ? nullptr : lengths.data();
+        if (train)
+            model.forward_train(x.data(), T, B, lengths_data, y, h, c);
+        else
+            model.forward(x.data(), T, B, lengths_data, y, h, c);
     }
     return nb::make_tuple(y_out, state);
 }
 
-nb::object cell_forward(const Model& model, nb::handle x_in, nb::handle state_in)
+/// The gradient of a whole-sequence output: shaped like y of the recorded forward, batched or
+/// (with B == 1) not. Returns whether it is batched.
+bool check_output_gradient(const Model& model, const FloatArray& dy, const char* name, long long T, long long B)
+{
+    const ModelSpec& spec = model.spec();
+    const long long Y = spec.directions() * spec.output_size();
+    const Shape batched = spec.batch_first ? Shape{B, T, Y} : Shape{T, B, Y};
+    const Shape got = shape_of(dy);
+    if (got == batched)
+        return true;
+    if (B == 1 && got == Shape{T, Y})
+        return false;
+    throw_shape(name, shape_str(batched) + (B == 1 ? " or unbatched " + shape_str({T, Y}) : "") +
+                          ", the shape of the training forward's y",
+                got);
+}
+
+/// dx and dstate0 for dy and dstate (see Model::backward), shaped like the forward's x and state.
+nb::tuple backward(Model& model, const float* dy, bool batched, nb::handle dstate_in)
+{
+    const ModelSpec& spec = model.spec();
+    const ForwardRecord* record = model.record();
+    const long long T = record->T, B = record->B;
+    const StateShape shape = state_shape(spec, B, batched);
+    std::vector<float> dh_n(static_cast<std::size_t>(element_count(shape.h)));
+    std::vector<float> dc_n(static_cast<std::size_t>(element_count(shape.c)));
+    read_state(dstate_in, spec, shape, false, dh_n.data(), dc_n.data());
+
+    float* dh0;
+    float* dc0;
+    nb::object dstate0 = new_state(spec, shape, &dh0, &dc0);
+    Shape x_shape = spec.is_cell ? Shape{B, spec.input_size}
+                    : spec.batch_first ? Shape{B, T, spec.input_size} : Shape{T, B, spec.input_size};
+    if (!batched)
+        x_shape.erase(x_shape.begin() + (spec.is_cell || spec.batch_first ? 0 : 1));
+    float* dx;
+    NumpyArray dx_out = new_array(x_shape, &dx);
+    {
+        nb::gil_scoped_release release;
+        model.backward(dy, dh_n.data(), dc_n.empty() ? nullptr : dc_n.data(), dx, dh0, dc0);
+    }
+    return nb::make_tuple(dx_out, dstate0);
+}
+
+void require_record(const Model& model)
+{
+    if (!model.has_record())
+        throw ArgumentError("backward: there is no training forward to go back through; call the model with "
+                            "train=True first");
+}
+
+nb::tuple layer_backward(Model& model, nb::handle dy_in, nb::handle dstate_in)
+{
+    require_record(model);
+    const FloatArray dy = to_floats(dy_in, "dy");
+    const bool batched = check_output_gradient(model, dy, "dy", model.record()->T, model.record()->B);
+    return backward(model, dy.data(), batched, dstate_in);
+}
+
+/// A cell's output is its state, so its gradient arrives as dstate alone. `batched`: whether the
+/// training step's x was (B, I) rather than (I,).
+nb::tuple cell_backward(Model& model, nb::handle dstate_in, bool batched)
+{
+    require_record(model);
+    const std::vector<float> dy(static_cast<std::size_t>(model.record()->B * model.spec().output_size()), 0.0f);
+    return backward(model, dy.data(), batched, dstate_in);
+}
+
+nb::dict gradients(const Model& model)
+{
+    nb::dict out;
+    const std::vector<float> zeros(model.gradients().empty() ? model.parameter_count() : 0, 0.0f);
+    const float* base = model.gradients().empty() ? zeros.data() : model.gradients().data();
+    for (const TensorInfo& info : model.tensors())
+        out[info.name.c_str()] = copy_array(info.shape, base + info.offset);
+    return out;
+}
+
+nb::object cell_forward(Model& model, nb::handle x_in, nb::handle state_in, bool train)
 {
     const ModelSpec& spec = model.spec();
     const FloatArray x = to_floats(x_in, "x");
@@ -85,7 +167,10 @@ nb::object cell_forward(const Model& model, nb::handle x_in, nb::handle state_in
     nb::object state = new_state(spec, shape, &h, &c);
     read_state(state_in, spec, shape, false, h, c);
     std::vector<float> y(static_cast<std::size_t>(B * spec.output_size()));
-    model.forward(x.data(), 1, B, nullptr, y.data(), h, c);
+    if (train)
+        model.forward_train(x.data(), 1, B, nullptr, y.data(), h, c);
+    else
+        model.forward(x.data(), 1, B, nullptr, y.data(), h, c);
     return state;
 }
 
@@ -173,9 +258,16 @@ void bind_model(nb::module_& m)
         .def_prop_ro("reset_after", [](const Model& model) { return model.spec().reset_after; })
         .def_prop_ro("dropout", [](const Model& model) { return model.spec().dropout; })
         .def_prop_ro("is_cell", [](const Model& model) { return model.spec().is_cell; })
-        .def("forward", &forward, "x"_a, "state"_a.none(), "lengths"_a.none(),
-             "Whole-sequence forward: (y, state).")
-        .def("cell_forward", &cell_forward, "x"_a, "state"_a.none(), "One step of a cell: the new state.")
+        .def("forward", &forward, "x"_a, "state"_a.none(), "lengths"_a.none(), "train"_a = false,
+             "Whole-sequence forward: (y, state); train=True keeps what backward reads.")
+        .def("cell_forward", &cell_forward, "x"_a, "state"_a.none(), "train"_a = false,
+             "One step of a cell: the new state.")
+        .def("backward", &layer_backward, "dy"_a, "dstate"_a.none(),
+             "BPTT over the last training forward: (dx, dstate0); weight gradients accumulate.")
+        .def("cell_backward", &cell_backward, "dstate"_a.none(), "batched"_a,
+             "Back through the last training step of a cell: (dx, dstate0).")
+        .def("grads", &gradients, "Accumulated gradients, keyed like state_dict().")
+        .def("zero_grad", &Model::zero_grad, "Sets the accumulated gradients to zero.")
         .def("state_dict", &state_dict, "Copies of every tensor under PyTorch's names.")
         .def("load_state_dict", &load_state_dict, "state_dict"_a,
              "Copies the tensors in; strict about keys and shapes.")

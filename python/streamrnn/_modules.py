@@ -79,6 +79,15 @@ class _Module:
             raise TypeError(f"state_dict: expected a mapping of names to arrays, got {type(state_dict).__name__}")
         self._core.load_state_dict(dict(state_dict))
 
+    def grads(self) -> "dict[str, Array]":
+        """Copies of the accumulated gradients, keyed and shaped like state_dict() (zeros before
+        the first backward)."""
+        return self._core.grads()
+
+    def zero_grad(self) -> None:
+        """Set the accumulated gradients to zero."""
+        self._core.zero_grad()
+
     def save(self, path: PathLike) -> None:
         """Write the model to one safetensors file: the tensors under their state_dict() names, the
         architecture in its metadata. streamrnn.load and the C++ runtime read it back."""
@@ -100,7 +109,8 @@ class _Layer(_Module):
     bidirectional = property(lambda self: self._core.bidirectional, doc="Whether a reverse direction runs too.")
     residual = property(lambda self: self._core.residual, doc="Whether layers add their input to their output.")
 
-    def __call__(self, x: Any, state: Optional[State] = None, lengths: Any = None) -> "tuple[Array, State]":
+    def __call__(self, x: Any, state: Optional[State] = None, lengths: Any = None,
+                 train: bool = False) -> "tuple[Array, State]":
         """Run the whole sequence: returns (y, state).
 
         x: (T, B, I), (B, T, I) when batch_first, or unbatched (T, I).
@@ -110,8 +120,19 @@ class _Layer(_Module):
           zeros in y, and the returned state is the state at its last valid step (PyTorch's
           packed-sequence semantics; the reverse direction starts at the last valid step).
         y: (T, B, D*H_out) in x's layout; the returned state has the initial state's structure.
+        train: keep what backward() needs, and apply dropout between layers.
         """
-        return self._core.forward(x, state, lengths)
+        return self._core.forward(x, state, lengths, _flag("train", train))
+
+    def backward(self, dy: Any, dstate: Optional[State] = None) -> "tuple[Array, State]":
+        """Backpropagation through time over the last call with train=True: returns (dx, dstate0).
+
+        dy: dL/dy, shaped like that call's y; dstate: dL/d(the returned state), shaped like it
+        (None: zeros). dx is shaped like x, dstate0 (dL/d(initial state)) like the state. The
+        weights' gradients add into grads() until zero_grad(). Truncated BPTT over a long stream:
+        carry the state from chunk to chunk (its values, not its graph), backward each chunk.
+        """
+        return self._core.backward(dy, dstate)
 
     def stream(self, batch: int = 1) -> _core.Stream:
         """A Stream of `batch` independent live streams, with state carried between calls.
@@ -200,10 +221,22 @@ def _rnn_mode(nonlinearity: Any) -> str:
 class _Cell(_Module):
     """What the cells share: one step of one layer."""
 
-    def __call__(self, x: Any, state: Optional[State] = None) -> State:
+    _batched = True
+
+    def __call__(self, x: Any, state: Optional[State] = None, train: bool = False) -> State:
         """One step. x: (B, I) or unbatched (I,); state: the previous state (None: zeros), h of shape
-        (B, H) (LSTM: (h, c), both (B, H)), unbatched without B. Returns the new state."""
-        return self._core.cell_forward(x, state)
+        (B, H) (LSTM: (h, c), both (B, H)), unbatched without B. Returns the new state.
+        train: keep what backward() needs."""
+        new_state = self._core.cell_forward(x, state, _flag("train", train))
+        if train:
+            self._batched = np.ndim(new_state[0] if isinstance(new_state, tuple) else new_state) == 2
+        return new_state
+
+    def backward(self, dstate: Optional[State]) -> "tuple[Array, State]":
+        """Back through the last step taken with train=True: dstate is dL/d(the new state), shaped
+        like it; returns (dx, dstate0), dL/dx and dL/d(the previous state). The weights'
+        gradients add into grads()."""
+        return self._core.cell_backward(dstate, self._batched)
 
 
 class LSTMCell(_Cell):

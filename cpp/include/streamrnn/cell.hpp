@@ -48,4 +48,32 @@ struct StepState {
 void cell_forward_step(const ModelSpec& spec, const CellWeights& w, MatMap gates, StepState state,
                        const StepBuffers& buffers) noexcept;
 
+/// What a backward step reads of its forward step: [B, ...] rows of one time step.
+struct StepRecord {
+    ConstMatMap gates;   ///< [B, G]: the activated gates
+    ConstMatMap h_prev;  ///< [B, H_out]
+    ConstMatMap c_prev;  ///< [B, H] (LSTM; else empty)
+    ConstMatMap c_next;  ///< [B, H] (LSTM; else empty)
+    /// [B, H]: LSTM with projection o * tanh(c'); GRU reset-after W_hn h + b_hn; GRU reset-before
+    /// r * h; else empty.
+    ConstMatMap extra;
+};
+
+/// The gradients of one backward step, [B, ...] rows each.
+struct StepGradients {
+    ConstMatMap dh;  ///< in: dL/dh' [B, H_out]
+    ConstMatMap dc;  ///< in: dL/dc' [B, H] (LSTM)
+    MatMap da_x;     ///< out: dL/d(W_ih x + b_ih) [B, G]
+    /// out: dL/d(W_hh h + b_hh) [B, G]. The same buffer as da_x for RNN and LSTM, where the two
+    /// are equal. GRU reset-before: its n block is dL/d(W_hn (r * h) + b_hn).
+    MatMap da_h;
+    MatMap dh_prev;  ///< out: dL/dh [B, H_out]
+    MatMap dc_prev;  ///< out: dL/dc [B, H] (LSTM)
+};
+
+/// One step back through the model's cell: the gradients of its pre-activations and of the
+/// previous state. Weight gradients are the caller's, one product over all steps.
+void cell_backward_step(const ModelSpec& spec, const CellWeights& w, const StepRecord& record,
+                        StepGradients grads);
+
 }  // namespace streamrnn

@@ -14,4 +14,9 @@ namespace streamrnn {
 void gru_forward_step(const CellWeights& w, bool reset_after, MatMap gates, StepState state,
                       const StepBuffers& buffers) noexcept;
 
+/// dn = dh' (1 - z), dz = dh' (h - n), dh = dh' z + ...; through n either to r * (W_hn h + b_hn)
+/// (reset-after) or to W_hn (r * h) (reset-before); then through r and z to W_hh h.
+void gru_backward_step(const CellWeights& w, bool reset_after, const StepRecord& record,
+                       StepGradients grads);
+
 }  // namespace streamrnn

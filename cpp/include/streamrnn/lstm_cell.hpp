@@ -12,4 +12,8 @@ namespace streamrnn {
 void lstm_forward_step(const CellWeights& w, MatMap gates, StepState state,
                        const StepBuffers& buffers) noexcept;
 
+/// dm = dh' (W_hr with projection);  dc' += dm * o * (1 - tanh^2 c');  gate gradients from
+/// di = dc' g, df = dc' c, dg = dc' i, do = dm tanh c';  dc = dc' f;  dh = da W_hh.
+void lstm_backward_step(const CellWeights& w, const StepRecord& record, StepGradients grads);
+
 }  // namespace streamrnn

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -21,11 +22,32 @@ struct TensorInfo {
     std::size_t size = 0;          ///< in floats
 };
 
+/// What a training forward keeps of one layer and direction for backward: time-major [T, B, ...]
+/// rows, indexed by the time step (not the order of processing).
+struct LayerRecord {
+    std::vector<float> gates;   ///< [T, B, G]: activated gates
+    std::vector<float> h_prev;  ///< [T, B, H_out]: the state each step started from
+    std::vector<float> c_prev;  ///< [T, B, H] (LSTM)
+    std::vector<float> c_next;  ///< [T, B, H] (LSTM)
+    std::vector<float> extra;   ///< [T, B, H]: StepRecord::extra of each step (LSTM projection, GRU)
+};
+
+/// Everything backward reads of the training forward before it.
+struct ForwardRecord {
+    Index T = 0;
+    Index B = 0;
+    std::vector<std::int64_t> lengths;        ///< [B], or empty: every row T steps long
+    std::vector<std::vector<float>> inputs;   ///< per layer: its input [T, B, I_l], time-major
+    std::vector<std::vector<float>> masks;    ///< per layer: the dropout scale of its input (0 or 1/(1-p)), or empty
+    std::vector<LayerRecord> layers;          ///< [L * D]
+};
+
 /// Buffers for running a stack over up to max_steps x batch rows; a Stream owns one for life,
 /// a whole-sequence call makes one sized to its input.
 class Workspace {
 public:
-    Workspace(const ModelSpec& spec, Index max_steps, Index batch);
+    /// `recording`: for a training forward, whose gates and layer outputs go to a ForwardRecord.
+    Workspace(const ModelSpec& spec, Index max_steps, Index batch, bool recording = false);
     Workspace(Workspace&&) noexcept;
     Workspace& operator=(Workspace&&) noexcept;
     ~Workspace();
@@ -51,6 +73,9 @@ class Model {
 public:
     /// Weights drawn from uniform(-1/sqrt(H), 1/sqrt(H)), PyTorch's initialisation, from `seed`.
     Model(const ModelSpec& spec, std::uint64_t seed);
+    Model(Model&&) noexcept;
+    Model& operator=(Model&&) noexcept;
+    ~Model();
     /// Zero weights, to be filled by a loader. Both constructors throw ArgumentError for a spec
     /// that fails validate().
     explicit Model(const ModelSpec& spec);
@@ -75,6 +100,23 @@ public:
     void forward(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h,
                  float* c) const;
 
+    /// Training forward: forward() that also keeps what backward() reads (replacing what an
+    /// earlier training forward kept), with dropout (spec().dropout) between layers.
+    void forward_train(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h, float* c);
+
+    /// Backpropagation through time over the last forward_train.
+    ///   dy: like y; dh_n, dc_n: dL/d(final state), like h and c, or null for zeros.
+    ///   dx: out, like x; dh0, dc0: out, dL/d(initial state), like h and c (dc0 null unless LSTM).
+    /// Weight gradients add into gradients(). Throws ArgumentError without a training forward.
+    void backward(const float* dy, const float* dh_n, const float* dc_n, float* dx, float* dh0, float* dc0);
+    bool has_record() const { return record_ != nullptr; }
+    const ForwardRecord* record() const { return record_.get(); }
+
+    /// Accumulated gradients in the layout of parameters(): empty until the first backward.
+    const std::vector<float>& gradients() const { return gradients_; }
+    std::vector<float>& gradients() { return gradients_; }
+    void zero_grad();
+
     /// Runs every layer over steps [0, T) of x into y with ws, T <= ws.max_steps(), B == ws.batch();
     /// h, c as in forward. Unidirectional models only when used by a Stream (chunks of a longer
     /// sequence); allocates nothing.
@@ -82,12 +124,22 @@ public:
              Workspace& ws) const noexcept;
 
 private:
+    /// run(), and with a record: every layer's input, gates and states kept, dropout drawn from rng.
+    void run_recorded(ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t* lengths, float* h, float* c,
+                      Workspace& ws, ForwardRecord* record, std::mt19937_64* rng) const noexcept;
     void run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index T, Index B,
-                   const std::int64_t* lengths, float* h, float* c, Workspace& ws) const noexcept;
+                   const std::int64_t* lengths, float* h, float* c, Workspace& ws, LayerRecord* record) const noexcept;
+    /// Back through one layer and direction: d_out [T, B, H_out] (columns of the layer's output
+    /// gradient) -> d_in [T, B, I_l] (added to), weight gradients added, state gradients in dh, dc.
+    void backward_layer(int layer, int direction, ConstSeqView d_out, float* d_in, float* dh, float* dc);
+    void check_lengths(Index T, Index B, const std::int64_t* lengths) const;
 
     ModelSpec spec_;
     std::vector<TensorInfo> tensors_;
     std::vector<float> parameters_;
+    std::vector<float> gradients_;
+    std::unique_ptr<ForwardRecord> record_;
+    std::mt19937_64 dropout_rng_;
 };
 
 }  // namespace streamrnn

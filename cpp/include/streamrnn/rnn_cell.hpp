@@ -10,4 +10,7 @@ namespace streamrnn {
 void rnn_forward_step(const CellWeights& w, bool relu, MatMap gates, StepState state,
                       const StepBuffers& buffers) noexcept;
 
+/// da = dh' * act'(a), from h' (tanh: 1 - h'^2; relu: h' > 0);  dh = da W_hh.
+void rnn_backward_step(const CellWeights& w, bool relu, const StepRecord& record, StepGradients grads);
+
 }  // namespace streamrnn

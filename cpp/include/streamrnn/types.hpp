@@ -18,6 +18,8 @@ using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMa
 /// or every B-th row of a batch-first sequence).
 using MatMap = Eigen::Map<Matrix, Eigen::Unaligned, Eigen::OuterStride<>>;
 using ConstMatMap = Eigen::Map<const Matrix, Eigen::Unaligned, Eigen::OuterStride<>>;
+/// Element-wise temporaries, laid out like Matrix.
+using ArrayRM = Eigen::Array<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 inline MatMap mat(float* data, Index rows, Index cols, Index pitch)
 {
