@@ -7,6 +7,7 @@
 namespace streamrnn::python {
 void bind_model(nb::module_& m);
 void bind_stream(nb::module_& m);
+void bind_train(nb::module_& m);
 }  // namespace streamrnn::python
 
 NB_MODULE(_core, m)
@@ -29,4 +30,5 @@ NB_MODULE(_core, m)
     import_numpy();
     bind_model(m);
     bind_stream(m);
+    bind_train(m);
 }

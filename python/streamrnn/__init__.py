@@ -2,9 +2,12 @@
 # Part of streamrnn, MIT licence.
 """streamrnn: low-latency, stateful RNN, LSTM and GRU inference on live streams, with PyTorch parity."""
 
+from . import optim
 from ._core import Stream
 from ._modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, load
 from ._torch import from_torch
+from .optim import clip_grad_norm, clip_grad_value
 
 __version__ = "0.1.0"
-__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "Stream", "load", "from_torch"]
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "Stream", "load", "from_torch", "optim",
+           "clip_grad_norm", "clip_grad_value"]

@@ -14,3 +14,4 @@
 #include "model.hpp"       // Model: weights, whole-sequence forward
 #include "stream.hpp"      // Stream: state and buffers for live streams
 #include "model_file.hpp"  // save_model / load_model (safetensors)
+#include "optim.hpp"       // clip_grad_norm, SGD, Adam(W)
