@@ -17,39 +17,27 @@ namespace {
 /// Tensors per layer and direction, in PyTorch's order: w_ih, w_hh, [b_ih, b_hh], [w_hr].
 int tensors_per_cell(const ModelSpec& spec) { return 2 + (spec.bias ? 2 : 0) + (spec.proj_size > 0 ? 1 : 0); }
 
+/// PyTorch's tensors of a recurrent model, layer by layer, direction by direction.
 std::vector<TensorInfo> tensor_table(const ModelSpec& spec)
 {
     spec.validate();
     std::vector<TensorInfo> table;
-    std::size_t offset = 0;
-    auto add = [&](const std::string& name, std::vector<long long> shape) {
-        std::size_t size = 1;
-        for (long long n : shape)
-            size *= static_cast<std::size_t>(n);
-        table.push_back({name, std::move(shape), offset, size});
-        offset += size;
-    };
     const long long G = spec.gate_rows();
     for (int layer = 0; layer < spec.num_layers; ++layer) {
         for (int direction = 0; direction < spec.directions(); ++direction) {
             const std::string suffix = spec.is_cell ? std::string()
                                                     : "_l" + std::to_string(layer) + (direction ? "_reverse" : "");
-            add("weight_ih" + suffix, {G, spec.layer_input_size(layer)});
-            add("weight_hh" + suffix, {G, spec.output_size()});
+            table.push_back({"weight_ih" + suffix, {G, spec.layer_input_size(layer)}});
+            table.push_back({"weight_hh" + suffix, {G, spec.output_size()}});
             if (spec.bias) {
-                add("bias_ih" + suffix, {G});
-                add("bias_hh" + suffix, {G});
+                table.push_back({"bias_ih" + suffix, {G}});
+                table.push_back({"bias_hh" + suffix, {G}});
             }
             if (spec.proj_size > 0)
-                add("weight_hr" + suffix, {spec.proj_size, spec.hidden_size});
+                table.push_back({"weight_hr" + suffix, {spec.proj_size, spec.hidden_size}});
         }
     }
     return table;
-}
-
-std::size_t total_size(const std::vector<TensorInfo>& table)
-{
-    return table.empty() ? 0 : table.back().offset + table.back().size;
 }
 
 /// Copies what the backward step at time t will read into the record.
@@ -99,9 +87,7 @@ Workspace::Workspace(Workspace&&) noexcept = default;
 Workspace& Workspace::operator=(Workspace&&) noexcept = default;
 Workspace::~Workspace() = default;
 
-Model::Model(const ModelSpec& spec)
-    : spec_(spec), tensors_(tensor_table(spec)), parameters_(total_size(tensors_), 0.0f),
-      dropout_rng_(std::random_device{}())
+Model::Model(const ModelSpec& spec) : Trainable(tensor_table(spec)), spec_(spec), dropout_rng_(std::random_device{}())
 {
 }
 
@@ -113,22 +99,11 @@ Model::Model(const ModelSpec& spec, std::uint64_t seed) : Model(spec)
 {
     dropout_rng_.seed(seed ^ 0x9e3779b97f4a7c15ULL);  // a stream of its own, apart from the weights'
 
-    // uniform(-k, k) with k = 1/sqrt(H), as PyTorch initialises every RNN weight and bias. The
-    // float is made from the top 24 bits by hand so the same seed gives the same model everywhere.
+    // uniform(-k, k) with k = 1/sqrt(H), as PyTorch initialises every RNN weight and bias.
     std::mt19937_64 engine(seed);
     const float k = 1.0f / std::sqrt(static_cast<float>(spec_.hidden_size));
-    for (float& value : parameters_) {
-        const float unit = static_cast<float>(engine() >> 40) * (1.0f / 16777216.0f);
-        value = (2.0f * unit - 1.0f) * k;
-    }
-}
-
-const TensorInfo* Model::find(const std::string& name) const
-{
-    for (const TensorInfo& info : tensors_)
-        if (info.name == name)
-            return &info;
-    return nullptr;
+    for (const TensorInfo& tensor : tensors_)
+        fill_uniform(tensor, k, engine);
 }
 
 CellWeights Model::weights(int layer, int direction) const
@@ -329,8 +304,6 @@ void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* 
     record_ = std::move(record);
 }
 
-void Model::zero_grad() { std::fill(gradients_.begin(), gradients_.end(), 0.0f); }
-
 void Model::backward(const float* dy, const float* dh_n, const float* dc_n, float* dx, float* dh0, float* dc0)
 {
     if (!record_)
@@ -341,8 +314,7 @@ void Model::backward(const float* dy, const float* dh_n, const float* dc_n, floa
     const int L = spec_.num_layers, D = spec_.directions();
     const Index H = spec_.hidden_size, H_out = spec_.output_size(), width = D * H_out;
     const std::int64_t* lengths = record.lengths.empty() ? nullptr : record.lengths.data();
-    if (gradients_.empty())
-        gradients_.assign(parameters_.size(), 0.0f);
+    gradient_buffer();
 
     // d_out: dL/d(output of the layer at hand), time-major.
     std::vector<float> d_out(static_cast<std::size_t>(T * B * width));

@@ -140,7 +140,7 @@ nb::tuple cell_backward(Model& model, nb::handle dstate_in, bool batched)
     return backward(model, dy.data(), batched, dstate_in);
 }
 
-nb::dict gradients(const Model& model)
+nb::dict gradients(const Trainable& model)
 {
     nb::dict out;
     const std::vector<float> zeros(model.gradients().empty() ? model.parameter_count() : 0, 0.0f);
@@ -174,7 +174,7 @@ nb::object cell_forward(Model& model, nb::handle x_in, nb::handle state_in, bool
     return state;
 }
 
-nb::dict state_dict(const Model& model)
+nb::dict state_dict(const Trainable& model)
 {
     nb::dict out;
     for (const TensorInfo& info : model.tensors())
@@ -191,7 +191,7 @@ std::string join(const std::vector<std::string>& names)
 }
 
 /// Strict: every key present, no other key, every shape equal; checked in full before any copy.
-void load_state_dict(Model& model, nb::dict mapping)
+void load_state_dict(Trainable& model, nb::dict mapping)
 {
     std::vector<std::pair<const TensorInfo*, FloatArray>> staged;
     std::vector<std::string> unexpected;
@@ -223,7 +223,14 @@ void load_state_dict(Model& model, nb::dict mapping)
 
 void bind_model(nb::module_& m)
 {
-    nb::class_<Model>(m, "Model", "The engine behind every streamrnn layer and cell (see streamrnn.LSTM etc.).")
+    nb::class_<Trainable>(m, "Trainable", "Named weights and their accumulated gradients.")
+        .def("state_dict", &state_dict, "Copies of every tensor under PyTorch's names.")
+        .def("load_state_dict", &load_state_dict, "state_dict"_a,
+             "Copies the tensors in; strict about keys and shapes.")
+        .def("grads", &gradients, "Accumulated gradients, keyed like state_dict().")
+        .def("zero_grad", &Trainable::zero_grad, "Sets the accumulated gradients to zero.");
+
+    nb::class_<Model, Trainable>(m, "Model", "The engine behind every streamrnn layer and cell (see streamrnn.LSTM etc.).")
         .def(
             "__init__",
             [](Model* self, const std::string& mode, long long input_size, long long hidden_size, long long num_layers,
@@ -266,11 +273,7 @@ void bind_model(nb::module_& m)
              "BPTT over the last training forward: (dx, dstate0); weight gradients accumulate.")
         .def("cell_backward", &cell_backward, "dstate"_a.none(), "batched"_a,
              "Back through the last training step of a cell: (dx, dstate0).")
-        .def("grads", &gradients, "Accumulated gradients, keyed like state_dict().")
-        .def("zero_grad", &Model::zero_grad, "Sets the accumulated gradients to zero.")
-        .def("state_dict", &state_dict, "Copies of every tensor under PyTorch's names.")
-        .def("load_state_dict", &load_state_dict, "state_dict"_a,
-             "Copies the tensors in; strict about keys and shapes.")
+
         .def(
             "stream",
             [](std::shared_ptr<Model> self, long long batch) { return Stream(std::move(self), batch); },

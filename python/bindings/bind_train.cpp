@@ -3,8 +3,8 @@
 #include "arrays.hpp"
 
 #include "streamrnn/errors.hpp"
-#include "streamrnn/model.hpp"
 #include "streamrnn/optim.hpp"
+#include "streamrnn/trainable.hpp"
 
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/vector.h>
@@ -15,16 +15,14 @@ namespace streamrnn::python {
 
 namespace {
 
-using Models = std::vector<std::shared_ptr<Model>>;
+using Models = std::vector<std::shared_ptr<Trainable>>;
 
-/// One block per model: its parameters and, once it has any, its gradients.
+/// One block per module: its parameters and, once it has any, its gradients.
 std::vector<ParameterBlock> blocks_of(const Models& models)
 {
     std::vector<ParameterBlock> blocks;
-    for (const auto& model : models) {
-        std::vector<float>& grads = model->gradients();
-        blocks.push_back({model->parameters(), grads.empty() ? nullptr : grads.data(), model->parameter_count()});
-    }
+    for (const auto& model : models)
+        blocks.push_back(model->block());
     return blocks;
 }
 

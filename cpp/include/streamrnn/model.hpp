@@ -4,6 +4,7 @@
 
 #include "cell.hpp"
 #include "spec.hpp"
+#include "trainable.hpp"
 #include "types.hpp"
 
 #include <cstdint>
@@ -13,14 +14,6 @@
 #include <vector>
 
 namespace streamrnn {
-
-/// One named tensor of a Model: PyTorch's name and shape, and where it sits in parameters().
-struct TensorInfo {
-    std::string name;              ///< "weight_ih_l0", "bias_hh_l1_reverse", "weight_hr_l0", ...
-    std::vector<long long> shape;  ///< [G, I_l], [G, H_out], [G], [P, H]
-    std::size_t offset = 0;        ///< in floats
-    std::size_t size = 0;          ///< in floats
-};
 
 /// What a training forward keeps of one layer and direction for backward: time-major [T, B, ...]
 /// rows, indexed by the time step (not the order of processing).
@@ -67,9 +60,9 @@ private:
     std::unique_ptr<GemmSpace> gemm_; ///< packing space for every product of a run
 };
 
-/// The weights of a model and everything that runs them. Weights live in one contiguous buffer
-/// in state_dict order, so that gradients and optimizer state can share its layout.
-class Model {
+/// The weights of a recurrent model and everything that runs them. Its tensors are PyTorch's:
+/// weight_ih_l{k}[_reverse] [G, I_l], weight_hh [G, H_out], bias_ih and bias_hh [G], weight_hr [P, H].
+class Model : public Trainable {
 public:
     /// Weights drawn from uniform(-1/sqrt(H), 1/sqrt(H)), PyTorch's initialisation, from `seed`.
     Model(const ModelSpec& spec, std::uint64_t seed);
@@ -81,12 +74,6 @@ public:
     explicit Model(const ModelSpec& spec);
 
     const ModelSpec& spec() const { return spec_; }
-    const std::vector<TensorInfo>& tensors() const { return tensors_; }
-    /// The tensor called `name`, or null.
-    const TensorInfo* find(const std::string& name) const;
-    float* parameters() { return parameters_.data(); }
-    const float* parameters() const { return parameters_.data(); }
-    std::size_t parameter_count() const { return parameters_.size(); }
     CellWeights weights(int layer, int direction) const;
 
     /// Whole-sequence forward.
@@ -112,11 +99,6 @@ public:
     bool has_record() const { return record_ != nullptr; }
     const ForwardRecord* record() const { return record_.get(); }
 
-    /// Accumulated gradients in the layout of parameters(): empty until the first backward.
-    const std::vector<float>& gradients() const { return gradients_; }
-    std::vector<float>& gradients() { return gradients_; }
-    void zero_grad();
-
     /// Runs every layer over steps [0, T) of x into y with ws, T <= ws.max_steps(), B == ws.batch();
     /// h, c as in forward. Unidirectional models only when used by a Stream (chunks of a longer
     /// sequence); allocates nothing.
@@ -135,9 +117,6 @@ private:
     void check_lengths(Index T, Index B, const std::int64_t* lengths) const;
 
     ModelSpec spec_;
-    std::vector<TensorInfo> tensors_;
-    std::vector<float> parameters_;
-    std::vector<float> gradients_;
     std::unique_ptr<ForwardRecord> record_;
     std::mt19937_64 dropout_rng_;
 };

@@ -11,7 +11,8 @@
 #include "rnn_cell.hpp"    // Elman RNN step
 #include "lstm_cell.hpp"   // LSTM step (with projection)
 #include "gru_cell.hpp"    // GRU step (reset-after and reset-before)
-#include "model.hpp"       // Model: weights, whole-sequence forward
+#include "optim.hpp"       // ParameterBlock, clip_grad_norm, SGD, Adam(W)
+#include "trainable.hpp"   // Trainable: named weights and their gradients
+#include "model.hpp"       // Model: weights, whole-sequence forward and BPTT
 #include "stream.hpp"      // Stream: state and buffers for live streams
 #include "model_file.hpp"  // save_model / load_model (safetensors)
-#include "optim.hpp"       // clip_grad_norm, SGD, Adam(W)
