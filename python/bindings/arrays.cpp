@@ -85,28 +85,36 @@ FloatArray to_floats(nb::handle obj, const char* name)
     return array;
 }
 
-std::vector<std::int64_t> to_lengths(nb::handle obj, long long B)
+IntArray to_integers(nb::handle obj, const char* name)
 {
     nb::object array;
     try {
         array = numpy().attr("asarray")(detached(obj));
     } catch (nb::python_error&) {
-        throw nb::type_error(("lengths: expected an array of integers, got " + python_type(obj)).c_str());
+        throw nb::type_error((std::string(name) + ": expected an array of integers, got " + python_type(obj)).c_str());
     }
     const std::string kind = nb::cast<std::string>(array.attr("dtype").attr("kind"));
     if (kind != "i" && kind != "u")
-        throw nb::type_error(("lengths: expected an integer array, got dtype " +
+        throw nb::type_error((std::string(name) + ": expected an integer array, got dtype " +
                               nb::cast<std::string>(array.attr("dtype").attr("name")))
                                  .c_str());
-    const Shape shape = nb::cast<Shape>(nb::tuple(array.attr("shape")));
-    if (shape.size() != 1 || shape[0] != B)
-        throw_shape("lengths", "(B,) = " + shape_str({B}) + ", one length per sequence", shape);
-    // Unsigned values past int64 cannot be valid lengths; clip them so the range check reports them.
+    // Unsigned values past int64 cannot be valid; clip them so that range checks report them.
     if (kind == "u")
         array = numpy().attr("minimum")(array.attr("astype")("uint64"), static_cast<std::uint64_t>(INT64_MAX));
     auto values = nb::cast<nb::ndarray<const std::int64_t, nb::c_contig, nb::device::cpu>>(
         numpy().attr("ascontiguousarray")(array, nb::arg("dtype") = "int64"));
-    return std::vector<std::int64_t>(values.data(), values.data() + B);
+    IntArray out;
+    out.shape = shape_of(values);
+    out.values.assign(values.data(), values.data() + values.size());
+    return out;
+}
+
+std::vector<std::int64_t> to_lengths(nb::handle obj, long long B)
+{
+    IntArray lengths = to_integers(obj, "lengths");
+    if (lengths.shape.size() != 1 || lengths.shape[0] != B)
+        throw_shape("lengths", "(B,) = " + shape_str({B}) + ", one length per sequence", lengths.shape);
+    return std::move(lengths.values);
 }
 
 NumpyArray new_array(const Shape& shape, float** data)

@@ -53,6 +53,13 @@ bool direct_array(nb::handle obj, bool writable, DirectArray& out) noexcept;
 /// `name` when it holds no numbers.
 FloatArray to_floats(nb::handle obj, const char* name);
 
+/// An integer array-like as int64 values and its shape. TypeError for a non-integer array.
+struct IntArray {
+    std::vector<std::int64_t> values;
+    Shape shape;
+};
+IntArray to_integers(nb::handle obj, const char* name);
+
 /// Integer lengths of shape (B,), as int64. TypeError for a non-integer array, ValueError for a
 /// wrong shape.
 std::vector<std::int64_t> to_lengths(nb::handle obj, long long B);

@@ -8,6 +8,7 @@ namespace streamrnn::python {
 void bind_model(nb::module_& m);
 void bind_stream(nb::module_& m);
 void bind_train(nb::module_& m);
+void bind_blocks(nb::module_& m);
 }  // namespace streamrnn::python
 
 NB_MODULE(_core, m)
@@ -31,4 +32,5 @@ NB_MODULE(_core, m)
     bind_model(m);
     bind_stream(m);
     bind_train(m);
+    bind_blocks(m);
 }

@@ -3,6 +3,7 @@
 """streamrnn: low-latency, stateful RNN, LSTM and GRU inference on live streams, with PyTorch parity."""
 
 from . import optim
+from ._blocks import Dropout, Embedding, Linear, cross_entropy, mse_loss
 from ._core import Stream
 from ._modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, load
 from ._torch import from_torch
@@ -10,4 +11,4 @@ from .optim import clip_grad_norm, clip_grad_value
 
 __version__ = "0.1.0"
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "Stream", "load", "from_torch", "optim",
-           "clip_grad_norm", "clip_grad_value"]
+           "clip_grad_norm", "clip_grad_value", "Linear", "Embedding", "Dropout", "cross_entropy", "mse_loss"]

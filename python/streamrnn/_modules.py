@@ -42,29 +42,10 @@ def _probability(name: str, value: Any) -> float:
     return float(value)
 
 
-class _Module:
-    """What layers and cells share: the engine model, weights and files."""
+class _Weights:
+    """What every module with weights shares: state dicts and gradients."""
 
-    _core: _core.Model
-
-    def _build(self, mode: str, input_size: Any, hidden_size: Any, num_layers: Any = 1, *, proj_size: Any = 0,
-               bias: Any = True, batch_first: Any = False, bidirectional: Any = False, residual: Any = False,
-               reset_after: Any = True, dropout: Any = 0.0, is_cell: bool = False, seed: Any = None) -> None:
-        self._core = _core.Model(
-            mode, _integer("input_size", input_size), _integer("hidden_size", hidden_size),
-            _integer("num_layers", num_layers), _integer("proj_size", proj_size), _flag("bias", bias),
-            _flag("batch_first", batch_first), _flag("bidirectional", bidirectional), _flag("residual", residual),
-            _flag("reset_after", reset_after), _probability("dropout", dropout), is_cell, _seed(seed))
-
-    @classmethod
-    def _wrap(cls, core: _core.Model) -> "_Module":
-        module = cls.__new__(cls)
-        module._core = core
-        return module
-
-    input_size = property(lambda self: self._core.input_size, doc="I, features per input step.")
-    hidden_size = property(lambda self: self._core.hidden_size, doc="H, units per layer and direction.")
-    bias = property(lambda self: self._core.bias, doc="Whether the cells have bias vectors.")
+    _core: Any
 
     def state_dict(self) -> "dict[str, Array]":
         """Copies of every weight, under PyTorch's names and shapes (weight_ih_l0, ...)."""
@@ -87,6 +68,31 @@ class _Module:
     def zero_grad(self) -> None:
         """Set the accumulated gradients to zero."""
         self._core.zero_grad()
+
+
+class _Module(_Weights):
+    """What recurrent layers and cells share: the engine model and its files."""
+
+    _core: _core.Model
+
+    def _build(self, mode: str, input_size: Any, hidden_size: Any, num_layers: Any = 1, *, proj_size: Any = 0,
+               bias: Any = True, batch_first: Any = False, bidirectional: Any = False, residual: Any = False,
+               reset_after: Any = True, dropout: Any = 0.0, is_cell: bool = False, seed: Any = None) -> None:
+        self._core = _core.Model(
+            mode, _integer("input_size", input_size), _integer("hidden_size", hidden_size),
+            _integer("num_layers", num_layers), _integer("proj_size", proj_size), _flag("bias", bias),
+            _flag("batch_first", batch_first), _flag("bidirectional", bidirectional), _flag("residual", residual),
+            _flag("reset_after", reset_after), _probability("dropout", dropout), is_cell, _seed(seed))
+
+    @classmethod
+    def _wrap(cls, core: _core.Model) -> "_Module":
+        module = cls.__new__(cls)
+        module._core = core
+        return module
+
+    input_size = property(lambda self: self._core.input_size, doc="I, features per input step.")
+    hidden_size = property(lambda self: self._core.hidden_size, doc="H, units per layer and direction.")
+    bias = property(lambda self: self._core.bias, doc="Whether the cells have bias vectors.")
 
     def save(self, path: PathLike) -> None:
         """Write the model to one safetensors file: the tensors under their state_dict() names, the

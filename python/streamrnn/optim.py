@@ -14,15 +14,15 @@ from typing import Any, Iterable, Union
 import numpy as np
 
 from . import _core
-from ._modules import _Module
+from ._modules import _Weights
 
-Modules = Union[_Module, Iterable[_Module]]
+Modules = Union[_Weights, Iterable[_Weights]]
 
 
 def _cores(modules: Modules, name: str = "modules") -> "list[_core.Model]":
-    items = [modules] if isinstance(modules, _Module) else list(modules)
+    items = [modules] if isinstance(modules, _Weights) else list(modules)
     for item in items:
-        if not isinstance(item, _Module):
+        if not isinstance(item, _Weights):
             raise TypeError(f"{name}: expected streamrnn modules, got {type(item).__name__}")
     return [item._core for item in items]
 

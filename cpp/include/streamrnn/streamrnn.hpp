@@ -15,4 +15,5 @@
 #include "trainable.hpp"   // Trainable: named weights and their gradients
 #include "model.hpp"       // Model: weights, whole-sequence forward and BPTT
 #include "stream.hpp"      // Stream: state and buffers for live streams
+#include "blocks.hpp"      // Linear, Embedding, Dropout, cross_entropy, mse_loss
 #include "model_file.hpp"  // save_model / load_model (safetensors)
