@@ -291,8 +291,9 @@ def test_dropout_at_the_ends_of_its_range_is_accepted(dropout):
     assert m.dropout == dropout
 
 
-def test_from_torch_refuses_anything_but_a_torch_rnn_module():
-    for bad in [torch.nn.Linear(2, 3), torch.nn.Sequential(torch.nn.LSTM(2, 3)), "LSTM", None, sr.LSTM(2, 3),
+def test_from_torch_refuses_anything_but_a_supported_torch_module():
+    # supported: LSTM, GRU, RNN, their cells, Linear and Embedding
+    for bad in [torch.nn.Conv1d(2, 3, 1), torch.nn.Sequential(torch.nn.LSTM(2, 3)), "LSTM", None, sr.LSTM(2, 3),
                 torch.nn.TransformerEncoderLayer(4, 2)]:
         with pytest.raises(TypeError):
             sr.from_torch(bad)
