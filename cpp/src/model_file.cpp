@@ -124,25 +124,19 @@ std::vector<std::pair<std::string, std::string>> metadata_of(const ModelSpec& sp
     };
 }
 
-/// The __metadata__ object, whose values safetensors requires to be strings.
+/// The metadata of a file, every value a string, as safetensors requires.
 class Metadata {
 public:
-    explicit Metadata(const json::Value::Object& object) : object_(object)
-    {
-        for (const json::Member& member : object) {
-            if (!member.value.as_string()) {
-                fail("metadata " + quote(member.key) + " is not a string");
-            }
-        }
-    }
+    explicit Metadata(const std::vector<std::pair<std::string, std::string>>& entries) : entries_(entries) {}
 
     const std::string& text(const std::string& key) const
     {
-        const json::Value* value = json::find(object_, key);
-        if (!value) {
-            fail("metadata has no \"" + key + "\"");
+        for (const auto& [name, value] : entries_) {
+            if (name == key) {
+                return value;
+            }
         }
-        return *value->as_string();
+        fail("metadata has no \"" + key + "\"");
     }
 
     int integer(const std::string& key) const
@@ -181,19 +175,24 @@ private:
         fail("metadata \"" + key + "\" is " + quote(text(key)) + ", expected " + expected);
     }
 
-    const json::Value::Object& object_;
+    const std::vector<std::pair<std::string, std::string>>& entries_;
 };
 
-ModelSpec read_spec(const json::Value::Object& header)
+ModelSpec read_spec(const TensorFile& file)
 {
-    const json::Value* value = json::find(header, "__metadata__");
-    const json::Value::Object* object = value ? value->as_object() : nullptr;
-    if (!object) {
+    if (!file.has_metadata) {
         fail("not a streamrnn model: the header has no \"__metadata__\" object");
     }
-    const Metadata metadata(*object);
-    const json::Value* format = json::find(*object, "format");
-    if (!format || *format->as_string() != format_name) {
+    const Metadata metadata(file.metadata);
+    for (const auto& [key, value] : file.metadata) {
+        if (key == "model") {
+            fail("a composite streamrnn model (" + quote(value) + "), not a single recurrent model; Python's "
+                 "streamrnn.load reads it");
+        }
+    }
+    const auto format = std::find_if(file.metadata.begin(), file.metadata.end(),
+                                     [](const auto& entry) { return entry.first == "format"; });
+    if (format == file.metadata.end() || format->second != format_name) {
         fail("not a streamrnn model: metadata \"format\" is not \"streamrnn\"");
     }
     if (metadata.text("format_version") != format_version) {
@@ -298,6 +297,17 @@ std::vector<Entry> read_entries(const json::Value::Object& header, std::uint64_t
     return entries;
 }
 
+/// Floats in a tensor of `shape`, saturating: an overflow is more than any file holds.
+std::uint64_t element_count(const std::vector<long long>& shape)
+{
+    std::uint64_t count = 1;
+    for (long long n : shape) {
+        const auto dim = static_cast<std::uint64_t>(n);
+        count = dim != 0 && count > UINT64_MAX / dim ? UINT64_MAX : count * dim;
+    }
+    return count;
+}
+
 Model make_model(const ModelSpec& spec, std::uint64_t data_size)
 {
     try {
@@ -321,52 +331,8 @@ Model make_model(const ModelSpec& spec, std::uint64_t data_size)
                     error_number);
 }
 
-}  // namespace
-
-std::vector<std::uint8_t> save_model_bytes(const Model& model)
+void write_bytes(const std::vector<std::uint8_t>& bytes, const std::string& path)
 {
-    std::string header = "{\"__metadata__\":{";
-    const char* separator = "";
-    for (const auto& [key, value] : metadata_of(model.spec())) {
-        header += separator;
-        json::append_string(header, key);
-        header += ':';
-        json::append_string(header, value);
-        separator = ",";
-    }
-    header += '}';
-    std::uint64_t offset = 0;
-    for (const TensorInfo& tensor : model.tensors()) {
-        header += ',';
-        json::append_string(header, tensor.name);
-        header += ":{\"dtype\":\"F32\",\"shape\":[";
-        for (std::size_t i = 0; i < tensor.shape.size(); ++i) {
-            header += (i ? "," : "") + std::to_string(tensor.shape[i]);
-        }
-        const std::uint64_t end = offset + sizeof(float) * tensor.size;
-        header += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(end) + "]}";
-        offset = end;
-    }
-    header += '}';
-    // safetensors pads with spaces so that the data starts 8-byte aligned.
-    header.append((8 - header.size() % 8) % 8, ' ');
-
-    std::vector<std::uint8_t> bytes(8 + header.size() + offset);
-    store_u64_le(bytes.data(), header.size());
-    std::memcpy(bytes.data() + 8, header.data(), header.size());
-    std::uint8_t* out = bytes.data() + 8 + header.size();
-    for (const TensorInfo& tensor : model.tensors()) {
-        const float* values = model.parameters() + tensor.offset;
-        for (std::size_t i = 0; i < tensor.size; ++i, out += sizeof(float)) {
-            store_f32_le(out, values[i]);
-        }
-    }
-    return bytes;
-}
-
-void save_model(const Model& model, const std::string& path)
-{
-    const std::vector<std::uint8_t> bytes = save_model_bytes(model);
     errno = 0;
     std::FILE* file = std::fopen(path.c_str(), "wb");
     if (!file) {
@@ -385,7 +351,103 @@ void save_model(const Model& model, const std::string& path)
     }
 }
 
-Model load_model(const void* data, std::size_t size)
+std::vector<std::uint8_t> read_bytes(const std::string& path)
+{
+    errno = 0;
+    std::FILE* file = std::fopen(path.c_str(), "rb");
+    if (!file) {
+        file_error("open", path, errno ? errno : EIO);
+    }
+    // Read in chunks rather than trusting a size from the file system: what arrives is the bound.
+    constexpr std::size_t chunk = std::size_t(1) << 16;
+    std::vector<std::uint8_t> bytes;
+    std::size_t got = chunk;
+    while (got == chunk) {
+        const std::size_t old_size = bytes.size();
+        bytes.resize(old_size + chunk);
+        got = std::fread(bytes.data() + old_size, 1, chunk, file);
+        bytes.resize(old_size + got);
+    }
+    const int error_number = std::ferror(file) ? (errno ? errno : EIO) : 0;
+    std::fclose(file);
+    if (error_number != 0) {
+        file_error("read", path, error_number);
+    }
+    return bytes;
+}
+
+/// Runs `read` on the file's bytes, naming the file in a FormatError.
+template <typename Read>
+auto read_file(const std::string& path, Read read)
+{
+    const std::vector<std::uint8_t> bytes = read_bytes(path);
+    try {
+        return read(bytes.data(), bytes.size());
+    } catch (const FormatError& error) {
+        throw FormatError(std::string(error.what()) + " ('" + path + "')");
+    }
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> save_tensor_file_bytes(const TensorFile& file)
+{
+    std::string header = "{";
+    const char* separator = "";
+    if (file.has_metadata) {
+        header += "\"__metadata__\":{";
+        for (const auto& [key, value] : file.metadata) {
+            header += separator;
+            json::append_string(header, key);
+            header += ':';
+            json::append_string(header, value);
+            separator = ",";
+        }
+        header += '}';
+        separator = ",";
+    }
+    std::uint64_t offset = 0;
+    for (const NamedTensor& tensor : file.tensors) {
+        header += separator;
+        separator = ",";
+        json::append_string(header, tensor.name);
+        header += ":{\"dtype\":\"F32\",\"shape\":[";
+        for (std::size_t i = 0; i < tensor.shape.size(); ++i) {
+            header += (i ? "," : "") + std::to_string(tensor.shape[i]);
+        }
+        const std::uint64_t end = offset + sizeof(float) * tensor.values.size();
+        header += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(end) + "]}";
+        offset = end;
+    }
+    header += '}';
+    // safetensors pads with spaces so that the data starts 8-byte aligned.
+    header.append((8 - header.size() % 8) % 8, ' ');
+
+    std::vector<std::uint8_t> bytes(8 + header.size() + offset);
+    store_u64_le(bytes.data(), header.size());
+    std::memcpy(bytes.data() + 8, header.data(), header.size());
+    std::uint8_t* out = bytes.data() + 8 + header.size();
+    for (const NamedTensor& tensor : file.tensors) {
+        for (float value : tensor.values) {
+            store_f32_le(out, value);
+            out += sizeof(float);
+        }
+    }
+    return bytes;
+}
+
+void save_tensor_file(const TensorFile& file, const std::string& path) { write_bytes(save_tensor_file_bytes(file), path); }
+
+namespace {
+
+/// A tensor file and the size of its data section. A model file's metadata is checked before
+/// its tensors are read, so that a file of another kind is named as such.
+struct ReadFile {
+    TensorFile file;
+    std::uint64_t data_size = 0;
+};
+
+ReadFile read_parts(const void* data, std::size_t size, bool as_model)
 {
     const auto* bytes = static_cast<const std::uint8_t*>(data);
     if (size < 8) {
@@ -411,36 +473,90 @@ Model load_model(const void* data, std::size_t size)
         fail("the header is not a JSON object");
     }
 
-    const ModelSpec spec = read_spec(*members);
+    ReadFile read;
+    TensorFile& file = read.file;
+    if (const json::Value* value = json::find(*members, "__metadata__")) {
+        if (const json::Value::Object* object = value->as_object()) {
+            file.has_metadata = true;
+            for (const json::Member& member : *object) {
+                if (!member.value.as_string()) {
+                    fail("metadata " + quote(member.key) + " is not a string");
+                }
+                file.metadata.emplace_back(member.key, *member.value.as_string());
+            }
+        }
+    }
+    if (as_model) {
+        read_spec(file);
+    }
     const std::uint8_t* tensor_data = bytes + 8 + header_size;
     const std::uint64_t data_size = size - 8 - header_size;
-    const std::vector<Entry> entries = read_entries(*members, data_size);
-    Model model = make_model(spec, data_size);
+    read.data_size = data_size;
+    for (const Entry& entry : read_entries(*members, data_size)) {
+        const std::uint64_t count = element_count(entry.shape);
+        if (count > data_size / sizeof(float) || entry.end - entry.begin != sizeof(float) * count) {
+            fail("tensor " + quote(*entry.name) + " has " + std::to_string(entry.end - entry.begin)
+                 + " bytes of data, expected " + (count > data_size ? std::string("more than the file holds")
+                                                                   : std::to_string(sizeof(float) * count))
+                 + " for its shape " + shape_str(entry.shape));
+        }
+        NamedTensor tensor{*entry.name, entry.shape, std::vector<float>(count)};
+        const std::uint8_t* in = tensor_data + entry.begin;
+        for (float& value : tensor.values) {
+            value = load_f32_le(in);
+            in += sizeof(float);
+        }
+        file.tensors.push_back(std::move(tensor));
+    }
+    return read;
+}
 
-    for (const Entry& entry : entries) {
-        const TensorInfo* tensor = model.find(*entry.name);
-        const std::string where = "tensor " + quote(*entry.name);
+}  // namespace
+
+TensorFile read_tensor_file(const void* data, std::size_t size) { return read_parts(data, size, false).file; }
+
+TensorFile read_tensor_file(const std::string& path)
+{
+    return read_file(path, [](const std::uint8_t* data, std::size_t size) { return read_tensor_file(data, size); });
+}
+
+std::vector<std::uint8_t> save_model_bytes(const Model& model)
+{
+    TensorFile file;
+    file.has_metadata = true;
+    file.metadata = metadata_of(model.spec());
+    for (const TensorInfo& tensor : model.tensors()) {
+        const float* values = model.parameters() + tensor.offset;
+        file.tensors.push_back({tensor.name, tensor.shape, std::vector<float>(values, values + tensor.size)});
+    }
+    return save_tensor_file_bytes(file);
+}
+
+void save_model(const Model& model, const std::string& path) { write_bytes(save_model_bytes(model), path); }
+
+Model load_model(const void* data, std::size_t size)
+{
+    const ReadFile read = read_parts(data, size, true);
+    const TensorFile& file = read.file;
+    const ModelSpec spec = read_spec(file);
+    Model model = make_model(spec, read.data_size);
+
+    for (const NamedTensor& entry : file.tensors) {
+        const TensorInfo* tensor = model.find(entry.name);
+        const std::string where = "tensor " + quote(entry.name);
         if (!tensor) {
             fail(where + " is not part of a " + kind_name(spec.kind) + " with this architecture");
         }
         if (entry.shape != tensor->shape) {
             fail(where + " has shape " + shape_str(entry.shape) + ", expected " + shape_str(tensor->shape));
         }
-        if (entry.end - entry.begin != sizeof(float) * tensor->size) {
-            fail(where + " has " + std::to_string(entry.end - entry.begin) + " bytes of data, expected "
-                 + std::to_string(sizeof(float) * tensor->size));
-        }
-        float* values = model.parameters() + tensor->offset;
-        const std::uint8_t* in = tensor_data + entry.begin;
-        for (std::size_t i = 0; i < tensor->size; ++i, in += sizeof(float)) {
-            values[i] = load_f32_le(in);
-        }
+        std::copy(entry.values.begin(), entry.values.end(), model.parameters() + tensor->offset);
     }
     // Keys are unique and each named a distinct tensor of the model, so a shortfall is a gap.
-    if (entries.size() != model.tensors().size()) {
+    if (file.tensors.size() != model.tensors().size()) {
         for (const TensorInfo& tensor : model.tensors()) {
-            const auto named = [&](const Entry& entry) { return *entry.name == tensor.name; };
-            if (std::none_of(entries.begin(), entries.end(), named)) {
+            const auto named = [&](const NamedTensor& entry) { return entry.name == tensor.name; };
+            if (std::none_of(file.tensors.begin(), file.tensors.end(), named)) {
                 fail("tensor " + quote(tensor.name) + " is missing");
             }
         }
@@ -450,31 +566,7 @@ Model load_model(const void* data, std::size_t size)
 
 Model load_model(const std::string& path)
 {
-    errno = 0;
-    std::FILE* file = std::fopen(path.c_str(), "rb");
-    if (!file) {
-        file_error("open", path, errno ? errno : EIO);
-    }
-    // Read in chunks rather than trusting a size from the file system: what arrives is the bound.
-    constexpr std::size_t chunk = std::size_t(1) << 16;
-    std::vector<std::uint8_t> bytes;
-    std::size_t got = chunk;
-    while (got == chunk) {
-        const std::size_t old_size = bytes.size();
-        bytes.resize(old_size + chunk);
-        got = std::fread(bytes.data() + old_size, 1, chunk, file);
-        bytes.resize(old_size + got);
-    }
-    const int error_number = std::ferror(file) ? (errno ? errno : EIO) : 0;
-    std::fclose(file);
-    if (error_number != 0) {
-        file_error("read", path, error_number);
-    }
-    try {
-        return load_model(bytes.data(), bytes.size());
-    } catch (const FormatError& error) {
-        throw FormatError(std::string(error.what()) + " ('" + path + "')");
-    }
+    return read_file(path, [](const std::uint8_t* data, std::size_t size) { return load_model(data, size); });
 }
 
 }  // namespace streamrnn

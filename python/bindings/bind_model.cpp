@@ -287,6 +287,38 @@ void bind_model(nb::module_& m)
             "path"_a, "Writes one safetensors file.");
 
     m.def(
+        "save_tensors",
+        [](const std::string& path, nb::dict tensors, nb::dict metadata) {
+            TensorFile file;
+            file.has_metadata = true;
+            for (auto [key, value] : metadata)
+                file.metadata.emplace_back(nb::cast<std::string>(key), nb::cast<std::string>(value));
+            for (auto [key, value] : tensors) {
+                const std::string name = nb::cast<std::string>(key);
+                const FloatArray array = to_floats(value, name.c_str());
+                file.tensors.push_back({name, shape_of(array), std::vector<float>(array.data(), array.data() + array.size())});
+            }
+            nb::gil_scoped_release release;
+            save_tensor_file(file, path);
+        },
+        "path"_a, "tensors"_a, "metadata"_a, "Writes float32 tensors and string metadata as one safetensors file.");
+    m.def(
+        "load_tensors",
+        [](const std::string& path) {
+            TensorFile file;
+            {
+                nb::gil_scoped_release release;
+                file = read_tensor_file(path);
+            }
+            nb::dict tensors, metadata;
+            for (const NamedTensor& tensor : file.tensors)
+                tensors[tensor.name.c_str()] = copy_array(tensor.shape, tensor.values.data());
+            for (const auto& [key, value] : file.metadata)
+                metadata[key.c_str()] = value;
+            return nb::make_tuple(tensors, metadata);
+        },
+        "path"_a, "Reads a safetensors file of float32 tensors: (tensors, metadata).");
+    m.def(
         "load",
         [](const std::string& path) {
             nb::gil_scoped_release release;

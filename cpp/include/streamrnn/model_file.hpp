@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace streamrnn {
@@ -25,6 +26,31 @@ namespace streamrnn {
  *   the data  little-endian float32 on every host, tensors in state_dict order.
  * A loader accepts tensors in any order and gaps between them, as other writers leave.
  */
+
+/// A tensor of a safetensors file: its name, shape and float32 values.
+struct NamedTensor {
+    std::string name;
+    std::vector<long long> shape;
+    std::vector<float> values;
+};
+
+/// A safetensors file of float32 tensors and string metadata, in file order: what a model file
+/// is, and what composite models (an embedding, a recurrent stack and a head) are saved as.
+struct TensorFile {
+    bool has_metadata = false;
+    std::vector<std::pair<std::string, std::string>> metadata;
+    std::vector<NamedTensor> tensors;
+};
+
+/// The bytes of a tensor file; values.size() must be the product of each shape.
+std::vector<std::uint8_t> save_tensor_file_bytes(const TensorFile& file);
+/// Writes a tensor file; throws FileError (with errno) when `path` cannot be written.
+void save_tensor_file(const TensorFile& file, const std::string& path);
+/// Reads a tensor file with every check of load_model but those of a model's architecture:
+/// FormatError for anything truncated or corrupt, or a dtype other than F32.
+TensorFile read_tensor_file(const void* data, std::size_t size);
+/// Reads a tensor file; FileError when it cannot be read, FormatError as above.
+TensorFile read_tensor_file(const std::string& path);
 
 /// The bytes of a model file.
 std::vector<std::uint8_t> save_model_bytes(const Model& model);
