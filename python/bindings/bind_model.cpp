@@ -98,7 +98,7 @@ nb::tuple backward(Model& model, const float* dy, bool batched, nb::handle dstat
     const StateShape shape = state_shape(spec, B, batched);
     std::vector<float> dh_n(static_cast<std::size_t>(element_count(shape.h)));
     std::vector<float> dc_n(static_cast<std::size_t>(element_count(shape.c)));
-    read_state(dstate_in, spec, shape, false, dh_n.data(), dc_n.data());
+    read_state(dstate_in, spec, shape, false, dh_n.data(), dc_n.data(), "dstate");
 
     float* dh0;
     float* dc0;

@@ -33,9 +33,9 @@ StateShape state_shape(const ModelSpec& spec, long long B, bool batched)
 
 namespace {
 
-FloatArray checked(nb::handle value, const char* name, const Shape& expected, int batch_axis, bool accept_unbatched)
+FloatArray checked(nb::handle value, const std::string& name, const Shape& expected, int batch_axis, bool accept_unbatched)
 {
-    FloatArray array = to_floats(value, name);
+    FloatArray array = to_floats(value, name.c_str());
     const Shape got = shape_of(array);
     if (got == expected)
         return array;
@@ -51,27 +51,27 @@ FloatArray checked(nb::handle value, const char* name, const Shape& expected, in
 }  // namespace
 
 void read_state(nb::handle state, const ModelSpec& spec, const StateShape& shape, bool accept_unbatched, float* h,
-                float* c)
+                float* c, const std::string& name)
 {
     if (state.is_none())
         return;
     if (spec.has_cell_state()) {
         if (!nb::isinstance<nb::tuple>(state) && !nb::isinstance<nb::list>(state))
-            throw nb::type_error(("state: an LSTM's state is a tuple (h, c), got " +
+            throw nb::type_error((name + ": an LSTM's state is a tuple (h, c), got " +
                                   python_type(state))
                                      .c_str());
         if (nb::len(state) != 2)
-            throw ArgumentError("state: an LSTM's state is a tuple (h, c), got " + std::to_string(nb::len(state)) +
+            throw ArgumentError(name + ": an LSTM's state is a tuple (h, c), got " + std::to_string(nb::len(state)) +
                                 " items");
-        FloatArray h_in = checked(state[0], "state[0] (h)", shape.h, shape.batch_axis, accept_unbatched);
-        FloatArray c_in = checked(state[1], "state[1] (c)", shape.c, shape.batch_axis, accept_unbatched);
+        FloatArray h_in = checked(state[0], name + "[0] (h)", shape.h, shape.batch_axis, accept_unbatched);
+        FloatArray c_in = checked(state[1], name + "[1] (c)", shape.c, shape.batch_axis, accept_unbatched);
         std::copy(h_in.data(), h_in.data() + h_in.size(), h);
         std::copy(c_in.data(), c_in.data() + c_in.size(), c);
         return;
     }
     if (nb::isinstance<nb::tuple>(state))
-        throw nb::type_error("state: this model's state is one array h, got a tuple");
-    FloatArray h_in = checked(state, "state", shape.h, shape.batch_axis, accept_unbatched);
+        throw nb::type_error((name + ": this model's state is one array h, got a tuple").c_str());
+    FloatArray h_in = checked(state, name, shape.h, shape.batch_axis, accept_unbatched);
     std::copy(h_in.data(), h_in.data() + h_in.size(), h);
 }
 

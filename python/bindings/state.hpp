@@ -22,9 +22,10 @@ StateShape state_shape(const ModelSpec& spec, long long B, bool batched);
 
 /// Copies `state` into h and c (buffers of the expected sizes) after checking its structure and
 /// every shape, so a refused state writes nothing. None leaves the buffers alone.
-/// `accept_unbatched`: with B == 1, also take the state without its B axis.
+/// `accept_unbatched`: with B == 1, also take the state without its B axis. `name` is the
+/// argument's, for messages ("state", "dstate").
 void read_state(nb::handle state, const ModelSpec& spec, const StateShape& shape, bool accept_unbatched, float* h,
-                float* c);
+                float* c, const std::string& name = "state");
 
 /// New zero state arrays: h, or (h, c) for an LSTM; h and c receive their buffers.
 nb::object new_state(const ModelSpec& spec, const StateShape& shape, float** h, float** c);
