@@ -276,9 +276,15 @@ _LAYERS = {"LSTM": LSTM, "GRU": GRU, "RNN_TANH": RNN, "RNN_RELU": RNN}
 _CELLS = {"LSTM": LSTMCell, "GRU": GRUCell, "RNN_TANH": RNNCell, "RNN_RELU": RNNCell}
 
 
-def load(path: PathLike) -> _Module:
-    """Read a model file written by save(): returns the same class with the same weights.
+def load(path: PathLike) -> Any:
+    """Read a model file written by save(): returns the same class with the same weights (a layer,
+    a cell, or a composite model of streamrnn.models).
 
     FileNotFoundError for a missing file; ValueError for a truncated, corrupt or foreign one."""
-    core = _core.load(os.fspath(path))
+    path = os.fspath(path)
+    _, metadata = _core.load_tensors(path)
+    if "model" in metadata:
+        from . import models
+        return models.load(path)
+    core = _core.load(path)
     return (_CELLS if core.is_cell else _LAYERS)[core.mode]._wrap(core)

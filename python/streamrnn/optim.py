@@ -20,11 +20,16 @@ Modules = Union[_Weights, Iterable[_Weights]]
 
 
 def _cores(modules: Modules, name: str = "modules") -> "list[_core.Model]":
-    items = [modules] if isinstance(modules, _Weights) else list(modules)
+    items = [modules] if isinstance(modules, _Weights) or hasattr(modules, "parts") else list(modules)
+    cores = []
     for item in items:
-        if not isinstance(item, _Weights):
-            raise TypeError(f"{name}: expected streamrnn modules, got {type(item).__name__}")
-    return [item._core for item in items]
+        # A composite model (streamrnn.models) stands for its parts.
+        parts = list(item.parts().values()) if hasattr(item, "parts") else [item]
+        for part in parts:
+            if not isinstance(part, _Weights):
+                raise TypeError(f"{name}: expected streamrnn modules, got {type(part).__name__}")
+            cores.append(part._core)
+    return cores
 
 
 def _number(name: str, value: Any) -> float:
