@@ -395,3 +395,20 @@ def assert_all_within_init_bound(state_dict: dict, hidden_size: int) -> None:
     bound = 1.0 / math.sqrt(hidden_size)
     for k, v in state_dict.items():
         assert np.all(np.abs(v) <= bound * (1 + 1e-6)), f"{k}: values outside +-1/sqrt(H)"
+
+
+def single_layer_modules(kind: str, cfg: dict, seed: int):
+    """Single-layer torch modules (time-major) making up `cfg`'s stack, and their weights under our names."""
+    D, H_out = directions(cfg), output_size(kind, cfg)
+    layers, weights = [], {}
+    for layer in range(cfg["num_layers"]):
+        args = dict(input_size=cfg["input_size"] if layer == 0 else D * H_out, hidden_size=cfg["hidden_size"],
+                    num_layers=1, bias=cfg.get("bias", True), bidirectional=cfg.get("bidirectional", False))
+        if kind == "LSTM":
+            args["proj_size"] = cfg.get("proj_size", 0)
+        if kind == "RNN":
+            args["nonlinearity"] = cfg.get("nonlinearity", "tanh")
+        mod = make_torch(kind, args, seed * 10 + layer)
+        layers.append(mod)
+        weights.update(rename_layer(mod.state_dict(), layer))
+    return layers, weights

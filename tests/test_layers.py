@@ -8,8 +8,8 @@ import torch
 import streamrnn as sr
 from conftest import (KINDS, assert_close, assert_float32, assert_identical,
                       copy_state, directions, make_sr, make_torch, numpy_gru, output_size, randn,
-                      random_config, random_input, random_state, rename_layer, rng_for, to_numpy,
-                      torch_forward, zero_state)
+                      random_config, random_input, random_state, rng_for, to_numpy,
+                      single_layer_modules, torch_forward, zero_state)
 
 SEEDS = range(24)
 
@@ -302,18 +302,7 @@ def test_reset_after_changes_the_result_on_the_same_weights():
 
 def _residual_pair(kind, cfg, seed):
     """A streamrnn residual model and the single-layer torch modules that make up its reference."""
-    D, H, H_out = directions(cfg), cfg["hidden_size"], output_size(kind, cfg)
-    layers, weights = [], {}
-    for layer in range(cfg["num_layers"]):
-        args = dict(input_size=cfg["input_size"] if layer == 0 else D * H_out, hidden_size=H,
-                    num_layers=1, bias=cfg.get("bias", True), bidirectional=cfg.get("bidirectional", False))
-        if kind == "LSTM":
-            args["proj_size"] = cfg.get("proj_size", 0)
-        if kind == "RNN":
-            args["nonlinearity"] = cfg.get("nonlinearity", "tanh")
-        mod = make_torch(kind, args, seed * 10 + layer)
-        layers.append(mod)
-        weights.update(rename_layer(mod.state_dict(), layer))
+    layers, weights = single_layer_modules(kind, cfg, seed)
     m = make_sr(kind, cfg, residual=True)
     m.load_state_dict(weights)
     return m, layers

@@ -9,7 +9,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 import streamrnn as sr
 from conftest import (ATOL, GRAD_ATOL, KINDS, TORCH_CELL, assert_close, assert_float32, assert_identical,
                       assert_message_names, copy_state, directions, make_sr, make_torch, numpy_gru, output_size,
-                      randn, random_state, rename_layer, rng_for, to_numpy, zero_state)
+                      randn, random_state, rng_for, single_layer_modules, to_numpy, zero_state)
 
 CELL = {"LSTM": "LSTMCell", "GRU": "GRUCell", "RNN": "RNNCell"}
 
@@ -484,21 +484,6 @@ def test_gru_cell_without_reset_after_has_the_cho_equations_gradients(bias, batc
 # Stacks composed from single-layer torch modules: residual connections and dropout masks
 
 
-def _layer_modules(kind, cfg, seed):
-    """Single-layer torch modules (time-major) making up `cfg`'s stack, and their weights under our names."""
-    D, H_out = directions(cfg), output_size(kind, cfg)
-    layers, weights = [], {}
-    for layer in range(cfg["num_layers"]):
-        args = dict(input_size=cfg["input_size"] if layer == 0 else D * H_out, hidden_size=cfg["hidden_size"],
-                    num_layers=1, bias=cfg.get("bias", True), bidirectional=cfg.get("bidirectional", False))
-        if kind == "LSTM":
-            args["proj_size"] = cfg.get("proj_size", 0)
-        if kind == "RNN":
-            args["nonlinearity"] = cfg.get("nonlinearity", "tanh")
-        mod = make_torch(kind, args, seed * 10 + layer)
-        layers.append(mod)
-        weights.update(rename_layer(mod.state_dict(), layer))
-    return layers, weights
 
 
 def _stack_gradients(kind, cfg, layers, x, state, dy, dstate, lengths, residual=False, masks=None):
@@ -544,7 +529,7 @@ def test_residual_stack_gradients_match_single_layer_torch_modules_with_skip_con
     cfg["bidirectional"] = cfg["bidirectional"] or seed < 2
     if seed % 2 == 0:  # layer 0 residual too
         cfg["input_size"] = directions(cfg) * output_size(kind, cfg)
-    layers, weights = _layer_modules(kind, cfg, seed)
+    layers, weights = single_layer_modules(kind, cfg, seed)
     m = make_sr(kind, cfg, residual=True)
     m.load_state_dict(weights)
     T, B = int(rng.integers(2, 9)), int(rng.integers(2, 5))
@@ -640,7 +625,7 @@ def test_dropout_gradients_match_torch_applying_the_same_masks(kind, opts, with_
     if not with_lengths:
         assert abs(dropped - p) < 0.1, f"fraction dropped {dropped:.3f}, expected about {p}"
 
-    layers, weights = _layer_modules(kind, dict(cfg, batch_first=False), 5)
+    layers, weights = single_layer_modules(kind, dict(cfg, batch_first=False), 5)
     m = make_sr(kind, cfg, residual=residual, seed=seed)
     m.load_state_dict(weights)
     state = random_state(rng, kind, cfg, B)
