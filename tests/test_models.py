@@ -53,6 +53,17 @@ def test_lstm_classifier_learns_whether_a_token_occurs():
     assert (model.predict(tokens, lengths) == labels).mean() > 0.95
 
 
+def test_a_unidirectional_classifier_streams_the_logits_of_the_tokens_so_far():
+    model = sr.models.LSTMClassifier(10, 4, 6, 3, bidirectional=False, dropout=0.0, seed=2)
+    tokens = np.random.default_rng(4).integers(1, 10, (2, 7))
+    stream = model.stream(2)
+    for t in range(7):
+        logits = stream.step(tokens[:, t])
+    np.testing.assert_allclose(logits, model.forward(tokens), atol=1e-5)
+    with pytest.raises(ValueError, match="bidirectional"):
+        sr.models.LSTMClassifier(10, 4, 6, 3, seed=2).stream()
+
+
 def test_seq2seq_learns_to_reverse_and_decodes_greedily():
     rng = np.random.default_rng(1)
     model = sr.models.Seq2Seq(13, 13, 16, 48, lr=1e-2, teacher_forcing=0.5, seed=0)

@@ -165,6 +165,29 @@ class LSTMClassifier(_Composite):
         """Class ids (B,)."""
         return np.argmax(self.forward(tokens, lengths), axis=-1)
 
+    def stream(self, batch: int = 1) -> "ClassifierStream":
+        """Running classification of `batch` live token streams: after each token, the logits of
+        the sequence so far. Unidirectional models only (a reverse direction needs the end)."""
+        return ClassifierStream(self, batch)
+
+
+class ClassifierStream:
+    """LSTMClassifier.stream(): the LSTM as a stream, the head on its last layer's state."""
+
+    def __init__(self, model: LSTMClassifier, batch: int) -> None:
+        self._model = model
+        self._stream = model.lstm.stream(batch)
+
+    def step(self, tokens: Any) -> Array:
+        """tokens (B,) -> logits (B, num_classes) for every token so far."""
+        self._stream.step(self._model.embedding(_ids("tokens", tokens, 1)))
+        h, _ = self._stream.state
+        return self._model.head(h[-1])
+
+    def reset(self, i: Optional[int] = None) -> None:
+        """Start stream i (or all) afresh."""
+        self._stream.reset(i)
+
 
 class Seq2Seq(_Composite):
     """Sequence to sequence: a GRU encoder whose final state starts a GRU decoder, which reads the
