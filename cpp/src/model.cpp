@@ -182,7 +182,7 @@ void Model::run_recorded(ConstSeqView x, SeqView y, Index T, Index B, const std:
         }
         if (record && !last && spec_.dropout > 0.0) {
             // Inverted dropout, as PyTorch's: keep with probability 1 - p, scaled by 1 / (1 - p).
-            std::vector<float>& mask = record->masks[static_cast<std::size_t>(layer + 1)];
+            Buffer& mask = record->masks[static_cast<std::size_t>(layer + 1)];
             const double keep = 1.0 - spec_.dropout;
             const float scale = keep > 0.0 ? static_cast<float>(1.0 / keep) : 0.0f;
             std::bernoulli_distribution kept(keep);
@@ -317,12 +317,12 @@ void Model::backward(const float* dy, const float* dh_n, const float* dc_n, floa
     gradient_buffer();
 
     // d_out: dL/d(output of the layer at hand), time-major.
-    std::vector<float> d_out(static_cast<std::size_t>(T * B * width));
+    Buffer d_out(static_cast<std::size_t>(T * B * width));
     const ConstSeqView dy_view = ConstSeqView::of(dy, T, B, width, width, spec_.batch_first);
     for (Index t = 0; t < T; ++t)
         mat(d_out.data() + t * B * width, B, width) = dy_view.step(t, B);
 
-    std::vector<float> d_in;
+    Buffer d_in;
     for (int layer = L - 1; layer >= 0; --layer) {
         const Index I = spec_.layer_input_size(layer);
         d_in.assign(static_cast<std::size_t>(T * B * I), 0.0f);
@@ -350,7 +350,7 @@ void Model::backward(const float* dy, const float* dh_n, const float* dc_n, floa
                     if (!lengths || t < lengths[b])
                         mat(d_in.data() + (t * B + b) * I, 1, I) += mat(d_out.data() + (t * B + b) * width, 1, width);
         }
-        const std::vector<float>& mask = record.masks[static_cast<std::size_t>(layer)];
+        const Buffer& mask = record.masks[static_cast<std::size_t>(layer)];
         if (!mask.empty())
             mat(d_in.data(), T * B, I).array() *= mat(mask.data(), T * B, I).array();
         d_out.swap(d_in);
@@ -376,10 +376,10 @@ void Model::backward_layer(int layer, int direction, ConstSeqView d_out, float* 
 
     // dL/d(pre-activations) of every step, for the weight gradients after the scan. They differ
     // on the input and recurrent sides only for the GRU.
-    std::vector<float> da_x(static_cast<std::size_t>(T * B * G));
-    std::vector<float> da_h_own(spec_.kind == CellKind::gru ? da_x.size() : 0);
+    Buffer da_x(static_cast<std::size_t>(T * B * G));
+    Buffer da_h_own(spec_.kind == CellKind::gru ? da_x.size() : 0);
     float* da_h = da_h_own.empty() ? da_x.data() : da_h_own.data();
-    std::vector<float> dh_steps(w.w_hr ? static_cast<std::size_t>(T * B * H_out) : 0);  // dL/dh' (projection)
+    Buffer dh_steps(w.w_hr ? static_cast<std::size_t>(T * B * H_out) : 0);  // dL/dh' (projection)
     Matrix dh_total(B, H_out), dh_prev(B, H_out), dc_prev(B, C);
 
     for (Index s = 0; s < T; ++s) {

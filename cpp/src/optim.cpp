@@ -28,7 +28,7 @@ void check_blocks(std::size_t known, const std::vector<ParameterBlock>& blocks)
 
 /// A state buffer for a block of `size`: created zero on first use; a size that changed means
 /// another module took the block's place.
-void size_state(std::vector<float>& buffer, std::size_t size)
+void size_state(Buffer& buffer, std::size_t size)
 {
     if (buffer.empty())
         buffer.assign(size, 0.0f);
@@ -94,7 +94,7 @@ void SGD::step(const std::vector<ParameterBlock>& blocks)
         const ParameterBlock& block = blocks[k];
         if (!block.grads)
             continue;
-        std::vector<float>& buffer = buffers_[k];
+        Buffer& buffer = buffers_[k];
         const bool first = buffer.empty();
         if (momentum != 0.0f)
             size_state(buffer, block.size);

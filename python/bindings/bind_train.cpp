@@ -41,21 +41,21 @@ struct Bound {
 };
 
 /// A state buffer as NumPy (None before it exists), and back, checked against its block's size.
-nb::object buffer_out(const std::vector<float>& buffer)
+nb::object buffer_out(const Buffer& buffer)
 {
     if (buffer.empty())
         return nb::none();
     return nb::cast(copy_array({static_cast<long long>(buffer.size())}, buffer.data()));
 }
 
-std::vector<float> buffer_in(nb::handle value, const std::string& name, std::size_t size)
+Buffer buffer_in(nb::handle value, const std::string& name, std::size_t size)
 {
     if (value.is_none())
         return {};
     const FloatArray array = to_floats(value, name.c_str());
     if (array.size() != size)
         throw_shape(name, shape_str({static_cast<long long>(size)}), shape_of(array));
-    return std::vector<float>(array.data(), array.data() + size);
+    return Buffer(array.data(), array.data() + size);
 }
 
 std::string key(std::size_t block, const char* field)
@@ -107,7 +107,7 @@ void bind_train(nb::module_& m)
         })
         .def("set_state", [](BoundSGD& self, nb::list state) {
             check_state_length(state, self.models.size());
-            std::vector<std::vector<float>> buffers;
+            std::vector<Buffer> buffers;
             for (std::size_t k = 0; k < self.models.size(); ++k)
                 buffers.push_back(buffer_in(state[k]["momentum_buffer"], key(k, "momentum_buffer"),
                                             self.models[k]->parameter_count()));

@@ -11,7 +11,8 @@ void bind_train(nb::module_& m);
 void bind_blocks(nb::module_& m);
 }  // namespace streamrnn::python
 
-NB_MODULE(_core, m)
+// The module's name is its file's: one per build of the engine (python/CMakeLists.txt).
+NB_MODULE(STREAMRNN_MODULE, m)
 {
     using namespace streamrnn::python;
     m.doc() = "streamrnn's C++ engine. Use the streamrnn package, not this module.";

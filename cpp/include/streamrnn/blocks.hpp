@@ -36,7 +36,7 @@ private:
     int in_;
     int out_;
     bool bias_;
-    std::vector<float> input_;
+    Buffer input_;
     Index rows_ = -1;
 };
 
@@ -88,7 +88,7 @@ public:
 private:
     double p_;
     std::mt19937_64 engine_;
-    std::vector<float> mask_;
+    Buffer mask_;
     bool recorded_ = false;
 };
 

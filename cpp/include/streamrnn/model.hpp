@@ -18,11 +18,11 @@ namespace streamrnn {
 /// What a training forward keeps of one layer and direction for backward: time-major [T, B, ...]
 /// rows, indexed by the time step (not the order of processing).
 struct LayerRecord {
-    std::vector<float> gates;   ///< [T, B, G]: activated gates
-    std::vector<float> h_prev;  ///< [T, B, H_out]: the state each step started from
-    std::vector<float> c_prev;  ///< [T, B, H] (LSTM)
-    std::vector<float> c_next;  ///< [T, B, H] (LSTM)
-    std::vector<float> extra;   ///< [T, B, H]: StepRecord::extra of each step (LSTM projection, GRU)
+    Buffer gates;   ///< [T, B, G]: activated gates
+    Buffer h_prev;  ///< [T, B, H_out]: the state each step started from
+    Buffer c_prev;  ///< [T, B, H] (LSTM)
+    Buffer c_next;  ///< [T, B, H] (LSTM)
+    Buffer extra;   ///< [T, B, H]: StepRecord::extra of each step (LSTM projection, GRU)
 };
 
 /// Everything backward reads of the training forward before it.
@@ -30,8 +30,8 @@ struct ForwardRecord {
     Index T = 0;
     Index B = 0;
     std::vector<std::int64_t> lengths;        ///< [B], or empty: every row T steps long
-    std::vector<std::vector<float>> inputs;   ///< per layer: its input [T, B, I_l], time-major
-    std::vector<std::vector<float>> masks;    ///< per layer: the dropout scale of its input (0 or 1/(1-p)), or empty
+    std::vector<Buffer> inputs;   ///< per layer: its input [T, B, I_l], time-major
+    std::vector<Buffer> masks;    ///< per layer: the dropout scale of its input (0 or 1/(1-p)), or empty
     std::vector<LayerRecord> layers;          ///< [L * D]
 };
 
@@ -52,11 +52,11 @@ private:
     friend class Model;
     Index max_steps_;
     Index batch_;
-    std::vector<float> gates_;       ///< [T, B, G], time-major
-    std::vector<float> layer_out_[2]; ///< [T, B, D * H_out] each: outputs of alternate layers
-    std::vector<float> state_[2];    ///< [B, H_out + H]: h and c before and after a step
-    std::vector<float> recurrent_;   ///< [B, G]
-    std::vector<float> hidden_;      ///< [B, H]
+    Buffer gates_;       ///< [T, B, G], time-major
+    Buffer layer_out_[2]; ///< [T, B, D * H_out] each: outputs of alternate layers
+    Buffer state_[2];    ///< [B, H_out + H]: h and c before and after a step
+    Buffer recurrent_;   ///< [B, G]
+    Buffer hidden_;      ///< [B, H]
     std::unique_ptr<GemmSpace> gemm_; ///< packing space for every product of a run
 };
 

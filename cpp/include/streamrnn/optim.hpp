@@ -2,6 +2,8 @@
 // Part of streamrnn, MIT licence.
 #pragma once
 
+#include "types.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -46,11 +48,11 @@ public:
 
     const SGDOptions& options() const { return options_; }
     /// Per block: the momentum buffer, empty before the block's first step with momentum.
-    std::vector<std::vector<float>>& momentum_buffers() { return buffers_; }
+    std::vector<Buffer>& momentum_buffers() { return buffers_; }
 
 private:
     SGDOptions options_;
-    std::vector<std::vector<float>> buffers_;
+    std::vector<Buffer> buffers_;
 };
 
 /// torch.optim.Adam's update (AdamW's with decoupled_weight_decay), block by block, at step t:
@@ -80,9 +82,9 @@ public:
     /// the moments empty before the block's first step.
     struct BlockState {
         std::int64_t steps = 0;
-        std::vector<float> exp_avg;
-        std::vector<float> exp_avg_sq;
-        std::vector<float> max_exp_avg_sq;
+        Buffer exp_avg;
+        Buffer exp_avg_sq;
+        Buffer max_exp_avg_sq;
     };
     std::vector<BlockState>& state() { return state_; }
 

@@ -42,8 +42,8 @@ public:
 private:
     std::shared_ptr<const Model> model_;
     Index batch_;
-    std::vector<float> h_;
-    std::vector<float> c_;
+    Buffer h_;
+    Buffer c_;
     Workspace workspace_;
 };
 

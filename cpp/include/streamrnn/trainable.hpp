@@ -33,7 +33,7 @@ public:
     std::size_t parameter_count() const { return parameters_.size(); }
 
     /// Accumulated gradients: empty until the first backward.
-    const std::vector<float>& gradients() const { return gradients_; }
+    const Buffer& gradients() const { return gradients_; }
     /// The gradient buffer, made (zero) on first use; backward passes add into it.
     float* gradient_buffer();
     void zero_grad();
@@ -57,8 +57,8 @@ protected:
     }
 
     std::vector<TensorInfo> tensors_;
-    std::vector<float> parameters_;
-    std::vector<float> gradients_;
+    Buffer parameters_;
+    Buffer gradients_;
 };
 
 }  // namespace streamrnn

@@ -7,6 +7,7 @@
 #include <Eigen/Core>
 
 #include <cstdint>
+#include <vector>
 
 namespace streamrnn {
 
@@ -18,6 +19,11 @@ using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMa
 /// or every B-th row of a batch-first sequence).
 using MatMap = Eigen::Map<Matrix, Eigen::Unaligned, Eigen::OuterStride<>>;
 using ConstMatMap = Eigen::Map<const Matrix, Eigen::Unaligned, Eigen::OuterStride<>>;
+/// Every buffer the engine owns: aligned as Eigen's vector instructions like, and so the same way
+/// in every run, which keeps results bitwise reproducible (where an unaligned head would be summed
+/// without FMA and the rest with it, results would depend on where malloc put the buffer).
+using Buffer = std::vector<float, Eigen::aligned_allocator<float>>;
+
 /// Element-wise temporaries, laid out like Matrix.
 using ArrayRM = Eigen::Array<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
