@@ -593,3 +593,29 @@ def test_infinite_input_is_not_an_error(kind):
     y, _ = m(x)
     assert y.shape == (2, 1, 3)
     assert y.dtype == np.float32
+
+
+@pytest.mark.parametrize("threads", [2, 3, 8])
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_batch_split_across_threads_gives_the_single_thread_result(kind, threads):
+    rng = rng_for("threads", kind, threads)
+    cfg = dict(input_size=5, hidden_size=7, num_layers=2, bidirectional=True, batch_first=True)
+    m = make_sr(kind, cfg, seed=threads)
+    x = random_input(rng, cfg, 9, 5)
+    state = random_state(rng, kind, cfg, 5)
+    lengths = np.array([9, 0, 4, 9, 1])
+    expected = m(x, state, lengths=lengths)
+    sr.set_num_threads(threads)
+    try:
+        assert sr.get_num_threads() == threads
+        actual = m(x, state, lengths=lengths)
+    finally:
+        sr.set_num_threads(1)
+    assert_close(actual[0], expected[0], what="y")
+    assert_close(actual[1], expected[1], what="state")
+
+
+def test_set_num_threads_refuses_fewer_than_one():
+    with pytest.raises(ValueError, match="threads"):
+        sr.set_num_threads(0)
+    assert sr.get_num_threads() == 1

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <thread>
 
 namespace streamrnn {
 
@@ -136,15 +137,67 @@ void Model::check_lengths(Index T, Index B, const std::int64_t* lengths) const
                                     std::to_string(lengths[b]) + " at index " + std::to_string(b));
 }
 
-void Model::forward(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h,
-                    float* c) const
+void Model::forward(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h, float* c,
+                    int threads) const
 {
     check_lengths(T, B, lengths);
-    Workspace ws(spec_, T, B);
     const Index I = spec_.input_size;
     const Index Y = spec_.directions() * spec_.output_size();
-    run(ConstSeqView::of(x, T, B, I, I, spec_.batch_first), SeqView::of(y, T, B, Y, Y, spec_.batch_first), T, B,
-        lengths, h, c, ws);
+    const ConstSeqView xs = ConstSeqView::of(x, T, B, I, I, spec_.batch_first);
+    const SeqView ys = SeqView::of(y, T, B, Y, Y, spec_.batch_first);
+    const Index parts = std::clamp<Index>(threads, 1, std::max<Index>(B, 1));
+    if (parts == 1) {
+        Workspace ws(spec_, T, B);
+        run(xs, ys, T, B, lengths, h, c, ws);
+        return;
+    }
+
+    // Rows [first, first + rows) of the batch per part. The state is [cells, B, ...], so each part
+    // works on a copy of its rows; everything is allocated here, before any thread starts.
+    struct Part {
+        Index first, rows;
+        Workspace ws;
+        Buffer h, c;
+    };
+    const Index cells = Index(spec_.num_layers) * spec_.directions();
+    const Index H_out = spec_.output_size(), H = c ? spec_.hidden_size : 0;
+    std::vector<Part> work;
+    for (Index p = 0; p < parts; ++p) {
+        const Index first = p * B / parts, rows = (p + 1) * B / parts - first;
+        work.push_back({first, rows, Workspace(spec_, T, rows), Buffer(static_cast<std::size_t>(cells * rows * H_out)),
+                        Buffer(static_cast<std::size_t>(cells * rows * H))});
+    }
+    auto copy_rows = [&](Part& part, bool into_part) {
+        for (Index cell = 0; cell < cells; ++cell) {
+            auto whole_h = mat(h + (cell * B + part.first) * H_out, part.rows, H_out);
+            auto part_h = mat(part.h.data() + cell * part.rows * H_out, part.rows, H_out);
+            into_part ? part_h = whole_h : whole_h = part_h;
+            if (H) {
+                auto whole_c = mat(c + (cell * B + part.first) * H, part.rows, H);
+                auto part_c = mat(part.c.data() + cell * part.rows * H, part.rows, H);
+                into_part ? part_c = whole_c : whole_c = part_c;
+            }
+        }
+    };
+    auto run_part = [&](Part& part) {
+        copy_rows(part, true);
+        run(xs.from_row(part.first), ys.from_row(part.first), T, part.rows, lengths ? lengths + part.first : nullptr,
+            part.h.data(), H ? part.c.data() : nullptr, part.ws);
+        copy_rows(part, false);
+    };
+    std::vector<std::thread> helpers;
+    std::size_t unstarted = 1;
+    try {
+        for (; unstarted < work.size(); ++unstarted)
+            helpers.emplace_back(run_part, std::ref(work[unstarted]));
+    } catch (const std::system_error&) {
+        // No thread to be had: this one runs the parts left.
+    }
+    run_part(work[0]);
+    for (std::size_t p = unstarted; p < work.size(); ++p)
+        run_part(work[p]);
+    for (std::thread& helper : helpers)
+        helper.join();
 }
 
 void Model::run(ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t* lengths, float* h, float* c,

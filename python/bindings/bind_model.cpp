@@ -20,6 +20,9 @@ namespace streamrnn::python {
 
 namespace {
 
+/// Threads a whole-sequence call splits its batch across (streamrnn.set_num_threads).
+int sequence_threads = 1;
+
 int to_int(const char* name, long long value)
 {
     if (value < INT_MIN || value > INT_MAX)
@@ -67,7 +70,7 @@ nb::tuple forward(Model& model, nb::handle x_in, nb::handle state_in, nb::handle
         if (train)
             model.forward_train(x.data(), T, B, lengths_data, y, h, c);
         else
-            model.forward(x.data(), T, B, lengths_data, y, h, c);
+            model.forward(x.data(), T, B, lengths_data, y, h, c, sequence_threads);
     }
     return nb::make_tuple(y_out, state);
 }
@@ -286,6 +289,17 @@ void bind_model(nb::module_& m)
             },
             "path"_a, "Writes one safetensors file.");
 
+    m.def(
+        "set_num_threads",
+        [](int threads) {
+            if (threads < 1)
+                throw ArgumentError("threads: expected at least 1, got " + std::to_string(threads));
+            sequence_threads = threads;
+        },
+        "threads"_a,
+        "Threads that whole-sequence calls split their batch across (1 at start). Streams always step on\n"
+        "the calling thread.");
+    m.def("get_num_threads", [] { return sequence_threads; }, "Threads of whole-sequence calls.");
     m.def(
         "save_tensors",
         [](const std::string& path, nb::dict tensors, nb::dict metadata) {

@@ -4,11 +4,11 @@
 
 from . import models, optim
 from ._blocks import Dropout, Embedding, Linear, cross_entropy, mse_loss
-from ._core import Stream
+from ._core import Stream, get_num_threads, set_num_threads
 from ._modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, load
 from ._torch import from_torch
 from .optim import clip_grad_norm, clip_grad_value
 
 __version__ = "0.1.0"
 __all__ = ["models", "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "Stream", "load", "from_torch", "optim",
-           "clip_grad_norm", "clip_grad_value", "Linear", "Embedding", "Dropout", "cross_entropy", "mse_loss"]
+           "clip_grad_norm", "clip_grad_value", "Linear", "Embedding", "Dropout", "cross_entropy", "mse_loss", "set_num_threads", "get_num_threads"]

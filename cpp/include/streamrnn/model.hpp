@@ -83,9 +83,11 @@ public:
     ///      out, the final state.
     ///   lengths: [B] or null; each in [0, T]. Steps at or past a row's length give zeros in y and
     ///      leave its state alone; the reverse direction starts at the row's last valid step.
+    ///   threads: the batch is split across this many threads (at most B), each running the whole
+    ///      stack on its rows.
     /// Throws ArgumentError for a length outside [0, T].
-    void forward(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h,
-                 float* c) const;
+    void forward(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h, float* c,
+                 int threads = 1) const;
 
     /// Training forward: forward() that also keeps what backward() reads (replacing what an
     /// earlier training forward kept), with dropout (spec().dropout) between layers.

@@ -70,6 +70,8 @@ struct SeqViewT {
     SeqViewT columns(Index first, Index cols) const { return {data + first, cols, t_pitch, b_pitch}; }
     /// Steps [t0, ...): the same rows, shifted in time.
     SeqViewT from_step(Index t0) const { return {data + t0 * t_pitch, width, t_pitch, b_pitch}; }
+    /// Rows [b0, ...) of the batch: the same steps, a later first row.
+    SeqViewT from_row(Index b0) const { return {data + b0 * b_pitch, width, t_pitch, b_pitch}; }
 };
 using SeqView = SeqViewT<float>;
 using ConstSeqView = SeqViewT<const float>;
