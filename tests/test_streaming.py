@@ -339,3 +339,21 @@ def test_stream_inputs_in_any_array_like_form_give_identical_results(variant, fo
     assert_identical(b.step(_forms(x[0])[form]), a.step(x[0]), "step")
     assert_identical(b.process(_forms(x[1:])[form]), a.process(x[1:]), "process")
     assert_identical(b.state, a.state, "final state")
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_a_stream_sees_weights_loaded_or_trained_after_it_was_made(variant):
+    kind, extra = VARIANTS[variant]
+    rng = rng_for("weights after stream", variant)
+    m = make_sr(kind, dict(input_size=3, hidden_size=5, num_layers=2, **extra), seed=1)
+    stream = m.stream()
+    x = randn(rng, 3)
+    stream.step(x)
+    stream.reset()
+    m.load_state_dict({k: v * 0.5 for k, v in m.state_dict().items()})
+    assert_close(stream.step(x), m(x[None])[0][0], what="after load_state_dict")
+    stream.reset()
+    m(x[None, None], train=True)
+    m.backward(np.ones((1, 1, output_size(kind, dict(hidden_size=5, **extra))), np.float32))
+    sr.optim.SGD(m, lr=0.5).step()
+    assert_close(stream.step(x), m(x[None])[0][0], what="after an optimizer step")

@@ -64,9 +64,15 @@ void keep_step(LayerRecord& record, Index t, const StepState& step, const StepBu
 
 }  // namespace
 
-Workspace::Workspace(const ModelSpec& spec, Index max_steps, Index batch, bool recording)
+Workspace::Workspace(const ModelSpec& spec, Index max_steps, Index batch, bool recording, bool transposed)
     : max_steps_(max_steps), batch_(batch)
 {
+    if (transposed)
+        for (int layer = 0; layer < spec.num_layers; ++layer)
+            for (int direction = 0; direction < spec.directions(); ++direction) {
+                transposed_.emplace_back(static_cast<std::size_t>(spec.layer_input_size(layer) * spec.gate_rows()));
+                transposed_.emplace_back(static_cast<std::size_t>(spec.output_size() * spec.gate_rows()));
+            }
     const Index rows = max_steps * batch;
     const Index H = spec.hidden_size;
     if (!recording) {
@@ -206,9 +212,23 @@ void Model::run(ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t*
     run_recorded(x, y, T, B, lengths, h, c, ws, nullptr, nullptr);
 }
 
+void Model::refresh_transposed(Workspace& ws) const noexcept
+{
+    for (int layer = 0; layer < spec_.num_layers; ++layer)
+        for (int direction = 0; direction < spec_.directions(); ++direction) {
+            const CellWeights w = weights(layer, direction);
+            const std::size_t cell = static_cast<std::size_t>(layer * spec_.directions() + direction);
+            mat(ws.transposed_[2 * cell].data(), w.input_size, w.gate_rows) = w.input_weights().transpose();
+            mat(ws.transposed_[2 * cell + 1].data(), w.output_size, w.gate_rows) = w.recurrent_weights().transpose();
+        }
+    ws.transposed_version_ = version();
+}
+
 void Model::run_recorded(ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t* lengths, float* h,
                          float* c, Workspace& ws, ForwardRecord* record, std::mt19937_64* rng) const noexcept
 {
+    if (!ws.transposed_.empty() && ws.transposed_version_ != version())
+        refresh_transposed(ws);
     const int D = spec_.directions();
     const Index H_out = spec_.output_size();
     const Index H = spec_.hidden_size;
@@ -251,16 +271,23 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
                       const std::int64_t* lengths, float* h, float* c, Workspace& ws,
                       LayerRecord* record) const noexcept
 {
-    const CellWeights w = weights(layer, direction);
+    CellWeights w = weights(layer, direction);
     const Index G = w.gate_rows;
     const Index H = w.hidden_size;
     const Index H_out = w.output_size;
+    if (!ws.transposed_.empty() && B == 1) {
+        const std::size_t cell = static_cast<std::size_t>(layer * spec_.directions() + direction);
+        w.w_ih_t = ws.transposed_[2 * cell].data();
+        w.w_hh_t = ws.transposed_[2 * cell + 1].data();
+    }
 
     // The input projection of every step in one product: gates [T, B, G] = x W_ih^T + b_ih.
     // A time-major x is one evenly spaced block of T * B rows; otherwise each row of the batch is.
     const ConstMatMap w_ih = w.input_weights();
     float* gates = record ? record->gates.data() : ws.gates_.data();
-    if (x.t_pitch == B * x.b_pitch) {
+    if (T * B == 1 && w.w_ih_t) {
+        mat(gates, 1, G).noalias() = mat(x.data, 1, x.width) * mat(w.w_ih_t, x.width, G);
+    } else if (x.t_pitch == B * x.b_pitch) {
         ws.gemm_->multiply_transposed(mat(x.data, T * B, x.width, x.b_pitch), w_ih, mat(gates, T * B, G), false);
     } else {
         for (Index b = 0; b < B; ++b)

@@ -38,6 +38,7 @@ void Trainable::zero_grad() { std::fill(gradients_.begin(), gradients_.end(), 0.
 
 ParameterBlock Trainable::block()
 {
+    ++version_;
     return {parameters_.data(), gradients_.empty() ? nullptr : gradients_.data(), parameters_.size()};
 }
 

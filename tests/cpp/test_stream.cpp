@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <new>
 #include <random>
+#include <utility>
 #include <vector>
 
 // Every allocation of this test binary passes through here, so that a test can count them:
@@ -144,13 +145,16 @@ TEST_CASE("reset(i) zeros stream i and leaves the others bit for bit")
 
 TEST_CASE("step, process and reset allocate nothing once the stream exists")
 {
-    // Sizes where Eigen's own matrix products would take their packing space from the heap.
+    // Sizes where Eigen's own matrix products would take their packing space from the heap
+    // (B = 8), and a small model of one stream, which keeps transposed weights (B = 1).
+    for (const auto& [hidden, B] : {std::pair<int, Index>{160, 8}, std::pair<int, Index>{32, 1}})
     for (ModelSpec spec : stream_specs()) {
         CAPTURE(kind_name(spec.kind));
-        spec.hidden_size = 160;
+        CAPTURE(B);
+        spec.hidden_size = hidden;
         if (spec.proj_size)
-            spec.proj_size = 96;
-        const Index B = 8, T = 100;
+            spec.proj_size = hidden / 2;
+        const Index T = 100;
         Stream stream(std::make_shared<const Model>(spec, 1), B);
         const std::vector<float> x = random_values(static_cast<std::size_t>(T * B * spec.input_size), 3);
         std::vector<float> y(static_cast<std::size_t>(T * B * spec.output_size()));
@@ -158,7 +162,7 @@ TEST_CASE("step, process and reset allocate nothing once the stream exists")
         for (int i = 0; i < 10; ++i)
             stream.step(x.data(), y.data());
         stream.process(x.data(), y.data(), T);
-        stream.reset(1);
+        stream.reset(B - 1);
         stream.reset();
         CHECK(allocations.load() == before);
     }

@@ -17,6 +17,11 @@ struct CellWeights {
     const float* b_ih = nullptr;  ///< [G], null when bias=False
     const float* b_hh = nullptr;  ///< [G], null when bias=False
     const float* w_hr = nullptr;  ///< [P, H]: LSTM projection, else null
+    /// W_ih and W_hh transposed, [I_l, G] and [H_out, G], where a Stream keeps such copies (small
+    /// models, one stream): one row of x or h then multiplies them column by column, which beats
+    /// a dot product per gate row when rows are short. Null otherwise.
+    const float* w_ih_t = nullptr;
+    const float* w_hh_t = nullptr;
     Index input_size = 0;         ///< I_l
     Index hidden_size = 0;        ///< H
     Index output_size = 0;        ///< H_out
@@ -24,6 +29,16 @@ struct CellWeights {
 
     ConstMatMap input_weights() const { return mat(w_ih, gate_rows, input_size); }
     ConstMatMap recurrent_weights() const { return mat(w_hh, gate_rows, output_size); }
+    /// out [1, cols] = (or +=) h [1, H_out] W_hh[first : first + cols]^T, through the transposed
+    /// copy; for B = 1 where that copy exists.
+    void recurrent_row(ConstMatMap h, Index first, Index cols, MatMap out, bool accumulate) const
+    {
+        const ConstMatMap w_t = mat(w_hh_t + first, output_size, cols, gate_rows);
+        if (accumulate)
+            out.noalias() += h * w_t;
+        else
+            out.noalias() = h * w_t;
+    }
 };
 
 /// Scratch for one step over B rows, owned by the Workspace that made it.

@@ -40,7 +40,9 @@ struct ForwardRecord {
 class Workspace {
 public:
     /// `recording`: for a training forward, whose gates and layer outputs go to a ForwardRecord.
-    Workspace(const ModelSpec& spec, Index max_steps, Index batch, bool recording = false);
+    /// `transposed`: keep transposed copies of W_ih and W_hh (see CellWeights), for a stream of
+    /// one row.
+    Workspace(const ModelSpec& spec, Index max_steps, Index batch, bool recording = false, bool transposed = false);
     Workspace(Workspace&&) noexcept;
     Workspace& operator=(Workspace&&) noexcept;
     ~Workspace();
@@ -58,6 +60,8 @@ private:
     Buffer recurrent_;   ///< [B, G]
     Buffer hidden_;      ///< [B, H]
     std::unique_ptr<GemmSpace> gemm_; ///< packing space for every product of a run
+    std::vector<Buffer> transposed_;  ///< per layer and direction: W_ih^T, W_hh^T; or empty
+    std::uint64_t transposed_version_ = ~std::uint64_t(0); ///< the model version they were made from
 };
 
 /// The weights of a recurrent model and everything that runs them. Its tensors are PyTorch's:
@@ -111,6 +115,8 @@ private:
     /// run(), and with a record: every layer's input, gates and states kept, dropout drawn from rng.
     void run_recorded(ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t* lengths, float* h, float* c,
                       Workspace& ws, ForwardRecord* record, std::mt19937_64* rng) const noexcept;
+    /// Makes ws's transposed weights those of the current version (no allocation).
+    void refresh_transposed(Workspace& ws) const noexcept;
     void run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index T, Index B,
                    const std::int64_t* lengths, float* h, float* c, Workspace& ws, LayerRecord* record) const noexcept;
     /// Back through one layer and direction: d_out [T, B, H_out] (columns of the layer's output

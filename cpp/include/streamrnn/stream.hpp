@@ -30,7 +30,8 @@ public:
     STREAMRNN_REALTIME void process(const float* x, float* y, Index T) noexcept;
     /// Zeros the state of every stream.
     STREAMRNN_REALTIME void reset() noexcept;
-    /// Zeros the state of stream i, 0 <= i < batch(); other streams are untouched.
+    /// Zeros the state of stream i, 0 <= i < batch(); other streams are untouched. An i out of
+    /// range changes nothing (the Python face raises IndexError before it gets here).
     STREAMRNN_REALTIME void reset(Index i) noexcept;
 
     /// [L, B, H_out] and (LSTM) [L, B, H]; c is empty for other kinds.

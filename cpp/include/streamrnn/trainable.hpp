@@ -5,6 +5,7 @@
 #include "optim.hpp"
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,12 @@ public:
     const std::vector<TensorInfo>& tensors() const { return tensors_; }
     /// The tensor called `name`, or null.
     const TensorInfo* find(const std::string& name) const;
-    float* parameters() { return parameters_.data(); }
+    /// Writable access counts as a change of the weights (see version()).
+    float* parameters()
+    {
+        ++version_;
+        return parameters_.data();
+    }
     const float* parameters() const { return parameters_.data(); }
     std::size_t parameter_count() const { return parameters_.size(); }
 
@@ -37,8 +43,12 @@ public:
     /// The gradient buffer, made (zero) on first use; backward passes add into it.
     float* gradient_buffer();
     void zero_grad();
-    /// The parameters and gradients for an optimizer (grads null before the first backward).
+    /// The parameters and gradients for an optimizer (grads null before the first backward);
+    /// counts as a change of the weights.
     ParameterBlock block();
+    /// Goes up with every writable access to the weights (parameters(), block()): what a Stream
+    /// compares to know when to refresh the copies of the weights it keeps.
+    std::uint64_t version() const { return version_; }
 
 protected:
     /// Zero parameters for `tensors`, whose offsets it assigns in order.
@@ -59,6 +69,7 @@ protected:
     std::vector<TensorInfo> tensors_;
     Buffer parameters_;
     Buffer gradients_;
+    std::uint64_t version_ = 0;
 };
 
 }  // namespace streamrnn
