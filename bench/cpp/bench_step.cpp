@@ -7,42 +7,14 @@
 // -DSTREAMRNN_BENCH=ON, then ./bench_step [--quick].
 #include "streamrnn/stream.hpp"
 
+#include "count_allocations.hpp"
+
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <new>
 #include <vector>
-
-namespace {
-
-std::atomic<long> allocations{0};
-
-}  // namespace
-
-// Every allocation passes through here: operator new, and with glibc malloc itself.
-#if defined(__GLIBC__)
-extern "C" void* __libc_malloc(std::size_t size);
-extern "C" void* malloc(std::size_t size)
-{
-    ++allocations;
-    return __libc_malloc(size);
-}
-#endif
-void* operator new(std::size_t size)
-{
-#if !defined(__GLIBC__)
-    ++allocations;
-#endif
-    if (void* p = std::malloc(size ? size : 1))
-        return p;
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 using namespace streamrnn;
 using Clock = std::chrono::steady_clock;
@@ -56,14 +28,14 @@ double median_ns(int batches, int calls, long& allocated, F f)
 {
     std::vector<double> times;
     times.reserve(static_cast<std::size_t>(batches));
-    const long before = allocations.load();
+    const long before = testing::allocation_count();
     for (int b = 0; b < batches; ++b) {
         const auto start = Clock::now();
         for (int i = 0; i < calls; ++i)
             f();
         times.push_back(std::chrono::duration<double, std::nano>(Clock::now() - start).count() / calls);
     }
-    allocated = allocations.load() - before;
+    allocated = testing::allocation_count() - before;
     std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
     return times[times.size() / 2];
 }

@@ -5,38 +5,12 @@
 #include "streamrnn/errors.hpp"
 #include "streamrnn/stream.hpp"
 
-#include <atomic>
+#include "count_allocations.hpp"
+
 #include <cmath>
-#include <cstdlib>
-#include <new>
 #include <random>
 #include <utility>
 #include <vector>
-
-// Every allocation of this test binary passes through here, so that a test can count them:
-// operator new, and with glibc malloc itself (Eigen allocates with malloc).
-static std::atomic<long> allocations{0};
-
-#if defined(__GLIBC__)
-extern "C" void* __libc_malloc(std::size_t size);
-extern "C" void* malloc(std::size_t size)
-{
-    ++allocations;
-    return __libc_malloc(size);
-}
-#endif
-
-void* operator new(std::size_t size)
-{
-#if !defined(__GLIBC__)
-    ++allocations;
-#endif
-    if (void* p = std::malloc(size ? size : 1))
-        return p;
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 using namespace streamrnn;
 
@@ -158,13 +132,13 @@ TEST_CASE("step, process and reset allocate nothing once the stream exists")
         Stream stream(std::make_shared<const Model>(spec, 1), B);
         const std::vector<float> x = random_values(static_cast<std::size_t>(T * B * spec.input_size), 3);
         std::vector<float> y(static_cast<std::size_t>(T * B * spec.output_size()));
-        const long before = allocations.load();
+        const long before = testing::allocation_count();
         for (int i = 0; i < 10; ++i)
             stream.step(x.data(), y.data());
         stream.process(x.data(), y.data(), T);
         stream.reset(B - 1);
         stream.reset();
-        CHECK(allocations.load() == before);
+        CHECK(testing::allocation_count() == before);
     }
 }
 
