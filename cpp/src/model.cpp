@@ -64,6 +64,15 @@ void keep_step(LayerRecord& record, Index t, const StepState& step, const StepBu
 
 }  // namespace
 
+bool transposed_pays(const ModelSpec& spec)
+{
+    constexpr Index max_floats = Index(1) << 18;
+    for (int layer = 0; layer < spec.num_layers; ++layer)
+        if (Index(spec.gate_rows()) * (spec.layer_input_size(layer) + spec.output_size()) > max_floats)
+            return false;
+    return true;
+}
+
 Workspace::Workspace(const ModelSpec& spec, Index max_steps, Index batch, bool recording, bool transposed)
     : max_steps_(max_steps), batch_(batch)
 {
@@ -153,7 +162,8 @@ void Model::forward(const float* x, Index T, Index B, const std::int64_t* length
     const SeqView ys = SeqView::of(y, T, B, Y, Y, spec_.batch_first);
     const Index parts = std::clamp<Index>(threads, 1, std::max<Index>(B, 1));
     if (parts == 1) {
-        Workspace ws(spec_, T, B);
+        // One long row: transposing the weights once pays back over the steps (see CellWeights).
+        Workspace ws(spec_, T, B, false, B == 1 && T >= 32 && transposed_pays(spec_));
         run(xs, ys, T, B, lengths, h, c, ws);
         return;
     }

@@ -27,25 +27,10 @@ const Model& checked(const std::shared_ptr<const Model>& model, Index batch)
 
 }  // namespace
 
-namespace {
-
-/// One stream of a small model keeps transposed weights: there a row times W^T column by column
-/// beats a short dot product per gate row; large weights are memory-bound either way and would
-/// only be stored twice.
-bool keeps_transposed(const ModelSpec& spec, Index batch)
-{
-    constexpr Index max_floats = Index(1) << 18;
-    for (int layer = 0; layer < spec.num_layers; ++layer)
-        if (Index(spec.gate_rows()) * (spec.layer_input_size(layer) + spec.output_size()) > max_floats)
-            return false;
-    return batch == 1;
-}
-
-}  // namespace
-
 Stream::Stream(std::shared_ptr<const Model> model, Index batch)
     : model_(std::move(model)), batch_(batch),
-      workspace_(checked(model_, batch).spec(), block_steps, batch, false, keeps_transposed(model_->spec(), batch))
+      workspace_(checked(model_, batch).spec(), block_steps, batch, false,
+                 batch == 1 && transposed_pays(model_->spec()))
 {
     const ModelSpec& spec = model_->spec();
     h_.assign(static_cast<std::size_t>(spec.num_layers * batch * spec.output_size()), 0.0f);

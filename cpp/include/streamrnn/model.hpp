@@ -35,6 +35,12 @@ struct ForwardRecord {
     std::vector<LayerRecord> layers;          ///< [L * D]
 };
 
+/// Whether one row (B = 1) is better served by transposed copies of the weights (see
+/// CellWeights::w_hh_t): for small weights, where a row times W^T column by column beats short
+/// dot products per gate row; large weights are memory-bound either way and would only be stored
+/// twice.
+bool transposed_pays(const ModelSpec& spec);
+
 /// Buffers for running a stack over up to max_steps x batch rows; a Stream owns one for life,
 /// a whole-sequence call makes one sized to its input.
 class Workspace {
