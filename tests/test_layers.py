@@ -140,6 +140,26 @@ def test_each_layer_option_matches_torch_with_and_without_lengths(kind, opts, in
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("unbatched", [False, True], ids=["batch-of-one", "unbatched"])
+def test_one_long_row_matches_torch(kind, unbatched):
+    """A single row of 100 steps takes the transposed-weights path of whole-sequence calls."""
+    rng = rng_for("one long row", kind, unbatched)
+    cfg = dict(input_size=12, hidden_size=20, num_layers=2, bidirectional=True)
+    if kind == "LSTM":
+        cfg["proj_size"] = 9
+    module, m = _build(kind, cfg, "from_torch", 7)
+    x = random_input(rng, cfg, 100, 1)
+    state = random_state(rng, kind, cfg, 1)
+    if unbatched:
+        x = x[:, 0]
+        state = tuple(s[:, 0] for s in state) if isinstance(state, tuple) else state[:, 0]
+    y, s = m(x, state)
+    y_ref, s_ref = torch_forward(module, x, state, None)
+    assert_close(y, y_ref, what="y")
+    assert_close(s, s_ref, what="state")
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_sequences_longer_than_an_internal_block_match_torch(kind):
     rng = rng_for("long", kind)
     cfg = dict(input_size=40, hidden_size=33, num_layers=2, bidirectional=True)
