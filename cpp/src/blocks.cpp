@@ -30,12 +30,6 @@ std::vector<TensorInfo> linear_tensors(int in, int out, bool bias)
     return tensors;
 }
 
-[[noreturn]] void no_record(const char* what)
-{
-    throw ArgumentError(std::string("backward: there is no training forward of this ") + what +
-                        " to go back through; call it with train=True first");
-}
-
 }  // namespace
 
 // ---- Linear: y = x W^T + b ----------------------------------------------------------------
@@ -66,11 +60,16 @@ void Linear::forward_train(const float* x, Index N, float* y)
     forward(x, N, y);
 }
 
-void Linear::backward(const float* dy, float* dx)
+Index Linear::recorded_rows() const
 {
     if (rows_ < 0)
-        no_record("Linear");
-    const ConstMatMap d_out = mat(dy, rows_, out_);
+        throw_no_training_forward("Linear");
+    return rows_;
+}
+
+void Linear::backward(const float* dy, float* dx)
+{
+    const ConstMatMap d_out = mat(dy, recorded_rows(), out_);
     float* grads = gradient_buffer();
     mat(grads, out_, in_).noalias() += d_out.transpose() * mat(input_.data(), rows_, in_);
     if (bias_)
@@ -118,10 +117,16 @@ void Embedding::forward_train(const std::int64_t* ids, Index N, float* y)
     forward(ids, N, y);
 }
 
-void Embedding::backward(const float* dy)
+Index Embedding::recorded_rows() const
 {
     if (!recorded_)
-        no_record("Embedding");
+        throw_no_training_forward("Embedding");
+    return static_cast<Index>(ids_.size());
+}
+
+void Embedding::backward(const float* dy)
+{
+    recorded_rows();
     float* grads = gradient_buffer();
     for (std::size_t i = 0; i < ids_.size(); ++i)
         if (ids_[i] != padding_idx_)
@@ -149,10 +154,16 @@ void Dropout::forward_train(const float* x, Index n, float* y)
     recorded_ = true;
 }
 
-void Dropout::backward(const float* dy, float* dx) const
+Index Dropout::recorded_size() const
 {
     if (!recorded_)
-        no_record("Dropout");
+        throw_no_training_forward("Dropout");
+    return static_cast<Index>(mask_.size());
+}
+
+void Dropout::backward(const float* dy, float* dx) const
+{
+    recorded_size();
     for (std::size_t i = 0; i < mask_.size(); ++i)
         dx[i] = dy[i] * mask_[i];
 }

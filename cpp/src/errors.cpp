@@ -4,6 +4,12 @@
 
 namespace streamrnn {
 
+void throw_no_training_forward(const std::string& what)
+{
+    throw ArgumentError("backward: there is no training forward of this " + what +
+                        " to go back through; call it with train=True first");
+}
+
 std::string shape_str(const std::vector<long long>& shape)
 {
     std::string out = "(";

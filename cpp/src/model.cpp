@@ -41,6 +41,23 @@ std::vector<TensorInfo> tensor_table(const ModelSpec& spec)
     return table;
 }
 
+/// Steps [0, T) of B rows from one view to another: a change of layout.
+void copy_steps(ConstSeqView from, SeqView to, Index T, Index B)
+{
+    for (Index t = 0; t < T; ++t)
+        to.step(t, B) = from.step(t, B);
+}
+
+/// to(t, b) += from(t, b) at every valid step: the residual join, and its gradient on the way
+/// back. Padded steps stay zero, and pass nothing back.
+void add_valid_steps(ConstSeqView from, SeqView to, Index T, Index B, const std::int64_t* lengths)
+{
+    for (Index t = 0; t < T; ++t)
+        for (Index b = 0; b < B; ++b)
+            if (!lengths || t < lengths[b])
+                mat(to.row(t, b), 1, to.width).noalias() += mat(from.row(t, b), 1, from.width);
+}
+
 /// Copies what the backward step at time t will read into the record.
 void keep_step(LayerRecord& record, Index t, const StepState& step, const StepBuffers& buffers, const CellWeights& w,
                const ModelSpec& spec)
@@ -256,13 +273,8 @@ void Model::run_recorded(ConstSeqView x, SeqView y, Index T, Index B, const std:
                       h + cell * B * H_out, c ? c + cell * B * H : nullptr, ws,
                       record ? &record->layers[static_cast<std::size_t>(cell)] : nullptr);
         }
-        if (spec_.residual_at(layer)) {
-            // Padded steps stay zero: the residual joins valid steps only.
-            for (Index t = 0; t < T; ++t)
-                for (Index b = 0; b < B; ++b)
-                    if (!lengths || t < lengths[b])
-                        mat(out.row(t, b), 1, out.width).noalias() += mat(in.row(t, b), 1, in.width);
-        }
+        if (spec_.residual_at(layer))
+            add_valid_steps(in, out, T, B, lengths);
         if (record && !last && spec_.dropout > 0.0) {
             // Inverted dropout, as PyTorch's: keep with probability 1 - p, scaled by 1 / (1 - p).
             Buffer& mask = record->masks[static_cast<std::size_t>(layer + 1)];
@@ -384,8 +396,7 @@ void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* 
     const Index I = spec_.input_size;
     const ConstSeqView x_view = ConstSeqView::of(x, T, B, I, I, spec_.batch_first);
     const SeqView x_copy = SeqView::time_major(record->inputs[0].data(), B, I, I);
-    for (Index t = 0; t < T; ++t)
-        x_copy.step(t, B) = x_view.step(t, B);
+    copy_steps(x_view, x_copy, T, B);
 
     Workspace ws(spec_, T, B, true);
     const Index Y = D * spec_.output_size();
@@ -394,12 +405,16 @@ void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* 
     record_ = std::move(record);
 }
 
-void Model::backward(const float* dy, const float* dh_n, const float* dc_n, float* dx, float* dh0, float* dc0)
+const ForwardRecord& Model::record() const
 {
     if (!record_)
-        throw ArgumentError("backward: there is no training forward to go back through; call the model with "
-                            "train=True first");
-    const ForwardRecord& record = *record_;
+        throw_no_training_forward("model");
+    return *record_;
+}
+
+void Model::backward(const float* dy, const float* dh_n, const float* dc_n, float* dx, float* dh0, float* dc0)
+{
+    const ForwardRecord& record = this->record();
     const Index T = record.T, B = record.B;
     const int L = spec_.num_layers, D = spec_.directions();
     const Index H = spec_.hidden_size, H_out = spec_.output_size(), width = D * H_out;
@@ -408,9 +423,8 @@ void Model::backward(const float* dy, const float* dh_n, const float* dc_n, floa
 
     // d_out: dL/d(output of the layer at hand), time-major.
     Buffer d_out(static_cast<std::size_t>(T * B * width));
-    const ConstSeqView dy_view = ConstSeqView::of(dy, T, B, width, width, spec_.batch_first);
-    for (Index t = 0; t < T; ++t)
-        mat(d_out.data() + t * B * width, B, width) = dy_view.step(t, B);
+    copy_steps(ConstSeqView::of(dy, T, B, width, width, spec_.batch_first),
+               SeqView::time_major(d_out.data(), B, width, width), T, B);
 
     Buffer d_in;
     for (int layer = L - 1; layer >= 0; --layer) {
@@ -422,33 +436,27 @@ void Model::backward(const float* dy, const float* dh_n, const float* dc_n, floa
             float* dh = dh0 + cell * B * H_out;
             float* dc = dc0 ? dc0 + cell * B * H : nullptr;
             // dh0/dc0 carry the state gradient down the time steps, starting from dh_n/dc_n.
-            if (dh_n)
-                std::copy(dh_n + cell * B * H_out, dh_n + (cell + 1) * B * H_out, dh);
-            else
-                std::fill(dh, dh + B * H_out, 0.0f);
-            if (dc) {
-                if (dc_n)
-                    std::copy(dc_n + cell * B * H, dc_n + (cell + 1) * B * H, dc);
+            auto start = [&](const float* given, float* carried, Index size) {
+                if (given)
+                    std::copy(given + cell * size, given + (cell + 1) * size, carried);
                 else
-                    std::fill(dc, dc + B * H, 0.0f);
-            }
+                    std::fill(carried, carried + size, 0.0f);
+            };
+            start(dh_n, dh, B * H_out);
+            if (dc)
+                start(dc_n, dc, B * H);
             backward_layer(layer, direction, d_view.columns(direction * H_out, H_out), d_in.data(), dh, dc);
         }
-        if (spec_.residual_at(layer)) {
-            for (Index t = 0; t < T; ++t)
-                for (Index b = 0; b < B; ++b)
-                    if (!lengths || t < lengths[b])
-                        mat(d_in.data() + (t * B + b) * I, 1, I) += mat(d_out.data() + (t * B + b) * width, 1, width);
-        }
+        if (spec_.residual_at(layer))
+            add_valid_steps(d_view, SeqView::time_major(d_in.data(), B, I, I), T, B, lengths);
         const Buffer& mask = record.masks[static_cast<std::size_t>(layer)];
         if (!mask.empty())
             mat(d_in.data(), T * B, I).array() *= mat(mask.data(), T * B, I).array();
         d_out.swap(d_in);
     }
     const Index I = spec_.input_size;
-    const SeqView dx_view = SeqView::of(dx, T, B, I, I, spec_.batch_first);
-    for (Index t = 0; t < T; ++t)
-        dx_view.step(t, B) = mat(static_cast<const float*>(d_out.data()) + t * B * I, B, I);
+    copy_steps(ConstSeqView::time_major(d_out.data(), B, I, I), SeqView::of(dx, T, B, I, I, spec_.batch_first), T,
+               B);
 }
 
 void Model::backward_layer(int layer, int direction, ConstSeqView d_out, float* d_in, float* dh, float* dc)

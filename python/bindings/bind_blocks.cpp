@@ -24,11 +24,8 @@ long long rows_of(const Shape& shape, long long width, const std::string& name, 
 }
 
 /// dy must be shaped like the training forward's output: `rows` rows of `width`.
-void check_gradient_rows(const Shape& shape, long long width, long long rows, const char* what)
+void check_gradient_rows(const Shape& shape, long long width, long long rows)
 {
-    if (rows < 0)
-        throw ArgumentError(std::string("backward: there is no training forward of this ") + what +
-                            " to go back through; call it with train=True first");
     if (shape.empty() || shape.back() != width || element_count(shape) != rows * width)
         throw_shape("dy", "(..., " + std::to_string(width) + ") with " + std::to_string(rows) +
                               " rows, the shape of the training forward's output",
@@ -55,7 +52,7 @@ NumpyArray linear_backward(Linear& linear, nb::handle dy_in)
 {
     const FloatArray dy = to_floats(dy_in, "dy");
     Shape shape = shape_of(dy);
-    check_gradient_rows(shape, linear.out_features(), linear.recorded_rows(), "Linear");
+    check_gradient_rows(shape, linear.out_features(), linear.recorded_rows());
     shape.back() = linear.in_features();
     float* dx;
     NumpyArray out = new_array(shape, &dx);
@@ -83,7 +80,7 @@ NumpyArray embedding_forward(Embedding& embedding, nb::handle ids_in, bool train
 void embedding_backward(Embedding& embedding, nb::handle dy_in)
 {
     const FloatArray dy = to_floats(dy_in, "dy");
-    check_gradient_rows(shape_of(dy), embedding.embedding_dim(), embedding.recorded_rows(), "Embedding");
+    check_gradient_rows(shape_of(dy), embedding.embedding_dim(), embedding.recorded_rows());
     embedding.backward(dy.data());
 }
 
@@ -102,9 +99,6 @@ NumpyArray dropout_forward(Dropout& dropout, nb::handle x_in, bool train)
 NumpyArray dropout_backward(const Dropout& dropout, nb::handle dy_in)
 {
     const FloatArray dy = to_floats(dy_in, "dy");
-    if (dropout.recorded_size() < 0)
-        throw ArgumentError("backward: there is no training forward of this Dropout to go back through; call it "
-                            "with train=True first");
     if (static_cast<Index>(dy.size()) != dropout.recorded_size())
         throw ArgumentError("dy: expected " + std::to_string(dropout.recorded_size()) +
                             " elements, the size of the training forward's output, got shape " +

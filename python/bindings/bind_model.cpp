@@ -96,8 +96,7 @@ bool check_output_gradient(const Model& model, const FloatArray& dy, const char*
 nb::tuple backward(Model& model, const float* dy, bool batched, nb::handle dstate_in)
 {
     const ModelSpec& spec = model.spec();
-    const ForwardRecord* record = model.record();
-    const long long T = record->T, B = record->B;
+    const long long T = model.record().T, B = model.record().B;
     const StateShape shape = state_shape(spec, B, batched);
     std::vector<float> dh_n(static_cast<std::size_t>(element_count(shape.h)));
     std::vector<float> dc_n(static_cast<std::size_t>(element_count(shape.c)));
@@ -119,18 +118,11 @@ nb::tuple backward(Model& model, const float* dy, bool batched, nb::handle dstat
     return nb::make_tuple(dx_out, dstate0);
 }
 
-void require_record(const Model& model)
-{
-    if (!model.has_record())
-        throw ArgumentError("backward: there is no training forward to go back through; call the model with "
-                            "train=True first");
-}
-
 nb::tuple layer_backward(Model& model, nb::handle dy_in, nb::handle dstate_in)
 {
-    require_record(model);
+    const ForwardRecord& record = model.record();
     const FloatArray dy = to_floats(dy_in, "dy");
-    const bool batched = check_output_gradient(model, dy, "dy", model.record()->T, model.record()->B);
+    const bool batched = check_output_gradient(model, dy, "dy", record.T, record.B);
     return backward(model, dy.data(), batched, dstate_in);
 }
 
@@ -138,8 +130,7 @@ nb::tuple layer_backward(Model& model, nb::handle dy_in, nb::handle dstate_in)
 /// training step's x was (B, I) rather than (I,).
 nb::tuple cell_backward(Model& model, nb::handle dstate_in, bool batched)
 {
-    require_record(model);
-    const std::vector<float> dy(static_cast<std::size_t>(model.record()->B * model.spec().output_size()), 0.0f);
+    const std::vector<float> dy(static_cast<std::size_t>(model.record().B * model.spec().output_size()), 0.0f);
     return backward(model, dy.data(), batched, dstate_in);
 }
 

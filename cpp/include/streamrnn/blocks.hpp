@@ -29,8 +29,8 @@ public:
     /// dy [N, out] -> dx [N, in] (null: not wanted); dW += dy^T x, db += the column sums of dy.
     /// Throws ArgumentError without a training forward.
     void backward(const float* dy, float* dx);
-    /// Rows of the last training forward, or -1.
-    Index recorded_rows() const { return rows_; }
+    /// Rows of the last training forward; ArgumentError without one.
+    Index recorded_rows() const;
 
 private:
     int in_;
@@ -61,8 +61,8 @@ public:
     /// dW[id] += dy[row] for each row but the padding id's. Throws ArgumentError without a
     /// training forward.
     void backward(const float* dy);
-    /// Ids of the last training forward, or -1.
-    Index recorded_rows() const { return recorded_ ? static_cast<Index>(ids_.size()) : -1; }
+    /// Ids of the last training forward; ArgumentError without one.
+    Index recorded_rows() const;
 
 private:
     int num_;
@@ -83,7 +83,8 @@ public:
     void forward_train(const float* x, Index n, float* y);
     /// dy [n] -> dx [n] through the last mask. Throws ArgumentError without a training forward.
     void backward(const float* dy, float* dx) const;
-    Index recorded_size() const { return recorded_ ? static_cast<Index>(mask_.size()) : -1; }
+    /// Elements of the last training forward; ArgumentError without one.
+    Index recorded_size() const;
 
 private:
     double p_;

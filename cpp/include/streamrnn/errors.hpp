@@ -25,6 +25,9 @@ struct FileError : std::runtime_error {
     int error_number;
 };
 
+/// ArgumentError: a backward pass with no training forward before it, of `what` ("Linear", ...).
+[[noreturn]] void throw_no_training_forward(const std::string& what);
+
 /// "(2, 3, 4)": shapes in messages are written as Python writes tuples.
 std::string shape_str(const std::vector<long long>& shape);
 inline std::string shape_str(std::initializer_list<long long> shape) { return shape_str(std::vector<long long>(shape)); }

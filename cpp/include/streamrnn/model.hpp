@@ -108,8 +108,8 @@ public:
     ///   dx: out, like x; dh0, dc0: out, dL/d(initial state), like h and c (dc0 null unless LSTM).
     /// Weight gradients add into gradients(). Throws ArgumentError without a training forward.
     void backward(const float* dy, const float* dh_n, const float* dc_n, float* dx, float* dh0, float* dc0);
-    bool has_record() const { return record_ != nullptr; }
-    const ForwardRecord* record() const { return record_.get(); }
+    /// What the last forward_train kept; ArgumentError without one.
+    const ForwardRecord& record() const;
 
     /// Runs every layer over steps [0, T) of x into y with ws, T <= ws.max_steps(), B == ws.batch();
     /// h, c as in forward. Unidirectional models only when used by a Stream (chunks of a longer
