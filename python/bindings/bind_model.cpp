@@ -134,15 +134,6 @@ nb::tuple cell_backward(Model& model, nb::handle dstate_in, bool batched)
     return backward(model, dy.data(), batched, dstate_in);
 }
 
-nb::dict gradients(const Trainable& model)
-{
-    nb::dict out;
-    const std::vector<float> zeros(model.gradients().empty() ? model.parameter_count() : 0, 0.0f);
-    const float* base = model.gradients().empty() ? zeros.data() : model.gradients().data();
-    for (const TensorInfo& info : model.tensors())
-        out[info.name.c_str()] = copy_array(info.shape, base + info.offset);
-    return out;
-}
 
 nb::object cell_forward(Model& model, nb::handle x_in, nb::handle state_in, bool train)
 {
@@ -168,12 +159,24 @@ nb::object cell_forward(Model& model, nb::handle x_in, nb::handle state_in, bool
     return state;
 }
 
-nb::dict state_dict(const Trainable& model)
+/// Copies of a buffer laid out like the model's parameters, keyed by tensor name.
+nb::dict tensor_dict(const Trainable& model, const float* base)
 {
     nb::dict out;
     for (const TensorInfo& info : model.tensors())
-        out[info.name.c_str()] = copy_array(info.shape, model.parameters() + info.offset);
+        out[info.name.c_str()] = copy_array(info.shape, base + info.offset);
     return out;
+}
+
+nb::dict state_dict(const Trainable& model) { return tensor_dict(model, model.parameters()); }
+
+/// Zeros before the first backward, when there is no gradient buffer yet.
+nb::dict gradients(const Trainable& model)
+{
+    if (!model.gradients().empty())
+        return tensor_dict(model, model.gradients().data());
+    const std::vector<float> zeros(model.parameter_count(), 0.0f);
+    return tensor_dict(model, zeros.data());
 }
 
 std::string join(const std::vector<std::string>& names)
