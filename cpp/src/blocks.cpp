@@ -17,7 +17,7 @@ constexpr int max_size = 1 << 24;
 int checked_size(const char* name, int value)
 {
     if (value < 1 || value > max_size)
-        throw ArgumentError(std::string(name) + ": expected an integer in [1, " + std::to_string(max_size) + "], got " +
+        raise(ErrorKind::argument, std::string(name) + ": expected an integer in [1, " + std::to_string(max_size) + "], got " +
                             std::to_string(value));
     return value;
 }
@@ -85,7 +85,7 @@ Embedding::Embedding(int num_embeddings, int embedding_dim, int padding_idx, std
       num_(num_embeddings), dim_(embedding_dim), padding_idx_(padding_idx)
 {
     if (padding_idx < -1 || padding_idx >= num_embeddings)
-        throw ArgumentError("padding_idx: expected an id in [0, " + std::to_string(num_embeddings) + ") or none, got " +
+        raise(ErrorKind::argument, "padding_idx: expected an id in [0, " + std::to_string(num_embeddings) + ") or none, got " +
                             std::to_string(padding_idx));
     // N(0, 1) by Box-Muller over uniform floats made by hand, the same on every platform.
     std::mt19937_64 engine(seed);
@@ -100,7 +100,7 @@ void Embedding::check_ids(const std::int64_t* ids, Index N) const
 {
     for (Index i = 0; i < N; ++i)
         if (ids[i] < 0 || ids[i] >= num_)
-            throw std::out_of_range("ids: expected ids in [0, " + std::to_string(num_) + ") (num_embeddings), got " +
+            raise(ErrorKind::range, "ids: expected ids in [0, " + std::to_string(num_) + ") (num_embeddings), got " +
                                     std::to_string(ids[i]) + " at position " + std::to_string(i));
 }
 
@@ -138,7 +138,7 @@ void Embedding::backward(const float* dy)
 Dropout::Dropout(double p, std::uint64_t seed) : p_(p), engine_(seed)
 {
     if (!(p >= 0.0 && p <= 1.0))
-        throw ArgumentError("p: expected a probability in [0, 1], got " + std::to_string(p));
+        raise(ErrorKind::argument, "p: expected a probability in [0, 1], got " + std::to_string(p));
 }
 
 void Dropout::forward_train(const float* x, Index n, float* y)
@@ -179,7 +179,7 @@ double cross_entropy(const float* logits, Index N, Index C, const std::int64_t* 
         if (weight_of(i) == 0.0f)
             continue;
         if (targets[i] < 0 || targets[i] >= C)
-            throw std::out_of_range("targets: expected class ids in [0, " + std::to_string(C) + ") or ignore_index, got " +
+            raise(ErrorKind::range, "targets: expected class ids in [0, " + std::to_string(C) + ") or ignore_index, got " +
                                     std::to_string(targets[i]) + " at position " + std::to_string(i));
         total_weight += weight_of(i);
     }

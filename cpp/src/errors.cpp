@@ -1,12 +1,36 @@
-// cpp/src/errors.cpp: message helpers for streamrnn's exceptions.
+// cpp/src/errors.cpp: raising streamrnn's errors, with or without exceptions, and message helpers.
 // Part of streamrnn, MIT licence.
 #include "streamrnn/errors.hpp"
 
+#if !STREAMRNN_HAS_EXCEPTIONS
+#include <cstdio>
+#include <cstdlib>
+#endif
+
 namespace streamrnn {
+
+void raise(ErrorKind kind, const std::string& message, int error_number)
+{
+#if STREAMRNN_HAS_EXCEPTIONS
+    switch (kind) {
+    case ErrorKind::format: throw FormatError(message);
+    case ErrorKind::file: throw FileError(message, error_number);
+    case ErrorKind::range: throw std::out_of_range(message);
+    default: throw ArgumentError(message);
+    }
+#else
+    (void)kind;
+    (void)error_number;
+    std::fprintf(stderr, "streamrnn: %s\n", message.c_str());
+    std::abort();
+#endif
+}
+
+void raise(const Status& status) { raise(status.kind, status.message, status.error_number); }
 
 void throw_no_training_forward(const std::string& what)
 {
-    throw ArgumentError("backward: there is no training forward of this " + what +
+    raise(ErrorKind::argument, "backward: there is no training forward of this " + what +
                         " to go back through; call it with train=True first");
 }
 

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -13,10 +12,10 @@
 
 namespace streamrnn::json {
 
-/// Malformed JSON; `offset` is the byte where reading stopped.
-struct Error : std::runtime_error {
-    Error(const std::string& what, std::size_t offset) : std::runtime_error(what), offset(offset) {}
-    std::size_t offset;
+/// Why a text is not JSON, and the byte where reading stopped.
+struct Error {
+    std::string message;
+    std::size_t offset = 0;
 };
 
 /// A number keeps only what safetensors needs: its value when it is a plain integer in
@@ -116,7 +115,8 @@ inline void append_utf8(std::string& out, std::uint32_t code_point)
 }
 
 /// Recursive descent over RFC 8259 JSON; nesting deeper than max_depth is an error, so hostile
-/// input cannot exhaust the stack.
+/// input cannot exhaust the stack. It throws nothing: fail() keeps the first error and moves to
+/// the end of the text, where every rule stops, and each caller of fail() returns at once.
 class Parser {
 public:
     Parser(const unsigned char* begin, const unsigned char* end, int max_depth)
@@ -124,20 +124,30 @@ public:
     {
     }
 
-    Value document()
+    /// False, with `error` set, when the text is not one JSON value.
+    bool document(Value& out, Error& error)
     {
         Value value = this->value();
         skip_space();
         if (p_ != end_) {
             fail("unexpected data after the JSON value");
         }
-        return value;
+        if (failed_) {
+            error = error_;
+            return false;
+        }
+        out = std::move(value);
+        return true;
     }
 
 private:
-    [[noreturn]] void fail(const std::string& what) const
+    void fail(const std::string& what)
     {
-        throw Error(what, static_cast<std::size_t>(p_ - begin_));
+        if (!failed_) {
+            failed_ = true;
+            error_ = Error{what, static_cast<std::size_t>(p_ - begin_)};
+        }
+        p_ = end_;
     }
 
     void skip_space()
@@ -169,6 +179,7 @@ private:
         if (static_cast<std::size_t>(end_ - p_) < word.size()
             || !std::equal(word.begin(), word.end(), p_)) {
             fail("invalid literal");
+            return;
         }
         p_ += word.size();
     }
@@ -178,6 +189,7 @@ private:
         skip_space();
         if (p_ == end_) {
             fail("unexpected end of JSON");
+            return {};
         }
         switch (*p_) {
         case '{': return nested([this] { return object(); });
@@ -195,6 +207,7 @@ private:
     {
         if (depth_left_ == 0) {
             fail("JSON nested too deeply");
+            return {};
         }
         --depth_left_;
         Value value{parse()};
@@ -212,6 +225,7 @@ private:
                 skip_space();
                 if (p_ == end_ || *p_ != '"') {
                     fail("expected a string key");
+                    return members;
                 }
                 std::string key = string();
                 expect(':', "':' after an object key");
@@ -225,7 +239,7 @@ private:
     }
 
     // Sorting pointers keeps the check O(n log n) however many keys a header holds.
-    void check_unique_keys(const Value::Object& members) const
+    void check_unique_keys(const Value::Object& members)
     {
         std::vector<const std::string*> keys;
         keys.reserve(members.size());
@@ -261,6 +275,7 @@ private:
         for (;;) {
             if (p_ == end_) {
                 fail("unterminated string");
+                return out;
             }
             const unsigned char c = *p_;
             if (c == '"') {
@@ -269,6 +284,7 @@ private:
             }
             if (c < 0x20) {
                 fail("control character in a string");
+                return out;
             }
             if (c == '\\') {
                 ++p_;
@@ -278,6 +294,7 @@ private:
             const std::size_t n = utf8_length(p_, end_);
             if (n == 0) {
                 fail("invalid UTF-8 in a string");
+                return out;
             }
             out.append(reinterpret_cast<const char*>(p_), n);
             p_ += n;
@@ -288,6 +305,7 @@ private:
     {
         if (p_ == end_) {
             fail("unterminated string");
+            return;
         }
         const unsigned char c = *p_++;
         switch (c) {
@@ -300,19 +318,28 @@ private:
         case 'r': out += '\r'; return;
         case 't': out += '\t'; return;
         case 'u': break;
-        default: --p_; fail("invalid escape in a string");
+        default: --p_; fail("invalid escape in a string"); return;
         }
         std::uint32_t code_point = hex4();
+        if (failed_) {
+            return;
+        }
         if (code_point >= 0xDC00 && code_point <= 0xDFFF) {
             fail("unpaired low surrogate in a \\u escape");
+            return;
         }
         if (code_point >= 0xD800 && code_point <= 0xDBFF) {
             if (!consume('\\') || !consume('u')) {
                 fail("unpaired high surrogate in a \\u escape");
+                return;
             }
             const std::uint32_t low = hex4();
+            if (failed_) {
+                return;
+            }
             if (low < 0xDC00 || low > 0xDFFF) {
                 fail("unpaired high surrogate in a \\u escape");
+                return;
             }
             code_point = 0x10000 + ((code_point - 0xD800) << 10) + (low - 0xDC00);
         }
@@ -325,6 +352,7 @@ private:
         for (int i = 0; i < 4; ++i, ++p_) {
             if (p_ == end_) {
                 fail("unterminated \\u escape");
+                return 0;
             }
             const unsigned char c = *p_;
             v <<= 4;
@@ -336,6 +364,7 @@ private:
                 v |= c - 'A' + 10;
             } else {
                 fail("invalid hex digit in a \\u escape");
+                return 0;
             }
         }
         return v;
@@ -350,6 +379,7 @@ private:
         const bool negative = consume('-');
         if (!digit()) {
             fail(negative ? "expected a digit after '-'" : "unexpected character");
+            return number;
         }
         // Accumulating saturates just past 2^53, so no digit string can overflow.
         std::uint64_t integer = 0;
@@ -360,6 +390,7 @@ private:
         }
         if (digit()) {
             fail("leading zero in a number");
+            return number;
         }
         bool fraction_or_exponent = false;
         if (consume('.')) {
@@ -382,6 +413,7 @@ private:
     {
         if (!digit()) {
             fail(what);
+            return;
         }
         while (digit()) {
             ++p_;
@@ -392,17 +424,19 @@ private:
     const unsigned char* p_;
     const unsigned char* end_;
     int depth_left_;
+    bool failed_ = false;
+    Error error_;
 };
 
 }  // namespace detail
 
-/// Parses the JSON text [begin, end), which may have white space around its one value.
-/// Throws Error for anything RFC 8259 rejects, for duplicate keys, and for nesting deeper than
-/// max_depth.
-inline Value parse(const void* begin, std::size_t size, int max_depth = 32)
+/// Parses the JSON text [begin, begin + size), which may have white space around its one value,
+/// into `out`. False, with `error` set, for anything RFC 8259 rejects, for duplicate keys, and for
+/// nesting deeper than max_depth.
+inline bool parse(const void* begin, std::size_t size, int max_depth, Value& out, Error& error)
 {
     const auto* bytes = static_cast<const unsigned char*>(begin);
-    return detail::Parser(bytes, bytes + size, max_depth).document();
+    return detail::Parser(bytes, bytes + size, max_depth).document(out, error);
 }
 
 /// Appends `text` (UTF-8) as a JSON string literal.

@@ -9,11 +9,32 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#if STREAMRNN_THREADS
+#include <system_error>
 #include <thread>
+#endif
 
 namespace streamrnn {
 
 namespace {
+
+#if STREAMRNN_THREADS
+/// Starts `run` on a new thread; false when the system has none to give, and the caller runs it.
+template <typename Run>
+bool start_thread(std::vector<std::thread>& threads, Run run)
+{
+#if STREAMRNN_HAS_EXCEPTIONS
+    try {
+        threads.emplace_back(std::move(run));
+    } catch (const std::system_error&) {
+        return false;
+    }
+#else
+    threads.emplace_back(std::move(run));  // without exceptions, a thread that cannot start aborts
+#endif
+    return true;
+}
+#endif
 
 /// Tensors per layer and direction, in PyTorch's order: w_ih, w_hh, [b_ih, b_hh], [w_hr].
 int tensors_per_cell(const ModelSpec& spec) { return 2 + (spec.bias ? 2 : 0) + (spec.proj_size > 0 ? 1 : 0); }
@@ -165,7 +186,7 @@ void Model::check_lengths(Index T, Index B, const std::int64_t* lengths) const
     if (lengths)
         for (Index b = 0; b < B; ++b)
             if (lengths[b] < 0 || lengths[b] > T)
-                throw ArgumentError("lengths: expected every length in [0, " + std::to_string(T) + "] (T), got " +
+                raise(ErrorKind::argument, "lengths: expected every length in [0, " + std::to_string(T) + "] (T), got " +
                                     std::to_string(lengths[b]) + " at index " + std::to_string(b));
 }
 
@@ -177,14 +198,19 @@ void Model::forward(const float* x, Index T, Index B, const std::int64_t* length
     const Index Y = spec_.directions() * spec_.output_size();
     const ConstSeqView xs = ConstSeqView::of(x, T, B, I, I, spec_.batch_first);
     const SeqView ys = SeqView::of(y, T, B, Y, Y, spec_.batch_first);
+#if STREAMRNN_THREADS
     const Index parts = std::clamp<Index>(threads, 1, std::max<Index>(B, 1));
+#else
+    (void)threads;
+    const Index parts = 1;
+#endif
     if (parts == 1) {
         // One long row: transposing the weights once pays back over the steps (see CellWeights).
         Workspace ws(spec_, T, B, false, B == 1 && T >= 32 && transposed_pays(spec_));
         run(xs, ys, T, B, lengths, h, c, ws);
         return;
     }
-
+#if STREAMRNN_THREADS
     // Rows [first, first + rows) of the batch per part. The state is [cells, B, ...], so each part
     // works on a copy of its rows; everything is allocated here, before any thread starts.
     struct Part {
@@ -220,17 +246,15 @@ void Model::forward(const float* x, Index T, Index B, const std::int64_t* length
     };
     std::vector<std::thread> helpers;
     std::size_t unstarted = 1;
-    try {
-        for (; unstarted < work.size(); ++unstarted)
-            helpers.emplace_back(run_part, std::ref(work[unstarted]));
-    } catch (const std::system_error&) {
-        // No thread to be had: this one runs the parts left.
-    }
+    while (unstarted < work.size() && start_thread(helpers, [&, p = unstarted] { run_part(work[p]); }))
+        ++unstarted;
+    // This thread runs the first part, and those no thread could be had for.
     run_part(work[0]);
     for (std::size_t p = unstarted; p < work.size(); ++p)
         run_part(work[p]);
     for (std::thread& helper : helpers)
         helper.join();
+#endif
 }
 
 void Model::run(ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t* lengths, float* h, float* c,

@@ -27,8 +27,6 @@ constexpr std::uint64_t max_header_size = 100'000'000;
 /// Our headers nest 3 deep; the limit only keeps hostile input off the stack.
 constexpr int max_json_depth = 16;
 
-[[noreturn]] void fail(const std::string& what) { throw FormatError("model file: " + what); }
-
 /// A name or value from the file for a message: escaped, and cut short if long.
 std::string quote(std::string_view text)
 {
@@ -124,99 +122,119 @@ std::vector<std::pair<std::string, std::string>> metadata_of(const ModelSpec& sp
     };
 }
 
-/// The metadata of a file, every value a string, as safetensors requires.
+/// Records a FormatError of the file in `status` and returns false, so that a check reads
+/// `if (...) return fail(status, "...")`. The reader throws nothing: builds without exceptions
+/// report a bad file as a Status too.
+bool fail(Status& status, const std::string& what)
+{
+    status = Status{ErrorKind::format, 0, "model file: " + what};
+    return false;
+}
+
+/// The metadata of a file, every value a string, as safetensors requires. Each getter returns
+/// false with `status` set when the key is missing or its value does not parse.
 class Metadata {
 public:
-    explicit Metadata(const std::vector<std::pair<std::string, std::string>>& entries) : entries_(entries) {}
-
-    const std::string& text(const std::string& key) const
+    Metadata(const std::vector<std::pair<std::string, std::string>>& entries, Status& status)
+        : entries_(entries), status_(status)
     {
-        for (const auto& [name, value] : entries_) {
+    }
+
+    bool text(const std::string& key, const std::string*& value) const
+    {
+        for (const auto& [name, text] : entries_) {
             if (name == key) {
-                return value;
+                value = &text;
+                return true;
             }
         }
-        fail("metadata has no \"" + key + "\"");
+        return fail(status_, "metadata has no \"" + key + "\"");
     }
 
-    int integer(const std::string& key) const
+    bool integer(const std::string& key, int& value) const
     {
-        const std::string& text = this->text(key);
-        int value = 0;
-        const char* end = text.data() + text.size();
-        const auto result = std::from_chars(text.data(), end, value);
-        if (text.empty() || result.ec != std::errc() || result.ptr != end) {
-            wrong(key, "a decimal int");
+        const std::string* text = nullptr;
+        if (!this->text(key, text)) {
+            return false;
         }
-        return value;
+        const char* end = text->data() + text->size();
+        const auto result = std::from_chars(text->data(), end, value);
+        if (text->empty() || result.ec != std::errc() || result.ptr != end) {
+            return wrong(key, *text, "a decimal int");
+        }
+        return true;
     }
 
-    bool flag(const std::string& key) const
+    bool flag(const std::string& key, bool& value) const
     {
-        const std::string& text = this->text(key);
-        if (text != "true" && text != "false") {
-            wrong(key, "\"true\" or \"false\"");
+        const std::string* text = nullptr;
+        if (!this->text(key, text)) {
+            return false;
         }
-        return text == "true";
+        if (*text != "true" && *text != "false") {
+            return wrong(key, *text, "\"true\" or \"false\"");
+        }
+        value = *text == "true";
+        return true;
     }
 
-    double real(const std::string& key) const
+    bool real(const std::string& key, double& value) const
     {
-        double value = 0.0;
-        if (!parse_double(text(key), value)) {
-            wrong(key, "a decimal number");
+        const std::string* text = nullptr;
+        if (!this->text(key, text)) {
+            return false;
         }
-        return value;
+        return parse_double(*text, value) || wrong(key, *text, "a decimal number");
     }
 
 private:
-    [[noreturn]] void wrong(const std::string& key, const char* expected) const
+    bool wrong(const std::string& key, const std::string& text, const char* expected) const
     {
-        fail("metadata \"" + key + "\" is " + quote(text(key)) + ", expected " + expected);
+        return fail(status_, "metadata \"" + key + "\" is " + quote(text) + ", expected " + expected);
     }
 
     const std::vector<std::pair<std::string, std::string>>& entries_;
+    Status& status_;
 };
 
-ModelSpec read_spec(const TensorFile& file)
+bool read_spec(const TensorFile& file, ModelSpec& spec, Status& status)
 {
     if (!file.has_metadata) {
-        fail("not a streamrnn model: the header has no \"__metadata__\" object");
+        return fail(status, "not a streamrnn model: the header has no \"__metadata__\" object");
     }
-    const Metadata metadata(file.metadata);
+    const Metadata metadata(file.metadata, status);
     for (const auto& [key, value] : file.metadata) {
         if (key == "model") {
-            fail("a composite streamrnn model (" + quote(value) + "), not a single recurrent model; Python's "
-                 "streamrnn.load reads it");
+            return fail(status, "a composite streamrnn model (" + quote(value) + "), not a single recurrent model; "
+                                "Python's streamrnn.load reads it");
         }
     }
     const auto format = std::find_if(file.metadata.begin(), file.metadata.end(),
                                      [](const auto& entry) { return entry.first == "format"; });
     if (format == file.metadata.end() || format->second != format_name) {
-        fail("not a streamrnn model: metadata \"format\" is not \"streamrnn\"");
+        return fail(status, "not a streamrnn model: metadata \"format\" is not \"streamrnn\"");
     }
-    if (metadata.text("format_version") != format_version) {
-        fail("format_version " + quote(metadata.text("format_version")) + " is not supported; this streamrnn reads "
-             + format_version);
+    const std::string* version = nullptr;
+    if (!metadata.text("format_version", version)) {
+        return false;
     }
-    ModelSpec spec;
-    try {
-        spec.kind = kind_from_name(metadata.text("mode"));
-    } catch (const ArgumentError&) {
-        fail("metadata \"mode\" is " + quote(metadata.text("mode")) + ", expected LSTM, GRU, RNN_TANH or RNN_RELU");
+    if (*version != format_version) {
+        return fail(status, "format_version " + quote(*version) + " is not supported; this streamrnn reads "
+                                + format_version);
     }
-    spec.input_size = metadata.integer("input_size");
-    spec.hidden_size = metadata.integer("hidden_size");
-    spec.num_layers = metadata.integer("num_layers");
-    spec.proj_size = metadata.integer("proj_size");
-    spec.bias = metadata.flag("bias");
-    spec.batch_first = metadata.flag("batch_first");
-    spec.bidirectional = metadata.flag("bidirectional");
-    spec.residual = metadata.flag("residual");
-    spec.reset_after = metadata.flag("reset_after");
-    spec.is_cell = metadata.flag("is_cell");
-    spec.dropout = metadata.real("dropout");
-    return spec;
+    const std::string* mode = nullptr;
+    if (!metadata.text("mode", mode)) {
+        return false;
+    }
+    if (!parse_kind_name(*mode, spec.kind)) {
+        return fail(status, "metadata \"mode\" is " + quote(*mode) + ", expected LSTM, GRU, RNN_TANH or RNN_RELU");
+    }
+    return metadata.integer("input_size", spec.input_size) && metadata.integer("hidden_size", spec.hidden_size)
+           && metadata.integer("num_layers", spec.num_layers) && metadata.integer("proj_size", spec.proj_size)
+           && metadata.flag("bias", spec.bias) && metadata.flag("batch_first", spec.batch_first)
+           && metadata.flag("bidirectional", spec.bidirectional) && metadata.flag("residual", spec.residual)
+           && metadata.flag("reset_after", spec.reset_after) && metadata.flag("is_cell", spec.is_cell)
+           && metadata.real("dropout", spec.dropout);
 }
 
 /// One tensor of the header, its offsets checked against the data section.
@@ -227,58 +245,69 @@ struct Entry {
     std::uint64_t end;
 };
 
-std::uint64_t integer(const json::Value& value, const std::string& what)
+bool integer(const json::Value& value, const std::string& what, std::uint64_t& out, Status& status)
 {
     const json::Number* number = value.as_number();
     if (!number || !number->is_integer) {
-        fail(what + " is not an integer in [0, 2^53]");
+        return fail(status, what + " is not an integer in [0, 2^53]");
     }
-    return number->integer;
+    out = number->integer;
+    return true;
 }
 
-Entry read_entry(const json::Member& member, std::uint64_t data_size)
+bool read_entry(const json::Member& member, std::uint64_t data_size, Entry& entry, Status& status)
 {
     const std::string where = "tensor " + quote(member.key);
     const json::Value::Object* fields = member.value.as_object();
     if (!fields) {
-        fail(where + " is not a JSON object");
+        return fail(status, where + " is not a JSON object");
     }
     for (const json::Member& field : *fields) {
         if (field.key != "dtype" && field.key != "shape" && field.key != "data_offsets") {
-            fail(where + " has an unknown field " + quote(field.key));
+            return fail(status, where + " has an unknown field " + quote(field.key));
         }
     }
     const json::Value* dtype = json::find(*fields, "dtype");
     const json::Value* shape = json::find(*fields, "shape");
     const json::Value* offsets = json::find(*fields, "data_offsets");
     if (!dtype || !dtype->as_string() || !shape || !shape->as_array() || !offsets || !offsets->as_array()) {
-        fail(where + " needs a string \"dtype\" and arrays \"shape\" and \"data_offsets\"");
+        return fail(status, where + " needs a string \"dtype\" and arrays \"shape\" and \"data_offsets\"");
     }
     if (*dtype->as_string() != "F32") {
-        fail(where + " has dtype " + quote(*dtype->as_string()) + "; streamrnn reads F32 only");
+        return fail(status, where + " has dtype " + quote(*dtype->as_string()) + "; streamrnn reads F32 only");
     }
-    Entry entry{&member.key, {}, 0, 0};
+    entry = Entry{&member.key, {}, 0, 0};
     for (const json::Value& dim : *shape->as_array()) {
-        entry.shape.push_back(static_cast<long long>(integer(dim, where + ": a shape entry")));
+        std::uint64_t size = 0;
+        if (!integer(dim, where + ": a shape entry", size, status)) {
+            return false;
+        }
+        entry.shape.push_back(static_cast<long long>(size));
     }
     if (offsets->as_array()->size() != 2) {
-        fail(where + ": data_offsets needs 2 entries, [begin, end]");
+        return fail(status, where + ": data_offsets needs 2 entries, [begin, end]");
     }
-    entry.begin = integer((*offsets->as_array())[0], where + ": data_offsets[0]");
-    entry.end = integer((*offsets->as_array())[1], where + ": data_offsets[1]");
+    if (!integer((*offsets->as_array())[0], where + ": data_offsets[0]", entry.begin, status)
+        || !integer((*offsets->as_array())[1], where + ": data_offsets[1]", entry.end, status)) {
+        return false;
+    }
     if (entry.begin > entry.end || entry.end > data_size) {
-        fail(where + " has data_offsets [" + std::to_string(entry.begin) + ", " + std::to_string(entry.end)
-             + "], outside the " + std::to_string(data_size) + " bytes of data");
+        return fail(status, where + " has data_offsets [" + std::to_string(entry.begin) + ", "
+                                + std::to_string(entry.end) + "], outside the " + std::to_string(data_size)
+                                + " bytes of data");
     }
-    return entry;
+    return true;
 }
 
-std::vector<Entry> read_entries(const json::Value::Object& header, std::uint64_t data_size)
+bool read_entries(const json::Value::Object& header, std::uint64_t data_size, std::vector<Entry>& entries,
+                  Status& status)
 {
-    std::vector<Entry> entries;
     for (const json::Member& member : header) {
         if (member.key != "__metadata__") {
-            entries.push_back(read_entry(member, data_size));
+            entries.emplace_back();
+            if (!read_entry(member, data_size, entries.back(), status)) {
+                return false;
+            }
         }
     }
     std::vector<const Entry*> by_offset;
@@ -290,11 +319,11 @@ std::vector<Entry> read_entries(const json::Value::Object& header, std::uint64_t
     });
     for (std::size_t i = 1; i < by_offset.size(); ++i) {
         if (by_offset[i]->begin < by_offset[i - 1]->end) {
-            fail("tensors " + quote(*by_offset[i - 1]->name) + " and " + quote(*by_offset[i]->name)
-                 + " overlap in the data");
+            return fail(status, "tensors " + quote(*by_offset[i - 1]->name) + " and " + quote(*by_offset[i]->name)
+                                    + " overlap in the data");
         }
     }
-    return entries;
+    return true;
 }
 
 /// Floats in a tensor of `shape`, saturating: an overflow is more than any file holds.
@@ -308,27 +337,25 @@ std::uint64_t element_count(const std::vector<long long>& shape)
     return count;
 }
 
-Model make_model(const ModelSpec& spec, std::uint64_t data_size)
+bool make_model(const ModelSpec& spec, std::uint64_t data_size, std::optional<Model>& model, Status& status)
 {
-    try {
-        spec.validate();
-    } catch (const ArgumentError& error) {
-        fail(std::string("invalid architecture: ") + error.what());
+    if (const std::string problem = spec.problem(); !problem.empty()) {
+        return fail(status, "invalid architecture: " + problem);
     }
     // Checked before Model(spec) allocates, so that a forged size cannot make a small file
     // allocate gigabytes.
     const std::uint64_t needed = spec.parameter_count() * sizeof(float);
     if (needed > data_size) {
-        fail("its architecture needs " + std::to_string(needed) + " bytes of weights, but the data has only "
-             + std::to_string(data_size));
+        return fail(status, "its architecture needs " + std::to_string(needed)
+                                + " bytes of weights, but the data has only " + std::to_string(data_size));
     }
-    return Model(spec);
+    model.emplace(spec);
+    return true;
 }
 
-[[noreturn]] void file_error(const std::string& what, const std::string& path, int error_number)
+std::string file_message(const std::string& what, const std::string& path, int error_number)
 {
-    throw FileError("model file: cannot " + what + " '" + path + "': " + std::generic_category().message(error_number),
-                    error_number);
+    return "model file: cannot " + what + " '" + path + "': " + std::generic_category().message(error_number);
 }
 
 void write_bytes(const std::vector<std::uint8_t>& bytes, const std::string& path)
@@ -336,7 +363,8 @@ void write_bytes(const std::vector<std::uint8_t>& bytes, const std::string& path
     errno = 0;
     std::FILE* file = std::fopen(path.c_str(), "wb");
     if (!file) {
-        file_error("open", path, errno ? errno : EIO);
+        const int error_number = errno ? errno : EIO;
+        raise(ErrorKind::file, file_message("open", path, error_number), error_number);
     }
     int error_number = 0;
     if (std::fwrite(bytes.data(), 1, bytes.size(), file) != bytes.size()) {
@@ -347,20 +375,21 @@ void write_bytes(const std::vector<std::uint8_t>& bytes, const std::string& path
         error_number = errno ? errno : EIO;
     }
     if (error_number != 0) {
-        file_error("write", path, error_number);
+        raise(ErrorKind::file, file_message("write", path, error_number), error_number);
     }
 }
 
-std::vector<std::uint8_t> read_bytes(const std::string& path)
+bool read_bytes(const std::string& path, std::vector<std::uint8_t>& bytes, Status& status)
 {
     errno = 0;
     std::FILE* file = std::fopen(path.c_str(), "rb");
     if (!file) {
-        file_error("open", path, errno ? errno : EIO);
+        const int error_number = errno ? errno : EIO;
+        status = Status{ErrorKind::file, error_number, file_message("open", path, error_number)};
+        return false;
     }
     // Read in chunks rather than trusting a size from the file system: what arrives is the bound.
     constexpr std::size_t chunk = std::size_t(1) << 16;
-    std::vector<std::uint8_t> bytes;
     std::size_t got = chunk;
     while (got == chunk) {
         const std::size_t old_size = bytes.size();
@@ -371,21 +400,34 @@ std::vector<std::uint8_t> read_bytes(const std::string& path)
     const int error_number = std::ferror(file) ? (errno ? errno : EIO) : 0;
     std::fclose(file);
     if (error_number != 0) {
-        file_error("read", path, error_number);
+        status = Status{ErrorKind::file, error_number, file_message("read", path, error_number)};
+        return false;
     }
-    return bytes;
+    return true;
 }
 
-/// Runs `read` on the file's bytes, naming the file in a FormatError.
+/// Runs `read(data, size, status)` on the file's bytes; a FormatError names the file.
 template <typename Read>
-auto read_file(const std::string& path, Read read)
+Status read_file(const std::string& path, Read read)
 {
-    const std::vector<std::uint8_t> bytes = read_bytes(path);
-    try {
-        return read(bytes.data(), bytes.size());
-    } catch (const FormatError& error) {
-        throw FormatError(std::string(error.what()) + " ('" + path + "')");
+    Status status;
+    std::vector<std::uint8_t> bytes;
+    if (read_bytes(path, bytes, status) && !read(bytes.data(), bytes.size(), status)
+        && status.kind == ErrorKind::format) {
+        status.message += " ('" + path + "')";
     }
+    return status;
+}
+
+/// Returns what `try_read(out)` produced, or raises its error.
+template <typename T, typename TryRead>
+T raise_or_return(TryRead try_read)
+{
+    T out{};
+    if (const Status status = try_read(out); !status.ok()) {
+        raise(status);
+    }
+    return out;
 }
 
 }  // namespace
@@ -447,58 +489,61 @@ struct ReadFile {
     std::uint64_t data_size = 0;
 };
 
-ReadFile read_parts(const void* data, std::size_t size, bool as_model)
+bool read_parts(const void* data, std::size_t size, bool as_model, ReadFile& read, Status& status)
 {
     const auto* bytes = static_cast<const std::uint8_t*>(data);
     if (size < 8) {
-        fail(std::to_string(size) + " bytes are too few to hold the 8-byte header length");
+        return fail(status, std::to_string(size) + " bytes are too few to hold the 8-byte header length");
     }
     const std::uint64_t header_size = load_u64_le(bytes);
     if (header_size > size - 8) {
-        fail("the header length " + std::to_string(header_size) + " exceeds the " + std::to_string(size - 8)
-             + " bytes after it (truncated file?)");
+        return fail(status, "the header length " + std::to_string(header_size) + " exceeds the "
+                                + std::to_string(size - 8) + " bytes after it (truncated file?)");
     }
     if (header_size > max_header_size) {
-        fail("the header length " + std::to_string(header_size) + " exceeds safetensors' limit of "
-             + std::to_string(max_header_size));
+        return fail(status, "the header length " + std::to_string(header_size)
+                                + " exceeds safetensors' limit of " + std::to_string(max_header_size));
     }
     json::Value header;
-    try {
-        header = json::parse(bytes + 8, header_size, max_json_depth);
-    } catch (const json::Error& error) {
-        fail("the header is not valid JSON (byte " + std::to_string(error.offset) + " of it: " + error.what() + ")");
+    if (json::Error error; !json::parse(bytes + 8, header_size, max_json_depth, header, error)) {
+        return fail(status, "the header is not valid JSON (byte " + std::to_string(error.offset) + " of it: "
+                                + error.message + ")");
     }
     const json::Value::Object* members = header.as_object();
     if (!members) {
-        fail("the header is not a JSON object");
+        return fail(status, "the header is not a JSON object");
     }
 
-    ReadFile read;
     TensorFile& file = read.file;
     if (const json::Value* value = json::find(*members, "__metadata__")) {
         if (const json::Value::Object* object = value->as_object()) {
             file.has_metadata = true;
             for (const json::Member& member : *object) {
                 if (!member.value.as_string()) {
-                    fail("metadata " + quote(member.key) + " is not a string");
+                    return fail(status, "metadata " + quote(member.key) + " is not a string");
                 }
                 file.metadata.emplace_back(member.key, *member.value.as_string());
             }
         }
     }
-    if (as_model) {
-        read_spec(file);
+    if (ModelSpec spec; as_model && !read_spec(file, spec, status)) {
+        return false;
     }
     const std::uint8_t* tensor_data = bytes + 8 + header_size;
     const std::uint64_t data_size = size - 8 - header_size;
     read.data_size = data_size;
-    for (const Entry& entry : read_entries(*members, data_size)) {
+    std::vector<Entry> entries;
+    if (!read_entries(*members, data_size, entries, status)) {
+        return false;
+    }
+    for (const Entry& entry : entries) {
         const std::uint64_t count = element_count(entry.shape);
         if (count > data_size / sizeof(float) || entry.end - entry.begin != sizeof(float) * count) {
-            fail("tensor " + quote(*entry.name) + " has " + std::to_string(entry.end - entry.begin)
-                 + " bytes of data, expected " + (count > data_size ? std::string("more than the file holds")
-                                                                   : std::to_string(sizeof(float) * count))
-                 + " for its shape " + shape_str(entry.shape));
+            return fail(status, "tensor " + quote(*entry.name) + " has " + std::to_string(entry.end - entry.begin)
+                                    + " bytes of data, expected "
+                                    + (count > data_size ? std::string("more than the file holds")
+                                                         : std::to_string(sizeof(float) * count))
+                                    + " for its shape " + shape_str(entry.shape));
         }
         NamedTensor tensor{*entry.name, entry.shape, std::vector<float>(count)};
         const std::uint8_t* in = tensor_data + entry.begin;
@@ -508,16 +553,78 @@ ReadFile read_parts(const void* data, std::size_t size, bool as_model)
         }
         file.tensors.push_back(std::move(tensor));
     }
-    return read;
+    return true;
+}
+
+bool read_tensors(const void* data, std::size_t size, TensorFile& file, Status& status)
+{
+    ReadFile read;
+    if (!read_parts(data, size, false, read, status)) {
+        return false;
+    }
+    file = std::move(read.file);
+    return true;
+}
+
+bool read_model(const void* data, std::size_t size, std::optional<Model>& out, Status& status)
+{
+    ReadFile read;
+    ModelSpec spec;
+    std::optional<Model> model;
+    if (!read_parts(data, size, true, read, status) || !read_spec(read.file, spec, status)
+        || !make_model(spec, read.data_size, model, status)) {
+        return false;
+    }
+    const TensorFile& file = read.file;
+    for (const NamedTensor& entry : file.tensors) {
+        const TensorInfo* tensor = model->find(entry.name);
+        const std::string where = "tensor " + quote(entry.name);
+        if (!tensor) {
+            return fail(status, where + " is not part of a " + kind_name(spec.kind) + " with this architecture");
+        }
+        if (entry.shape != tensor->shape) {
+            return fail(status, where + " has shape " + shape_str(entry.shape) + ", expected "
+                                    + shape_str(tensor->shape));
+        }
+        std::copy(entry.values.begin(), entry.values.end(), model->parameters() + tensor->offset);
+    }
+    // Keys are unique and each named a distinct tensor of the model, so a shortfall is a gap.
+    if (file.tensors.size() != model->tensors().size()) {
+        for (const TensorInfo& tensor : model->tensors()) {
+            const auto named = [&](const NamedTensor& entry) { return entry.name == tensor.name; };
+            if (std::none_of(file.tensors.begin(), file.tensors.end(), named)) {
+                return fail(status, "tensor " + quote(tensor.name) + " is missing");
+            }
+        }
+    }
+    out = std::move(model);
+    return true;
 }
 
 }  // namespace
 
-TensorFile read_tensor_file(const void* data, std::size_t size) { return read_parts(data, size, false).file; }
+Status try_read_tensor_file(const void* data, std::size_t size, TensorFile& file)
+{
+    Status status;
+    read_tensors(data, size, file, status);
+    return status;
+}
+
+Status try_read_tensor_file(const std::string& path, TensorFile& file)
+{
+    return read_file(path, [&](const std::uint8_t* data, std::size_t size, Status& status) {
+        return read_tensors(data, size, file, status);
+    });
+}
+
+TensorFile read_tensor_file(const void* data, std::size_t size)
+{
+    return raise_or_return<TensorFile>([&](TensorFile& file) { return try_read_tensor_file(data, size, file); });
+}
 
 TensorFile read_tensor_file(const std::string& path)
 {
-    return read_file(path, [](const std::uint8_t* data, std::size_t size) { return read_tensor_file(data, size); });
+    return raise_or_return<TensorFile>([&](TensorFile& file) { return try_read_tensor_file(path, file); });
 }
 
 std::vector<std::uint8_t> save_model_bytes(const Model& model)
@@ -534,39 +641,30 @@ std::vector<std::uint8_t> save_model_bytes(const Model& model)
 
 void save_model(const Model& model, const std::string& path) { write_bytes(save_model_bytes(model), path); }
 
+Status try_load_model(const void* data, std::size_t size, std::optional<Model>& model)
+{
+    Status status;
+    read_model(data, size, model, status);
+    return status;
+}
+
+Status try_load_model(const std::string& path, std::optional<Model>& model)
+{
+    return read_file(path, [&](const std::uint8_t* data, std::size_t size, Status& status) {
+        return read_model(data, size, model, status);
+    });
+}
+
 Model load_model(const void* data, std::size_t size)
 {
-    const ReadFile read = read_parts(data, size, true);
-    const TensorFile& file = read.file;
-    const ModelSpec spec = read_spec(file);
-    Model model = make_model(spec, read.data_size);
-
-    for (const NamedTensor& entry : file.tensors) {
-        const TensorInfo* tensor = model.find(entry.name);
-        const std::string where = "tensor " + quote(entry.name);
-        if (!tensor) {
-            fail(where + " is not part of a " + kind_name(spec.kind) + " with this architecture");
-        }
-        if (entry.shape != tensor->shape) {
-            fail(where + " has shape " + shape_str(entry.shape) + ", expected " + shape_str(tensor->shape));
-        }
-        std::copy(entry.values.begin(), entry.values.end(), model.parameters() + tensor->offset);
-    }
-    // Keys are unique and each named a distinct tensor of the model, so a shortfall is a gap.
-    if (file.tensors.size() != model.tensors().size()) {
-        for (const TensorInfo& tensor : model.tensors()) {
-            const auto named = [&](const NamedTensor& entry) { return entry.name == tensor.name; };
-            if (std::none_of(file.tensors.begin(), file.tensors.end(), named)) {
-                fail("tensor " + quote(tensor.name) + " is missing");
-            }
-        }
-    }
-    return model;
+    return *raise_or_return<std::optional<Model>>(
+        [&](std::optional<Model>& model) { return try_load_model(data, size, model); });
 }
 
 Model load_model(const std::string& path)
 {
-    return read_file(path, [](const std::uint8_t* data, std::size_t size) { return load_model(data, size); });
+    return *raise_or_return<std::optional<Model>>(
+        [&](std::optional<Model>& model) { return try_load_model(path, model); });
 }
 
 }  // namespace streamrnn

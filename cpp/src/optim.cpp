@@ -16,7 +16,7 @@ namespace {
 void require(bool ok, const std::string& message)
 {
     if (!ok)
-        throw ArgumentError(message);
+        raise(ErrorKind::argument, message);
 }
 
 /// Optimizer state is per block, so the blocks must be the same ones at every step.

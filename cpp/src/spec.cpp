@@ -19,12 +19,22 @@ const char* kind_name(CellKind kind)
     return "?";
 }
 
+bool parse_kind_name(const std::string& name, CellKind& kind)
+{
+    for (CellKind candidate : {CellKind::rnn_tanh, CellKind::rnn_relu, CellKind::lstm, CellKind::gru})
+        if (name == kind_name(candidate)) {
+            kind = candidate;
+            return true;
+        }
+    return false;
+}
+
 CellKind kind_from_name(const std::string& name)
 {
-    for (CellKind kind : {CellKind::rnn_tanh, CellKind::rnn_relu, CellKind::lstm, CellKind::gru})
-        if (name == kind_name(kind))
-            return kind;
-    throw ArgumentError("mode: expected one of LSTM, GRU, RNN_TANH, RNN_RELU, got '" + name + "'");
+    CellKind kind{};
+    if (!parse_kind_name(name, kind))
+        raise(ErrorKind::argument, "mode: expected one of LSTM, GRU, RNN_TANH, RNN_RELU, got '" + name + "'");
+    return kind;
 }
 
 int ModelSpec::gate_count() const
@@ -40,26 +50,35 @@ int ModelSpec::gate_count() const
 constexpr int max_size = 1 << 20;
 constexpr int max_layers = 1 << 10;
 
+std::string ModelSpec::problem() const
+{
+    auto size_problem = [](const char* name, int value, int min, int max = max_size) {
+        if (value < min || value > max)
+            return std::string(name) + ": expected an integer in [" + std::to_string(min) + ", " +
+                   std::to_string(max) + "], got " + std::to_string(value);
+        return std::string();
+    };
+    for (std::string problem : {size_problem("input_size", input_size, 1), size_problem("hidden_size", hidden_size, 1),
+                                size_problem("num_layers", num_layers, 1, max_layers),
+                                size_problem("proj_size", proj_size, 0)})
+        if (!problem.empty())
+            return problem;
+    if (proj_size > 0 && kind != CellKind::lstm)
+        return "proj_size: only LSTM supports a projection, got proj_size=" + std::to_string(proj_size);
+    if (proj_size >= hidden_size && proj_size > 0)
+        return "proj_size: expected proj_size < hidden_size (" + std::to_string(hidden_size) + "), got " +
+               std::to_string(proj_size);
+    if (!(dropout >= 0.0 && dropout <= 1.0))
+        return "dropout: expected a probability in [0, 1], got " + std::to_string(dropout);
+    if (is_cell && (num_layers != 1 || bidirectional || residual || proj_size != 0))
+        return "a cell has one layer, one direction, no residual and no projection";
+    return {};
+}
+
 void ModelSpec::validate() const
 {
-    auto check_size = [](const char* name, int value, int min, int max = max_size) {
-        if (value < min || value > max)
-            throw ArgumentError(std::string(name) + ": expected an integer in [" + std::to_string(min) + ", " +
-                                std::to_string(max) + "], got " + std::to_string(value));
-    };
-    check_size("input_size", input_size, 1);
-    check_size("hidden_size", hidden_size, 1);
-    check_size("num_layers", num_layers, 1, max_layers);
-    check_size("proj_size", proj_size, 0);
-    if (proj_size > 0 && kind != CellKind::lstm)
-        throw ArgumentError("proj_size: only LSTM supports a projection, got proj_size=" + std::to_string(proj_size));
-    if (proj_size >= hidden_size && proj_size > 0)
-        throw ArgumentError("proj_size: expected proj_size < hidden_size (" + std::to_string(hidden_size) +
-                            "), got " + std::to_string(proj_size));
-    if (!(dropout >= 0.0 && dropout <= 1.0))
-        throw ArgumentError("dropout: expected a probability in [0, 1], got " + std::to_string(dropout));
-    if (is_cell && (num_layers != 1 || bidirectional || residual || proj_size != 0))
-        throw ArgumentError("a cell has one layer, one direction, no residual and no projection");
+    if (std::string problem = this->problem(); !problem.empty())
+        raise(ErrorKind::argument, problem);
 }
 
 std::uint64_t ModelSpec::parameter_count() const

@@ -13,14 +13,14 @@ namespace {
 const Model& checked(const std::shared_ptr<const Model>& model, Index batch)
 {
     if (!model)
-        throw ArgumentError("stream: no model");
+        raise(ErrorKind::argument, "stream: no model");
     if (model->spec().bidirectional)
-        throw ArgumentError("stream: a bidirectional model needs the whole sequence (its reverse direction starts "
+        raise(ErrorKind::argument, "stream: a bidirectional model needs the whole sequence (its reverse direction starts "
                             "at the end); stream a unidirectional model or call the model on the sequence");
     // The cap keeps every buffer size far from overflowing 64 bits.
     constexpr Index max_batch = Index(1) << 24;
     if (batch < 1 || batch > max_batch)
-        throw ArgumentError("batch: expected 1 to " + std::to_string(max_batch) + " streams, got " +
+        raise(ErrorKind::argument, "batch: expected 1 to " + std::to_string(max_batch) + " streams, got " +
                             std::to_string(batch));
     return *model;
 }

@@ -18,6 +18,19 @@
 #define STREAMRNN_VERSION_MINOR 1
 #define STREAMRNN_VERSION_PATCH 0
 
+/// 1 when the compiler has exceptions on (no -fno-exceptions): errors are thrown; else see raise().
+#if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || defined(_CPPUNWIND)
+#define STREAMRNN_HAS_EXCEPTIONS 1
+#else
+#define STREAMRNN_HAS_EXCEPTIONS 0
+#endif
+
+/// 0 in builds without threads (STREAMRNN_THREADS=OFF): a whole-sequence call then runs on the
+/// calling thread whatever its `threads` argument.
+#ifndef STREAMRNN_THREADS
+#define STREAMRNN_THREADS 1
+#endif
+
 /// Marks functions that a real-time thread may call: no heap allocation, no lock, no throw.
 #if defined(__clang__) && defined(__has_cpp_attribute)
 #if __has_cpp_attribute(clang::nonblocking)

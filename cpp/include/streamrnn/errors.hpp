@@ -1,6 +1,8 @@
-// cpp/include/streamrnn/errors.hpp: the exceptions streamrnn throws and the message helpers.
-// Part of streamrnn, MIT licence.
+// cpp/include/streamrnn/errors.hpp: the errors streamrnn reports, as exceptions or as a Status, and
+// the message helpers. Part of streamrnn, MIT licence.
 #pragma once
+
+#include "config.hpp"
 
 #include <initializer_list>
 #include <stdexcept>
@@ -24,6 +26,32 @@ struct FileError : std::runtime_error {
     FileError(const std::string& what, int error_number) : std::runtime_error(what), error_number(error_number) {}
     int error_number;
 };
+
+/// The kinds of error, for a Status and for raise().
+enum class ErrorKind {
+    none,      ///< success
+    argument,  ///< ArgumentError
+    format,    ///< FormatError
+    file,      ///< FileError
+    range,     ///< std::out_of_range: an index (a token id, a class id) outside its range
+};
+
+/// What a call that reports errors without throwing returns (try_load_model, the C API).
+struct Status {
+    ErrorKind kind = ErrorKind::none;
+    int error_number = 0;  ///< errno, for ErrorKind::file
+    std::string message;
+
+    bool ok() const { return kind == ErrorKind::none; }
+};
+
+/// Throws the exception of `kind` (FileError with `error_number`). Built without exceptions
+/// (STREAMRNN_EXCEPTIONS=OFF), it prints the message and aborts, as a failed assert would: that
+/// build reports errors in files and in C API arguments as a Status, so only a broken
+/// precondition of the C++ API gets here.
+[[noreturn]] void raise(ErrorKind kind, const std::string& message, int error_number = 0);
+/// Throws `status` as its exception (see raise); `status` must not be ok().
+[[noreturn]] void raise(const Status& status);
 
 /// ArgumentError: a backward pass with no training forward before it, of `what` ("Linear", ...).
 [[noreturn]] void throw_no_training_forward(const std::string& what);

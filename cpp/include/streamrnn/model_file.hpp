@@ -2,10 +2,12 @@
 // Part of streamrnn, MIT licence.
 #pragma once
 
+#include "errors.hpp"
 #include "model.hpp"
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -52,6 +54,12 @@ TensorFile read_tensor_file(const void* data, std::size_t size);
 /// Reads a tensor file; FileError when it cannot be read, FormatError as above.
 TensorFile read_tensor_file(const std::string& path);
 
+/// The readers above, reporting errors as a Status (FormatError or FileError's kind and message)
+/// instead of raising them: for builds without exceptions and for the C API. On failure the
+/// output is left as it was.
+Status try_read_tensor_file(const void* data, std::size_t size, TensorFile& file);
+Status try_read_tensor_file(const std::string& path, TensorFile& file);
+
 /// The bytes of a model file.
 std::vector<std::uint8_t> save_model_bytes(const Model& model);
 
@@ -65,5 +73,10 @@ Model load_model(const void* data, std::size_t size);
 /// Reads a model file; throws FileError (with errno; ENOENT when it does not exist) when it cannot
 /// be read, and FormatError as above.
 Model load_model(const std::string& path);
+
+/// load_model reporting errors as a Status instead of raising them (see try_read_tensor_file);
+/// `model` holds the model on success.
+Status try_load_model(const void* data, std::size_t size, std::optional<Model>& model);
+Status try_load_model(const std::string& path, std::optional<Model>& model);
 
 }  // namespace streamrnn

@@ -17,7 +17,9 @@ enum class CellKind {
 
 /// "LSTM", "GRU", "RNN_TANH", "RNN_RELU".
 const char* kind_name(CellKind kind);
-/// The inverse of kind_name; throws ArgumentError for an unknown name.
+/// The inverse of kind_name: false for an unknown name.
+bool parse_kind_name(const std::string& name, CellKind& kind);
+/// The inverse of kind_name; raises ArgumentError for an unknown name.
 CellKind kind_from_name(const std::string& name);
 
 /// Everything that fixes a model's shape and behaviour, apart from its weights.
@@ -37,7 +39,9 @@ struct ModelSpec {
     /// weight_ih / weight_hh / bias_ih / bias_hh without a layer suffix.
     bool is_cell = false;
 
-    /// Throws ArgumentError naming the first field that is out of range.
+    /// What is wrong with the spec, naming the first field out of range; empty when it is valid.
+    std::string problem() const;
+    /// Raises ArgumentError with problem() when there is one.
     void validate() const;
 
     int directions() const { return bidirectional ? 2 : 1; }
