@@ -63,7 +63,7 @@ void Linear::forward_train(const float* x, Index N, float* y)
 Index Linear::recorded_rows() const
 {
     if (rows_ < 0)
-        throw_no_training_forward("Linear");
+        raise_no_training_forward("Linear");
     return rows_;
 }
 
@@ -120,7 +120,7 @@ void Embedding::forward_train(const std::int64_t* ids, Index N, float* y)
 Index Embedding::recorded_rows() const
 {
     if (!recorded_)
-        throw_no_training_forward("Embedding");
+        raise_no_training_forward("Embedding");
     return static_cast<Index>(ids_.size());
 }
 
@@ -157,7 +157,7 @@ void Dropout::forward_train(const float* x, Index n, float* y)
 Index Dropout::recorded_size() const
 {
     if (!recorded_)
-        throw_no_training_forward("Dropout");
+        raise_no_training_forward("Dropout");
     return static_cast<Index>(mask_.size());
 }
 

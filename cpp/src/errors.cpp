@@ -28,7 +28,7 @@ void raise(ErrorKind kind, const std::string& message, int error_number)
 
 void raise(const Status& status) { raise(status.kind, status.message, status.error_number); }
 
-void throw_no_training_forward(const std::string& what)
+void raise_no_training_forward(const std::string& what)
 {
     raise(ErrorKind::argument, "backward: there is no training forward of this " + what +
                         " to go back through; call it with train=True first");

@@ -432,7 +432,7 @@ void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* 
 const ForwardRecord& Model::record() const
 {
     if (!record_)
-        throw_no_training_forward("model");
+        raise_no_training_forward("model");
     return *record_;
 }
 

@@ -4,6 +4,8 @@
 
 #include "streamrnn/errors.hpp"
 
+#include "denormals.hpp"
+
 #include <algorithm>
 
 namespace streamrnn {
@@ -42,6 +44,7 @@ void Stream::step(const float* x, float* y) noexcept { process(x, y, 1); }
 
 void Stream::process(const float* x, float* y, Index T) noexcept
 {
+    const FlushDenormals flushed(flush_denormals_);
     const ModelSpec& spec = model_->spec();
     const ConstSeqView xs = ConstSeqView::of(x, T, batch_, spec.input_size, spec.input_size, spec.batch_first);
     const SeqView ys = SeqView::of(y, T, batch_, spec.output_size(), spec.output_size(), spec.batch_first);

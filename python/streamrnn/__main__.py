@@ -1,7 +1,10 @@
-# python/streamrnn/__main__.py: `python -m streamrnn demo`, the README's streaming demo.
+# python/streamrnn/__main__.py: `python -m streamrnn demo`, the README's streaming demo, and
+# `python -m streamrnn run`, which streams a file as the C and C++ examples do.
 # Part of streamrnn, MIT licence.
-"""Streams a noisy sensor signal, sample by sample, through a small denoising LSTM that ships with
-the package, and reports the latency per step and how much noise it removed."""
+"""demo: streams a noisy sensor signal, sample by sample, through a small denoising LSTM that ships
+with the package, and reports the latency per step and how much noise it removed.
+run MODEL INPUT [--chunk N]: streams INPUT (raw float32, I values per step) through MODEL and
+prints one line per step, the outputs as %.9g: what examples/embedded/stream.c prints."""
 
 from __future__ import annotations
 
@@ -51,10 +54,38 @@ def demo() -> int:
     return 0 if mismatch < 1e-5 and rms_out < rms_in else 1
 
 
+def run(model_path: str, input_path: str, chunk: int) -> int:
+    model = sr.load(model_path)
+    values = np.fromfile(input_path, dtype="<f4")
+    if values.size % model.input_size:
+        print(f"{input_path}: expected float32 values, {model.input_size} per step; got {values.size}")
+        return 1
+    x = values.reshape(-1, model.input_size)  # (T, I): one stream, unbatched
+    stream = model.stream(batch=1)
+    lines = []
+    for start in range(0, x.shape[0], chunk):
+        block = x[start:start + chunk]
+        y = stream.step(block[0]) if block.shape[0] == 1 else stream.process(block)
+        for row in np.asarray(y).reshape(block.shape[0], -1):
+            lines.append(" ".join(f"{float(v):.9g}" for v in row))
+    print("\n".join(lines))
+    return 0
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m streamrnn", description=__doc__)
-    parser.add_argument("command", choices=["demo"], help="demo: stream the shipped signal through the shipped model")
-    parser.parse_args()
+    parser = argparse.ArgumentParser(prog="python -m streamrnn", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("demo", help="stream the shipped signal through the shipped model")
+    run_parser = commands.add_parser("run", help="stream a file of float32 samples through a model file")
+    run_parser.add_argument("model", help="a model file (model.save(path))")
+    run_parser.add_argument("input", help="raw float32 values, input_size per step")
+    run_parser.add_argument("--chunk", type=int, default=1, help="steps per call (1: step, more: process)")
+    args = parser.parse_args()
+    if args.command == "run":
+        if args.chunk < 1:
+            parser.error("--chunk must be a positive number of steps")
+        return run(args.model, args.input, args.chunk)
     return demo()
 
 

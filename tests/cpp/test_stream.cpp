@@ -6,9 +6,9 @@
 #include "streamrnn/stream.hpp"
 
 #include "count_allocations.hpp"
+#include "random_values.hpp"
 
 #include <cmath>
-#include <random>
 #include <utility>
 #include <vector>
 
@@ -34,15 +34,7 @@ std::vector<ModelSpec> stream_specs()
     return specs;
 }
 
-std::vector<float> random_values(std::size_t n, unsigned seed)
-{
-    std::mt19937 engine(seed);
-    std::normal_distribution<float> normal;
-    std::vector<float> values(n);
-    for (float& v : values)
-        v = normal(engine);
-    return values;
-}
+using testing::random_values;
 
 }  // namespace
 

@@ -54,7 +54,7 @@ struct Status {
 [[noreturn]] void raise(const Status& status);
 
 /// ArgumentError: a backward pass with no training forward before it, of `what` ("Linear", ...).
-[[noreturn]] void throw_no_training_forward(const std::string& what);
+[[noreturn]] void raise_no_training_forward(const std::string& what);
 
 /// "(2, 3, 4)": shapes in messages are written as Python writes tuples.
 std::string shape_str(const std::vector<long long>& shape);

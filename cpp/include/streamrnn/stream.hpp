@@ -34,6 +34,13 @@ public:
     /// range changes nothing (the Python face raises IndexError before it gets here).
     STREAMRNN_REALTIME void reset(Index i) noexcept;
 
+    /// Whether step and process flush subnormal floats to zero while they run (on by default):
+    /// a state decaying towards zero then costs no more per step than any other. The thread's
+    /// floating point mode is restored before they return. Off, results are bit for bit those of
+    /// Model::forward also below 1.2e-38.
+    void set_flush_denormals(bool flush) noexcept { flush_denormals_ = flush; }
+    bool flush_denormals() const noexcept { return flush_denormals_; }
+
     /// [L, B, H_out] and (LSTM) [L, B, H]; c is empty for other kinds.
     float* h() { return h_.data(); }
     float* c() { return c_.data(); }
@@ -46,6 +53,7 @@ private:
     Buffer h_;
     Buffer c_;
     Workspace workspace_;
+    bool flush_denormals_ = true;
 };
 
 }  // namespace streamrnn

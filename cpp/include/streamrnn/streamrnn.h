@@ -1,0 +1,114 @@
+/* cpp/include/streamrnn/streamrnn.h: the C API, for programs in C and in other languages.
+ * Part of streamrnn, MIT licence.
+ *
+ * A model is loaded from the file that Python's `model.save(path)` writes (safetensors), from a
+ * path or from memory; a stream holds the state of `batch` independent streams of one model and
+ * every buffer that stepping them needs. Every call returns a status; when it is not
+ * STREAMRNN_OK, streamrnn_last_error() says why, and the call changed nothing.
+ *
+ * Real time: once a stream exists, streamrnn_stream_step, _process, _reset, _reset_row,
+ * _get_state and _set_state allocate no memory, take no lock and block on nothing, also when
+ * they fail; a real-time thread may call them.
+ *
+ * Threads: calls on different streams may run on different threads at once. A stream is not
+ * itself safe to share: one thread at a time per stream. Models are read-only once loaded and
+ * may be shared by any number of streams and threads.
+ *
+ * Sizes, per stream (see streamrnn_sizes): I inputs and O outputs per step, and the state
+ * h: [L, B, O] and (LSTM) c: [L, B, H], B the stream's batch. All arrays are float32, row-major,
+ * in the machine's byte order.
+ */
+#ifndef STREAMRNN_STREAMRNN_H
+#define STREAMRNN_STREAMRNN_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum streamrnn_status {
+    STREAMRNN_OK = 0,
+    STREAMRNN_ERROR_ARGUMENT = 1, /* a null pointer, a size that does not match, an index out of range */
+    STREAMRNN_ERROR_FORMAT = 2,   /* a model file that is truncated, corrupt, of another version or kind */
+    STREAMRNN_ERROR_FILE = 3,     /* the system could not open or read the file (the message has errno's text) */
+    STREAMRNN_ERROR_MEMORY = 4,   /* out of memory */
+    STREAMRNN_ERROR_INTERNAL = 5  /* anything else: a bug in streamrnn, please report it */
+} streamrnn_status;
+
+/* Which state tensor of a stream. */
+typedef enum streamrnn_state {
+    STREAMRNN_STATE_H = 0, /* [L, B, O]: the hidden state (every kind) */
+    STREAMRNN_STATE_C = 1  /* [L, B, H]: the cell state (LSTM only) */
+} streamrnn_state;
+
+typedef struct streamrnn_model streamrnn_model;
+typedef struct streamrnn_stream streamrnn_stream;
+
+/* The sizes of a model, in floats. */
+typedef struct streamrnn_sizes {
+    size_t input_size;  /* I: inputs per step and stream */
+    size_t output_size; /* O: outputs per step and stream (the projection size when there is one) */
+    size_t hidden_size; /* H */
+    size_t num_layers;  /* L */
+    size_t h_size;      /* floats of h per stream: L * O */
+    size_t c_size;      /* floats of c per stream: L * H for an LSTM, else 0 */
+    int bidirectional;  /* 1 for a bidirectional model: it runs whole sequences only, never streams */
+    int batch_first;    /* 1 when process() reads and writes [B, T, ...]; 0 for [T, B, ...] */
+} streamrnn_sizes;
+
+/* "0.1.0". */
+const char* streamrnn_version(void);
+
+/* The message of the last call on this thread that failed; "" when none has. The text stays
+ * valid until the next failing call on this thread. */
+const char* streamrnn_last_error(void);
+
+/* Loads a model file. On success *model is a new model, to be freed with streamrnn_model_free. */
+streamrnn_status streamrnn_model_load_file(const char* path, streamrnn_model** model);
+/* Loads a model from the `size` bytes of a model file at `data` (any alignment); the bytes are
+ * copied, so they may be freed after the call. */
+streamrnn_status streamrnn_model_load_buffer(const void* data, size_t size, streamrnn_model** model);
+/* Frees a model; null is allowed. Streams made from it keep what they need: free in any order. */
+void streamrnn_model_free(streamrnn_model* model);
+
+streamrnn_status streamrnn_model_sizes(const streamrnn_model* model, streamrnn_sizes* sizes);
+/* "LSTM", "GRU", "RNN_TANH" or "RNN_RELU", a static string. */
+streamrnn_status streamrnn_model_mode(const streamrnn_model* model, const char** mode);
+
+/* Creates `batch` streams of `model` (1 <= batch <= 2^24), state zero: every allocation that
+ * stepping them needs happens here. A bidirectional model cannot stream (ARGUMENT). */
+streamrnn_status streamrnn_stream_create(const streamrnn_model* model, size_t batch, streamrnn_stream** stream);
+/* Frees a stream; null is allowed. */
+void streamrnn_stream_free(streamrnn_stream* stream);
+streamrnn_status streamrnn_stream_batch(const streamrnn_stream* stream, size_t* batch);
+
+/* One step of every stream: x [B, I] in, y [B, O] out. The counts are the lengths of the
+ * arrays, checked against B * I and B * O. */
+streamrnn_status streamrnn_stream_step(streamrnn_stream* stream, const float* x, size_t x_count, float* y,
+                                       size_t y_count);
+/* `steps` steps of every stream: x [T, B, I] in, y [T, B, O] out ([B, T, ...] for a batch_first
+ * model), T = steps; the counts are checked against T * B * I and T * B * O. Equals `steps`
+ * calls of step. */
+streamrnn_status streamrnn_stream_process(streamrnn_stream* stream, size_t steps, const float* x, size_t x_count,
+                                          float* y, size_t y_count);
+
+/* Copies the state out of, or into, the stream; `count` must be its size (B * h_size or
+ * B * c_size). C of a model without a cell state is an ARGUMENT error. */
+streamrnn_status streamrnn_stream_get_state(const streamrnn_stream* stream, streamrnn_state which, float* values,
+                                            size_t count);
+streamrnn_status streamrnn_stream_set_state(streamrnn_stream* stream, streamrnn_state which, const float* values,
+                                            size_t count);
+/* Zeros the state of every stream, or of stream `row` alone (0 <= row < B). */
+streamrnn_status streamrnn_stream_reset(streamrnn_stream* stream);
+streamrnn_status streamrnn_stream_reset_row(streamrnn_stream* stream, size_t row);
+
+/* Whether step and process flush subnormal floats to zero while they run (1, the default) or
+ * not (0); the thread's floating point mode is restored before they return. */
+streamrnn_status streamrnn_stream_set_flush_denormals(streamrnn_stream* stream, int flush);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STREAMRNN_STREAMRNN_H */

@@ -1,0 +1,272 @@
+// cpp/src/c_api.cpp: the C API (streamrnn.h) over Model and Stream. Every argument is checked here,
+// before the engine sees it, so that no C call can reach a C++ error; messages are written into a
+// per-thread buffer, so that a failing real-time call allocates nothing either.
+// Part of streamrnn, MIT licence.
+#include "streamrnn/streamrnn.h"
+
+#include "streamrnn/model_file.hpp"
+#include "streamrnn/stream.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdarg>
+#include <cstdio>
+#include <memory>
+#include <new>
+#include <optional>
+
+struct streamrnn_model {
+    std::shared_ptr<const streamrnn::Model> model;
+};
+
+struct streamrnn_stream {
+    streamrnn::Stream stream;
+};
+
+namespace {
+
+using streamrnn::Index;
+using streamrnn::ModelSpec;
+
+thread_local char last_error[512] = "";
+
+/// Records the message (printf-style, truncated to the buffer) and returns `status`.
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+streamrnn_status failure(streamrnn_status status, const char* format, ...) noexcept
+{
+    va_list arguments;
+    va_start(arguments, format);
+    std::vsnprintf(last_error, sizeof last_error, format, arguments);
+    va_end(arguments);
+    return status;
+}
+
+streamrnn_status failure(const streamrnn::Status& status) noexcept
+{
+    const streamrnn_status code = status.kind == streamrnn::ErrorKind::format ? STREAMRNN_ERROR_FORMAT
+                                  : status.kind == streamrnn::ErrorKind::file ? STREAMRNN_ERROR_FILE
+                                                                              : STREAMRNN_ERROR_ARGUMENT;
+    return failure(code, "%s", status.message.c_str());
+}
+
+/// Runs a call that allocates, turning what it may throw into a status. Built without
+/// exceptions, running out of memory aborts, as it does everywhere in such a build.
+template <typename Call>
+streamrnn_status guarded(Call call) noexcept
+{
+#if STREAMRNN_HAS_EXCEPTIONS
+    try {
+        return call();
+    } catch (const std::bad_alloc&) {
+        return failure(STREAMRNN_ERROR_MEMORY, "out of memory");
+    } catch (const std::exception& error) {
+        return failure(STREAMRNN_ERROR_INTERNAL, "internal error: %s", error.what());
+    } catch (...) {
+        return failure(STREAMRNN_ERROR_INTERNAL, "internal error: an unknown exception");
+    }
+#else
+    return call();
+#endif
+}
+
+#define STREAMRNN_REQUIRE(pointer)                                                                                 \
+    do {                                                                                                           \
+        if (!(pointer))                                                                                            \
+            return failure(STREAMRNN_ERROR_ARGUMENT, "%s: %s is null", __func__, #pointer);                        \
+    } while (false)
+
+streamrnn_status loaded(const streamrnn::Status& status, std::optional<streamrnn::Model>& model,
+                        streamrnn_model** out)
+{
+    if (!status.ok())
+        return failure(status);
+    *out = new streamrnn_model{std::make_shared<const streamrnn::Model>(std::move(*model))};
+    return STREAMRNN_OK;
+}
+
+/// Checks that the array `name` of `count` floats is `expected` long, of `shape` (for the message).
+streamrnn_status check_count(const char* function, const char* name, size_t count, size_t expected,
+                             const char* shape) noexcept
+{
+    if (count != expected)
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: %s: expected %zu floats (%s), got %zu", function, name, expected,
+                       shape, count);
+    return STREAMRNN_OK;
+}
+
+/// Checks the arguments of a state access, then runs copy(state, size) on the state `which` of
+/// `stream` (a const stream gives a const state).
+template <typename StreamHandle, typename Copy>
+streamrnn_status access_state(const char* function, StreamHandle* stream, streamrnn_state which, const float* values,
+                              size_t count, Copy copy) noexcept
+{
+    if (!stream || !values)
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: %s is null", function, stream ? "values" : "stream");
+    auto& engine_stream = stream->stream;
+    const ModelSpec& spec = engine_stream.model().spec();
+    const size_t cells = static_cast<size_t>(spec.num_layers) * static_cast<size_t>(engine_stream.batch());
+    const bool cell_state = which == STREAMRNN_STATE_C;
+    if (which != STREAMRNN_STATE_H && !(cell_state && spec.has_cell_state()))
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: which: this %s has no such state", function,
+                       streamrnn::kind_name(spec.kind));
+    const size_t size = cells * static_cast<size_t>(cell_state ? spec.hidden_size : spec.output_size());
+    if (streamrnn_status status = check_count(function, "count", count, size, "L x B x state width"))
+        return status;
+    copy(cell_state ? engine_stream.c() : engine_stream.h(), size);
+    return STREAMRNN_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* streamrnn_version(void) { return "0.1.0"; }
+
+const char* streamrnn_last_error(void) { return last_error; }
+
+streamrnn_status streamrnn_model_load_file(const char* path, streamrnn_model** model)
+{
+    STREAMRNN_REQUIRE(path);
+    STREAMRNN_REQUIRE(model);
+    return guarded([&] {
+        std::optional<streamrnn::Model> read;
+        return loaded(streamrnn::try_load_model(std::string(path), read), read, model);
+    });
+}
+
+streamrnn_status streamrnn_model_load_buffer(const void* data, size_t size, streamrnn_model** model)
+{
+    STREAMRNN_REQUIRE(data);
+    STREAMRNN_REQUIRE(model);
+    return guarded([&] {
+        std::optional<streamrnn::Model> read;
+        return loaded(streamrnn::try_load_model(data, size, read), read, model);
+    });
+}
+
+void streamrnn_model_free(streamrnn_model* model) { delete model; }
+
+streamrnn_status streamrnn_model_sizes(const streamrnn_model* model, streamrnn_sizes* sizes)
+{
+    STREAMRNN_REQUIRE(model);
+    STREAMRNN_REQUIRE(sizes);
+    const ModelSpec& spec = model->model->spec();
+    const auto L = static_cast<size_t>(spec.num_layers);
+    sizes->input_size = static_cast<size_t>(spec.input_size);
+    sizes->output_size = static_cast<size_t>(spec.output_size());
+    sizes->hidden_size = static_cast<size_t>(spec.hidden_size);
+    sizes->num_layers = L;
+    sizes->h_size = L * sizes->output_size;
+    sizes->c_size = spec.has_cell_state() ? L * sizes->hidden_size : 0;
+    sizes->bidirectional = spec.bidirectional ? 1 : 0;
+    sizes->batch_first = spec.batch_first ? 1 : 0;
+    return STREAMRNN_OK;
+}
+
+streamrnn_status streamrnn_model_mode(const streamrnn_model* model, const char** mode)
+{
+    STREAMRNN_REQUIRE(model);
+    STREAMRNN_REQUIRE(mode);
+    *mode = streamrnn::kind_name(model->model->spec().kind);
+    return STREAMRNN_OK;
+}
+
+streamrnn_status streamrnn_stream_create(const streamrnn_model* model, size_t batch, streamrnn_stream** stream)
+{
+    STREAMRNN_REQUIRE(model);
+    STREAMRNN_REQUIRE(stream);
+    if (model->model->spec().bidirectional)
+        return failure(STREAMRNN_ERROR_ARGUMENT,
+                       "%s: a bidirectional model needs the whole sequence (its reverse "
+                       "direction starts at the end) and cannot stream", __func__);
+    constexpr size_t max_batch = size_t(1) << 24;
+    if (batch < 1 || batch > max_batch)
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: batch: expected 1 to %zu streams, got %zu", __func__, max_batch,
+                       batch);
+    return guarded([&] {
+        *stream = new streamrnn_stream{streamrnn::Stream(model->model, static_cast<Index>(batch))};
+        return STREAMRNN_OK;
+    });
+}
+
+void streamrnn_stream_free(streamrnn_stream* stream) { delete stream; }
+
+streamrnn_status streamrnn_stream_batch(const streamrnn_stream* stream, size_t* batch)
+{
+    STREAMRNN_REQUIRE(stream);
+    STREAMRNN_REQUIRE(batch);
+    *batch = static_cast<size_t>(stream->stream.batch());
+    return STREAMRNN_OK;
+}
+
+streamrnn_status streamrnn_stream_step(streamrnn_stream* stream, const float* x, size_t x_count, float* y,
+                                       size_t y_count)
+{
+    return streamrnn_stream_process(stream, 1, x, x_count, y, y_count);
+}
+
+streamrnn_status streamrnn_stream_process(streamrnn_stream* stream, size_t steps, const float* x, size_t x_count,
+                                          float* y, size_t y_count)
+{
+    STREAMRNN_REQUIRE(stream);
+    STREAMRNN_REQUIRE(x);
+    STREAMRNN_REQUIRE(y);
+    const ModelSpec& spec = stream->stream.model().spec();
+    const auto B = static_cast<size_t>(stream->stream.batch());
+    const auto I = static_cast<size_t>(spec.input_size), O = static_cast<size_t>(spec.output_size());
+    // The engine indexes arrays with ptrdiff_t; no real array is longer, but a wrong `steps` could
+    // make the products below wrap. B * I and B * O are below 2^44, so 64 bits hold the bound.
+    const unsigned long long widest = static_cast<unsigned long long>(B) * std::max(I, O);
+    if (steps > static_cast<unsigned long long>(PTRDIFF_MAX) / widest)
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: steps: %zu steps of %zu streams are more than memory holds",
+                       __func__, steps, B);
+    if (streamrnn_status status = check_count(__func__, "x_count", x_count, steps * B * I, "steps x B x I"))
+        return status;
+    if (streamrnn_status status = check_count(__func__, "y_count", y_count, steps * B * O, "steps x B x O"))
+        return status;
+    if (steps > 0)
+        stream->stream.process(x, y, static_cast<Index>(steps));
+    return STREAMRNN_OK;
+}
+
+streamrnn_status streamrnn_stream_get_state(const streamrnn_stream* stream, streamrnn_state which, float* values,
+                                            size_t count)
+{
+    return access_state(__func__, stream, which, values, count,
+                        [&](const float* state, size_t size) { std::copy(state, state + size, values); });
+}
+
+streamrnn_status streamrnn_stream_set_state(streamrnn_stream* stream, streamrnn_state which, const float* values,
+                                            size_t count)
+{
+    return access_state(__func__, stream, which, values, count,
+                        [&](float* state, size_t size) { std::copy(values, values + size, state); });
+}
+
+streamrnn_status streamrnn_stream_reset(streamrnn_stream* stream)
+{
+    STREAMRNN_REQUIRE(stream);
+    stream->stream.reset();
+    return STREAMRNN_OK;
+}
+
+streamrnn_status streamrnn_stream_reset_row(streamrnn_stream* stream, size_t row)
+{
+    STREAMRNN_REQUIRE(stream);
+    const auto batch = static_cast<size_t>(stream->stream.batch());
+    if (row >= batch)
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: row: expected 0 to %zu, got %zu", __func__, batch - 1, row);
+    stream->stream.reset(static_cast<Index>(row));
+    return STREAMRNN_OK;
+}
+
+streamrnn_status streamrnn_stream_set_flush_denormals(streamrnn_stream* stream, int flush)
+{
+    STREAMRNN_REQUIRE(stream);
+    stream->stream.set_flush_denormals(flush != 0);
+    return STREAMRNN_OK;
+}
+
+}  // extern "C"

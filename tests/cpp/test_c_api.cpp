@@ -1,0 +1,281 @@
+// tests/cpp/test_c_api.cpp: the C API streams as Stream does, reports every bad argument and file
+// as a status with a message and changes nothing then, and its streaming calls allocate nothing,
+// lock nothing and throw nothing; subnormals are flushed while a stream steps.
+// Part of streamrnn, MIT licence.
+#include <doctest/doctest.h>
+
+#include "streamrnn/model_file.hpp"
+#include "streamrnn/stream.hpp"
+#include "streamrnn/streamrnn.h"
+
+#include "count_allocations.hpp"
+#include "random_values.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <vector>
+
+using namespace streamrnn;
+
+namespace {
+
+const std::string data_dir = STREAMRNN_TEST_DATA;
+
+std::vector<unsigned char> file_bytes(const std::string& path)
+{
+    std::ifstream file(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
+}
+
+using testing::random_values;
+
+/// A model and a stream of it, freed at the end of the scope.
+struct Handles {
+    streamrnn_model* model = nullptr;
+    streamrnn_stream* stream = nullptr;
+    streamrnn_sizes sizes{};
+
+    Handles(const std::string& name, std::size_t batch)
+    {
+        REQUIRE(streamrnn_model_load_file((data_dir + "/" + name + ".safetensors").c_str(), &model) == STREAMRNN_OK);
+        REQUIRE(streamrnn_model_sizes(model, &sizes) == STREAMRNN_OK);
+        REQUIRE(streamrnn_stream_create(model, batch, &stream) == STREAMRNN_OK);
+    }
+    ~Handles()
+    {
+        streamrnn_stream_free(stream);
+        streamrnn_model_free(model);
+    }
+};
+
+bool message_has(const char* text) { return std::strstr(streamrnn_last_error(), text) != nullptr; }
+
+}  // namespace
+
+TEST_CASE("the C API streams as the C++ Stream does, from a file or from memory")
+{
+    for (const char* name : {"lstm_proj", "gru_cho", "rnn_relu"}) {
+        CAPTURE(name);
+        const std::string path = data_dir + "/" + name + ".safetensors";
+        const auto bytes = file_bytes(path);
+        streamrnn_model* from_memory = nullptr;
+        REQUIRE(streamrnn_model_load_buffer(bytes.data(), bytes.size(), &from_memory) == STREAMRNN_OK);
+
+        const std::size_t B = 3, T = 20;
+        Handles c(name, B);
+        const auto model = std::make_shared<const Model>(load_model(path));
+        Stream reference(model, static_cast<Index>(B));
+        const ModelSpec& spec = model->spec();
+        CHECK(c.sizes.input_size == std::size_t(spec.input_size));
+        CHECK(c.sizes.output_size == std::size_t(spec.output_size()));
+        CHECK(c.sizes.hidden_size == std::size_t(spec.hidden_size));
+        CHECK(c.sizes.num_layers == 2);
+        CHECK(c.sizes.h_size == std::size_t(2 * spec.output_size()));
+        CHECK(c.sizes.c_size == (spec.has_cell_state() ? std::size_t(2 * spec.hidden_size) : 0));
+        const char* mode = nullptr;
+        REQUIRE(streamrnn_model_mode(from_memory, &mode) == STREAMRNN_OK);
+        CHECK(std::string(mode) == kind_name(spec.kind));
+
+        streamrnn_stream* memory_stream = nullptr;
+        REQUIRE(streamrnn_stream_create(from_memory, B, &memory_stream) == STREAMRNN_OK);
+        streamrnn_model_free(from_memory);  // the stream keeps the model alive
+
+        const std::size_t I = c.sizes.input_size, O = c.sizes.output_size;
+        const std::vector<float> x = random_values(T * B * I, 4);
+        std::vector<float> y_step(T * B * O), y_process(T * B * O), y_reference(T * B * O);
+        for (std::size_t t = 0; t < T; ++t) {
+            REQUIRE(streamrnn_stream_step(c.stream, &x[t * B * I], B * I, &y_step[t * B * O], B * O) == STREAMRNN_OK);
+            reference.step(&x[t * B * I], &y_reference[t * B * O]);
+        }
+        REQUIRE(streamrnn_stream_process(memory_stream, T, x.data(), x.size(), y_process.data(), y_process.size())
+                == STREAMRNN_OK);
+        CHECK(y_step == y_reference);
+        for (std::size_t i = 0; i < y_step.size(); ++i)
+            CHECK(std::abs(y_process[i] - y_step[i]) <= 1e-6f);
+
+        std::vector<float> h(B * c.sizes.h_size);
+        REQUIRE(streamrnn_stream_get_state(c.stream, STREAMRNN_STATE_H, h.data(), h.size()) == STREAMRNN_OK);
+        CHECK(std::equal(h.begin(), h.end(), reference.h()));
+        streamrnn_stream_free(memory_stream);
+    }
+}
+
+TEST_CASE("state moves in and out, and resets zero one stream or all")
+{
+    const std::size_t B = 2;
+    Handles c("lstm_proj", B);
+    std::vector<float> h = random_values(B * c.sizes.h_size, 5), cell = random_values(B * c.sizes.c_size, 6);
+    REQUIRE(streamrnn_stream_set_state(c.stream, STREAMRNN_STATE_H, h.data(), h.size()) == STREAMRNN_OK);
+    REQUIRE(streamrnn_stream_set_state(c.stream, STREAMRNN_STATE_C, cell.data(), cell.size()) == STREAMRNN_OK);
+    std::vector<float> back(h.size());
+    REQUIRE(streamrnn_stream_get_state(c.stream, STREAMRNN_STATE_H, back.data(), back.size()) == STREAMRNN_OK);
+    CHECK(back == h);
+
+    REQUIRE(streamrnn_stream_reset_row(c.stream, 1) == STREAMRNN_OK);
+    REQUIRE(streamrnn_stream_get_state(c.stream, STREAMRNN_STATE_H, back.data(), back.size()) == STREAMRNN_OK);
+    const std::size_t O = c.sizes.output_size;
+    for (std::size_t layer = 0; layer < c.sizes.num_layers; ++layer)
+        for (std::size_t k = 0; k < O; ++k) {
+            CHECK(back[(layer * B + 0) * O + k] == h[(layer * B + 0) * O + k]);
+            CHECK(back[(layer * B + 1) * O + k] == 0.0f);
+        }
+    REQUIRE(streamrnn_stream_reset(c.stream) == STREAMRNN_OK);
+    REQUIRE(streamrnn_stream_get_state(c.stream, STREAMRNN_STATE_C, cell.data(), cell.size()) == STREAMRNN_OK);
+    for (float v : cell)
+        CHECK(v == 0.0f);
+    std::size_t batch = 0;
+    REQUIRE(streamrnn_stream_batch(c.stream, &batch) == STREAMRNN_OK);
+    CHECK(batch == B);
+}
+
+TEST_CASE("bad arguments are errors with a message, and a failed call changes nothing")
+{
+    Handles c("gru_cho", 2);
+    const std::size_t I = c.sizes.input_size, O = c.sizes.output_size;
+    std::vector<float> x = random_values(2 * I, 7), y(2 * O), h(2 * c.sizes.h_size);
+    REQUIRE(streamrnn_stream_step(c.stream, x.data(), x.size(), y.data(), y.size()) == STREAMRNN_OK);
+    std::vector<float> h_before(h.size());
+    REQUIRE(streamrnn_stream_get_state(c.stream, STREAMRNN_STATE_H, h_before.data(), h_before.size()) == STREAMRNN_OK);
+
+    CHECK(streamrnn_stream_step(c.stream, x.data(), x.size() - 1, y.data(), y.size()) == STREAMRNN_ERROR_ARGUMENT);
+    CHECK(message_has("x_count: expected 6 floats"));
+    CHECK(streamrnn_stream_step(c.stream, x.data(), x.size(), y.data(), y.size() + 1) == STREAMRNN_ERROR_ARGUMENT);
+    CHECK(message_has("y_count"));
+    CHECK(streamrnn_stream_process(c.stream, 3, x.data(), x.size(), y.data(), y.size()) == STREAMRNN_ERROR_ARGUMENT);
+    CHECK(streamrnn_stream_process(c.stream, std::size_t(-1) / 2, x.data(), x.size(), y.data(), y.size())
+          == STREAMRNN_ERROR_ARGUMENT);
+    CHECK(message_has("steps"));
+    CHECK(streamrnn_stream_step(c.stream, nullptr, x.size(), y.data(), y.size()) == STREAMRNN_ERROR_ARGUMENT);
+    CHECK(message_has("x is null"));
+    CHECK(streamrnn_stream_step(nullptr, x.data(), x.size(), y.data(), y.size()) == STREAMRNN_ERROR_ARGUMENT);
+    CHECK(streamrnn_stream_get_state(c.stream, STREAMRNN_STATE_C, h.data(), h.size()) == STREAMRNN_ERROR_ARGUMENT);
+    CHECK(message_has("no such state"));
+    CHECK(streamrnn_stream_set_state(c.stream, STREAMRNN_STATE_H, h.data(), h.size() + 1) == STREAMRNN_ERROR_ARGUMENT);
+    CHECK(streamrnn_stream_reset_row(c.stream, 2) == STREAMRNN_ERROR_ARGUMENT);
+    CHECK(message_has("row: expected 0 to 1, got 2"));
+
+    REQUIRE(streamrnn_stream_get_state(c.stream, STREAMRNN_STATE_H, h.data(), h.size()) == STREAMRNN_OK);
+    CHECK(h == h_before);
+
+    streamrnn_stream* stream = nullptr;
+    CHECK(streamrnn_stream_create(c.model, 0, &stream) == STREAMRNN_ERROR_ARGUMENT);
+    CHECK(message_has("batch: expected 1 to 16777216 streams, got 0"));
+    CHECK(stream == nullptr);
+    CHECK(streamrnn_stream_create(nullptr, 1, &stream) == STREAMRNN_ERROR_ARGUMENT);
+    streamrnn_sizes sizes;
+    CHECK(streamrnn_model_sizes(c.model, nullptr) == STREAMRNN_ERROR_ARGUMENT);
+    CHECK(streamrnn_model_sizes(nullptr, &sizes) == STREAMRNN_ERROR_ARGUMENT);
+}
+
+TEST_CASE("a missing, truncated, corrupt or bidirectional model file is an error with a message")
+{
+    streamrnn_model* model = nullptr;
+    CHECK(streamrnn_model_load_file((data_dir + "/no such file").c_str(), &model) == STREAMRNN_ERROR_FILE);
+    CHECK(message_has("No such file"));
+    CHECK(model == nullptr);
+
+    auto bytes = file_bytes(data_dir + "/rnn_relu.safetensors");
+    for (std::size_t size : {std::size_t(0), std::size_t(7), std::size_t(100), bytes.size() - 1}) {
+        CAPTURE(size);
+        CHECK(streamrnn_model_load_buffer(bytes.data(), size, &model) == STREAMRNN_ERROR_FORMAT);
+        CHECK(message_has("model file: "));
+        CHECK(model == nullptr);
+    }
+    auto corrupt = bytes;
+    corrupt[20] = '{';
+    CHECK(streamrnn_model_load_buffer(corrupt.data(), corrupt.size(), &model) == STREAMRNN_ERROR_FORMAT);
+    const std::string version = "\"format_version\":\"1\"";
+    auto other_version = bytes;
+    const auto at = std::search(other_version.begin(), other_version.end(), version.begin(), version.end());
+    REQUIRE(at != other_version.end());
+    at[version.size() - 2] = '9';
+    CHECK(streamrnn_model_load_buffer(other_version.data(), other_version.size(), &model) == STREAMRNN_ERROR_FORMAT);
+    CHECK(message_has("format_version \"9\" is not supported"));
+    CHECK(streamrnn_model_load_buffer(nullptr, 10, &model) == STREAMRNN_ERROR_ARGUMENT);
+
+    ModelSpec spec;
+    spec.kind = CellKind::gru;
+    spec.input_size = 2;
+    spec.hidden_size = 3;
+    spec.bidirectional = true;
+    const auto saved = save_model_bytes(Model(spec, 1));
+    REQUIRE(streamrnn_model_load_buffer(saved.data(), saved.size(), &model) == STREAMRNN_OK);
+    streamrnn_sizes sizes;
+    REQUIRE(streamrnn_model_sizes(model, &sizes) == STREAMRNN_OK);
+    CHECK(sizes.bidirectional == 1);
+    streamrnn_stream* stream = nullptr;
+    CHECK(streamrnn_stream_create(model, 1, &stream) == STREAMRNN_ERROR_ARGUMENT);
+    CHECK(message_has("bidirectional"));
+    streamrnn_model_free(model);
+}
+
+TEST_CASE("streaming calls allocate nothing, lock nothing and throw nothing, failing ones included")
+{
+    static_assert(noexcept(std::declval<Stream&>().step(nullptr, nullptr)));
+    static_assert(noexcept(std::declval<Stream&>().process(nullptr, nullptr, 1)));
+    static_assert(noexcept(std::declval<Stream&>().reset()));
+    for (const char* name : {"lstm_proj", "gru_cho", "rnn_relu"})
+        for (std::size_t B : {std::size_t(1), std::size_t(8)}) {
+            CAPTURE(name);
+            CAPTURE(B);
+            Handles c(name, B);
+            const std::size_t I = c.sizes.input_size, O = c.sizes.output_size, T = 100;
+            const std::vector<float> x = random_values(T * B * I, 8);
+            std::vector<float> y(T * B * O), h(B * c.sizes.h_size);
+            const long allocations = testing::allocation_count(), locks = testing::lock_count();
+            for (std::size_t t = 0; t < 10; ++t)
+                streamrnn_stream_step(c.stream, &x[t * B * I], B * I, &y[t * B * O], B * O);
+            streamrnn_stream_process(c.stream, T, x.data(), x.size(), y.data(), y.size());
+            streamrnn_stream_get_state(c.stream, STREAMRNN_STATE_H, h.data(), h.size());
+            streamrnn_stream_set_state(c.stream, STREAMRNN_STATE_H, h.data(), h.size());
+            streamrnn_stream_reset_row(c.stream, B - 1);
+            streamrnn_stream_reset(c.stream);
+            CHECK(streamrnn_stream_step(c.stream, x.data(), 1, y.data(), y.size()) == STREAMRNN_ERROR_ARGUMENT);
+            CHECK(streamrnn_stream_reset_row(c.stream, B) == STREAMRNN_ERROR_ARGUMENT);
+            CHECK(testing::allocation_count() == allocations);
+            CHECK(testing::lock_count() == locks);
+        }
+}
+
+TEST_CASE("the lock counter sees a lock")
+{
+    // Without this, a counter that never counts would pass the test above.
+#if defined(__GLIBC__)
+    std::vector<float> x(1);
+    const long before = testing::lock_count();
+    pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&mutex);
+    pthread_mutex_unlock(&mutex);
+    CHECK(testing::lock_count() == before + 1);
+#endif
+}
+
+TEST_CASE("a stream flushes subnormals while it steps, and restores the thread's mode")
+{
+    // y = relu(1 * x): a subnormal x comes out as itself, or as zero when flushed.
+    ModelSpec spec;
+    spec.kind = CellKind::rnn_relu;
+    spec.input_size = 1;
+    spec.hidden_size = 1;
+    spec.bias = false;
+    auto model = std::make_shared<Model>(spec);
+    model->parameters()[0] = 1.0f;  // weight_ih; weight_hh stays 0
+    Stream stream(model, 1);
+    const float subnormal = 1e-40f;
+    REQUIRE(std::fpclassify(subnormal) == FP_SUBNORMAL);
+    float y = -1.0f;
+    stream.step(&subnormal, &y);
+    CHECK(y == 0.0f);
+    // Flushing is undone on the way out: this thread's arithmetic keeps its subnormals.
+    volatile float tiny = 1e-38f;
+    CHECK(std::fpclassify(tiny / 100.0f) == FP_SUBNORMAL);
+#if !(defined(__arm__) && defined(__ARM_NEON))  // NEON arithmetic flushes whatever the mode
+    stream.set_flush_denormals(false);
+    stream.step(&subnormal, &y);
+    CHECK(y == subnormal);
+#endif
+}

@@ -1,0 +1,44 @@
+# tools/make_embedded_data.py: writes the models, input and expected outputs that check the C and
+# C++ examples (and the ARM builds) against Python. Part of streamrnn, MIT licence.
+"""Regenerates tests/data/embedded/: three small models (an LSTM with projection, a Cho GRU and a
+ReLU RNN, two layers each), input.f32 (300 steps of 3 features, raw float32) and, per model,
+expected_<name>.txt: the whole-sequence forward in Python, one line per step as "%.9g". The C++
+tests run examples/embedded on them (also under qemu on ARM) and tests/test_embedded.py runs
+`python -m streamrnn run`; both must print these numbers to float32 rounding.
+Run once on x86-64 and commit the files (about 160 KiB)."""
+
+from pathlib import Path
+
+import numpy as np
+
+import streamrnn as sr
+
+OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "embedded"
+STEPS, FEATURES = 300, 3
+
+MODELS = {
+    "lstm_proj": lambda: sr.LSTM(FEATURES, 16, num_layers=2, proj_size=8, seed=11),
+    "gru_cho": lambda: sr.GRU(FEATURES, 16, num_layers=2, reset_after=False, seed=12),
+    "rnn_relu": lambda: sr.RNN(FEATURES, 16, num_layers=2, nonlinearity="relu", seed=13),
+}
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    t = np.arange(STEPS)[:, None] / 50.0
+    rng = np.random.default_rng(5)
+    # Slow sines in three phases plus noise: values of either sign, and gates away from saturation.
+    x = (np.sin(t * np.array([1.0, 2.3, 0.7]) + np.array([0.0, 1.0, 2.0])) + 0.3 * rng.standard_normal((STEPS, FEATURES)))
+    x.astype("<f4").tofile(OUT / "input.f32")
+    x32 = np.fromfile(OUT / "input.f32", dtype="<f4").reshape(STEPS, FEATURES)
+    for name, make in MODELS.items():
+        model = make()
+        model.save(OUT / f"{name}.safetensors")
+        y, _ = model(x32)
+        lines = [" ".join(f"{float(v):.9g}" for v in row) for row in np.asarray(y).reshape(STEPS, -1)]
+        (OUT / f"expected_{name}.txt").write_text("\n".join(lines) + "\n")
+        print(f"{name}: {model}, outputs in [{y.min():.3f}, {y.max():.3f}]")
+
+
+if __name__ == "__main__":
+    main()
