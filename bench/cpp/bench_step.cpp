@@ -3,14 +3,16 @@
 //
 // What the engine costs without Python: ns per step (median of many timed batches of steps),
 // the real-time factor at 48 kHz for block streaming of a 1-feature sample stream, and the
-// number of heap allocations during the timed calls (must be 0). Run: build with
-// -DSTREAMRNN_BENCH=ON, then ./bench_step [--quick].
+// number of heap allocations during the timed calls (must be 0), and what flushing subnormals
+// saves on a signal that decays through them. Run: build with -DSTREAMRNN_BENCH=ON, then
+// ./bench_step [--quick].
 #include "streamrnn/stream.hpp"
 
 #include "count_allocations.hpp"
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -87,5 +89,49 @@ int main(int argc, char** argv)
                     median_ns(batches, calls, allocated, [&] { stream.process(x.data(), y.data(), chunk); }) / chunk;
                 std::printf("%-9s%6d%7d%12.1f%10.4f%9ld\n", kind_name(kind), hidden, chunk, ns, ns * 48000e-9, allocated);
             }
+
+    // A sound's tail: the input decays through the subnormal range (below 1.2e-38 from sample
+    // 2850) to zero; without a bias the state follows it down.
+    constexpr int samples = 4096, chunk = 64;
+    std::vector<float> decay(samples);
+    for (int t = 0; t < samples; ++t)
+        decay[static_cast<std::size_t>(t)] = static_cast<float>(0.5 * std::pow(0.97, t));
+    std::printf("\nSubnormals: 1 feature, 1 layer, H = 32, input 0.5 * 0.97^t over %d samples in chunks of %d; "
+                "ns per sample\n(mean over the signal, and the slowest chunk), median of %d runs; subnormal outputs "
+                "counted with flushing off\n", samples, chunk, batches);
+    std::printf("%-9s%6s%12s%12s%12s%12s%10s%12s\n", "model", "bias", "flush mean", "flush max", "off mean", "off max",
+                "off/flush", "subnormals");
+    for (CellKind kind : {CellKind::lstm, CellKind::gru, CellKind::rnn_tanh})
+        for (bool bias : {true, false}) {
+            ModelSpec spec = spec_of(kind, 1, 32, 1);
+            spec.bias = bias;
+            Stream stream(std::make_shared<const Model>(spec, 1), 1);
+            std::vector<float> y(static_cast<std::size_t>(samples * 32));
+            double mean[2], worst[2];
+            for (bool flush : {true, false}) {
+                stream.set_flush_denormals(flush);
+                std::vector<double> means, maxima;
+                for (int round = 0; round < batches; ++round) {
+                    stream.reset();
+                    double total = 0.0, slowest = 0.0;
+                    for (int t0 = 0; t0 < samples; t0 += chunk) {
+                        const auto start = Clock::now();
+                        stream.process(&decay[static_cast<std::size_t>(t0)], &y[static_cast<std::size_t>(t0 * 32)], chunk);
+                        const double ns = std::chrono::duration<double, std::nano>(Clock::now() - start).count();
+                        total += ns;
+                        slowest = std::max(slowest, ns);
+                    }
+                    means.push_back(total / samples);
+                    maxima.push_back(slowest / chunk);
+                }
+                std::nth_element(means.begin(), means.begin() + batches / 2, means.end());
+                std::nth_element(maxima.begin(), maxima.begin() + batches / 2, maxima.end());
+                mean[flush] = means[static_cast<std::size_t>(batches / 2)];
+                worst[flush] = maxima[static_cast<std::size_t>(batches / 2)];
+            }
+            const auto subnormals = std::count_if(y.begin(), y.end(), [](float v) { return std::fpclassify(v) == FP_SUBNORMAL; });
+            std::printf("%-9s%6s%12.1f%12.1f%12.1f%12.1f%9.2fx%12ld\n", kind_name(kind), bias ? "yes" : "no", mean[1],
+                        worst[1], mean[0], worst[0], mean[0] / mean[1], static_cast<long>(subnormals));
+        }
     return 0;
 }

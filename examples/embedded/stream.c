@@ -1,7 +1,8 @@
 /* examples/embedded/stream.c: streams a file of samples through a model, in C, and prints the
  * outputs. Part of streamrnn, MIT licence.
  *
- *   stream_c MODEL INPUT [CHUNK]
+ *   stream_c [-t] MODEL INPUT [CHUNK]
+ *     -t     also report the time per step of the streaming loop, on stderr
  *     MODEL  a model file, as Python's `model.save(path)` writes it
  *     INPUT  raw float32 values, I per step (numpy: x.astype("<f4").tofile(path))
  *     CHUNK  steps per call: 1 (the default) calls streamrnn_stream_step per step, more calls
@@ -9,10 +10,14 @@
  * Prints one line per step: the model's O outputs, as "%.9g" (enough digits to read back the
  * exact float32). The same as `python -m streamrnn run MODEL INPUT` prints.
  */
+#define _POSIX_C_SOURCE 199309L /* clock_gettime */
+
 #include <streamrnn/streamrnn.h>
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 /* Reports a failed call and leaves. */
 static int fail(const char* what)
@@ -48,9 +53,13 @@ int main(int argc, char** argv)
     streamrnn_sizes sizes;
     size_t count = 0, steps, chunk = 1, t, k;
     float *x, *y;
+    struct timespec start, end;
+    const int timed = argc > 1 && strcmp(argv[1], "-t") == 0;
 
+    argc -= timed;
+    argv += timed;
     if (argc < 3 || argc > 4) {
-        fprintf(stderr, "usage: stream_c MODEL INPUT [CHUNK]\n");
+        fprintf(stderr, "usage: stream_c [-t] MODEL INPUT [CHUNK]\n");
         return 2;
     }
     if (argc == 4 && (chunk = strtoul(argv[3], NULL, 10)) == 0) {
@@ -74,6 +83,7 @@ int main(int argc, char** argv)
     if (!y)
         return 1;
 
+    clock_gettime(CLOCK_MONOTONIC, &start);
     for (t = 0; t < steps; t += chunk) {
         const size_t n = steps - t < chunk ? steps - t : chunk;
         const float* in = x + t * sizes.input_size;
@@ -84,6 +94,10 @@ int main(int argc, char** argv)
         if (status != STREAMRNN_OK)
             return fail("stepping");
     }
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    if (timed && steps)
+        fprintf(stderr, "%zu steps, %.1f ns per step\n", steps,
+                ((double)(end.tv_sec - start.tv_sec) * 1e9 + (double)(end.tv_nsec - start.tv_nsec)) / (double)steps);
     for (t = 0; t < steps; ++t) {
         for (k = 0; k < sizes.output_size; ++k)
             printf(k ? " %.9g" : "%.9g", (double)y[t * sizes.output_size + k]);
