@@ -1,0 +1,42 @@
+// cpp/src/sizes.hpp: buffer sizes as products of dimensions, checked so that they cannot wrap around.
+// Part of streamrnn, MIT licence.
+#pragma once
+
+#include "streamrnn/errors.hpp"
+#include "streamrnn/types.hpp"
+
+#include <initializer_list>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace streamrnn {
+
+/// Where Index is 32 bits (armhf and other 32-bit hosts), sizes that each pass their own check
+/// multiply past 2^31 easily: T * B * G for a long sequence, batch * hidden for a wide stream.
+/// Such a product must not wrap around into a small buffer that the engine then writes past; it
+/// throws std::length_error instead, as std::vector does for a size beyond its max_size().
+/// `what`: "a buffer of shape (2, 3)", say.
+[[noreturn]] inline void throw_too_large(const std::string& what)
+{
+    throw std::length_error("streamrnn: " + what + " has more elements than this machine can address (at most "
+                            + std::to_string(std::numeric_limits<Index>::max()) + ")");
+}
+
+/// The product of `dims` (each >= 0); std::length_error when it does not fit in Index.
+inline Index checked_size(std::initializer_list<Index> dims)
+{
+    Index size = 1;
+    for (Index n : dims) {
+        if (n != 0 && size > std::numeric_limits<Index>::max() / n)
+            throw_too_large("a buffer of shape " + shape_str(std::vector<long long>(dims.begin(), dims.end())));
+        size *= n;
+    }
+    return size;
+}
+
+/// checked_size(), for resizing a buffer.
+inline std::size_t buffer_size(std::initializer_list<Index> dims) { return static_cast<std::size_t>(checked_size(dims)); }
+
+}  // namespace streamrnn
