@@ -2,6 +2,10 @@
 // Part of streamrnn, MIT licence.
 #include "streamrnn/errors.hpp"
 
+#include "sizes.hpp"
+
+#include <limits>
+
 namespace streamrnn {
 
 void throw_no_training_forward(const std::string& what)
@@ -21,6 +25,17 @@ std::string shape_str(const std::vector<long long>& shape)
     if (shape.size() == 1)
         out += ",";
     return out + ")";
+}
+
+void throw_too_large(const std::string& what)
+{
+    throw std::length_error("streamrnn: " + what + " has more elements than this machine can address (at most " +
+                            std::to_string(std::numeric_limits<Index>::max()) + ")");
+}
+
+void throw_too_large(std::initializer_list<Index> dims)
+{
+    throw_too_large("a buffer of shape " + shape_str(std::vector<long long>(dims.begin(), dims.end())));
 }
 
 }  // namespace streamrnn

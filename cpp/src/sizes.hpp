@@ -2,14 +2,11 @@
 // Part of streamrnn, MIT licence.
 #pragma once
 
-#include "streamrnn/errors.hpp"
 #include "streamrnn/types.hpp"
 
 #include <initializer_list>
 #include <limits>
-#include <stdexcept>
 #include <string>
-#include <vector>
 
 namespace streamrnn {
 
@@ -17,12 +14,10 @@ namespace streamrnn {
 /// multiply past 2^31 easily: T * B * G for a long sequence, batch * hidden for a wide stream.
 /// Such a product must not wrap around into a small buffer that the engine then writes past; it
 /// throws std::length_error instead, as std::vector does for a size beyond its max_size().
-/// `what`: "a buffer of shape (2, 3)", say.
-[[noreturn]] inline void throw_too_large(const std::string& what)
-{
-    throw std::length_error("streamrnn: " + what + " has more elements than this machine can address (at most "
-                            + std::to_string(std::numeric_limits<Index>::max()) + ")");
-}
+/// `what`: "the buffer of all weights", say. Out of line (errors.cpp): the inlined checks stay small.
+[[noreturn]] void throw_too_large(const std::string& what);
+/// throw_too_large() for a buffer of shape `dims`.
+[[noreturn]] void throw_too_large(std::initializer_list<Index> dims);
 
 /// The product of `dims` (each >= 0); std::length_error when it does not fit in Index.
 inline Index checked_size(std::initializer_list<Index> dims)
@@ -30,7 +25,7 @@ inline Index checked_size(std::initializer_list<Index> dims)
     Index size = 1;
     for (Index n : dims) {
         if (n != 0 && size > std::numeric_limits<Index>::max() / n)
-            throw_too_large("a buffer of shape " + shape_str(std::vector<long long>(dims.begin(), dims.end())));
+            throw_too_large(dims);
         size *= n;
     }
     return size;
