@@ -14,6 +14,7 @@
 #include <memory>
 #include <new>
 #include <optional>
+#include <stdexcept>
 
 struct streamrnn_model {
     std::shared_ptr<const streamrnn::Model> model;
@@ -61,6 +62,8 @@ streamrnn_status guarded(Call call) noexcept
         return call();
     } catch (const std::bad_alloc&) {
         return failure(STREAMRNN_ERROR_MEMORY, "out of memory");
+    } catch (const std::length_error& error) {
+        return failure(STREAMRNN_ERROR_MEMORY, "%s", error.what());  // sizes past what a 32-bit host addresses
     } catch (const std::exception& error) {
         return failure(STREAMRNN_ERROR_INTERNAL, "internal error: %s", error.what());
     } catch (...) {

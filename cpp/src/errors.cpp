@@ -2,6 +2,9 @@
 // Part of streamrnn, MIT licence.
 #include "streamrnn/errors.hpp"
 
+#include "sizes.hpp"
+
+#include <limits>
 #if !STREAMRNN_HAS_EXCEPTIONS
 #include <cstdio>
 #include <cstdlib>
@@ -16,6 +19,7 @@ void raise(ErrorKind kind, const std::string& message, int error_number)
     case ErrorKind::format: throw FormatError(message);
     case ErrorKind::file: throw FileError(message, error_number);
     case ErrorKind::range: throw std::out_of_range(message);
+    case ErrorKind::length: throw std::length_error(message);
     default: throw ArgumentError(message);
     }
 #else
@@ -45,6 +49,17 @@ std::string shape_str(const std::vector<long long>& shape)
     if (shape.size() == 1)
         out += ",";
     return out + ")";
+}
+
+void raise_too_large(const std::string& what)
+{
+    raise(ErrorKind::length, what + " has more elements than this machine can address (at most " +
+                            std::to_string(std::numeric_limits<Index>::max()) + ")");
+}
+
+void raise_too_large(std::initializer_list<Index> dims)
+{
+    raise_too_large("a buffer of shape " + shape_str(std::vector<long long>(dims.begin(), dims.end())));
 }
 
 }  // namespace streamrnn

@@ -5,6 +5,7 @@
 #include "streamrnn/errors.hpp"
 
 #include "gemm.hpp"
+#include "sizes.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -117,21 +118,22 @@ Workspace::Workspace(const ModelSpec& spec, Index max_steps, Index batch, bool r
     if (transposed)
         for (int layer = 0; layer < spec.num_layers; ++layer)
             for (int direction = 0; direction < spec.directions(); ++direction) {
-                transposed_.emplace_back(static_cast<std::size_t>(spec.layer_input_size(layer) * spec.gate_rows()));
-                transposed_.emplace_back(static_cast<std::size_t>(spec.output_size() * spec.gate_rows()));
+                transposed_.emplace_back(buffer_size({spec.layer_input_size(layer), spec.gate_rows()}));
+                transposed_.emplace_back(buffer_size({spec.output_size(), spec.gate_rows()}));
             }
-    const Index rows = max_steps * batch;
+    // Sizes checked: on a 32-bit host these products overflow Index long before memory runs out.
+    const Index rows = checked_size({max_steps, batch});
     const Index H = spec.hidden_size;
     if (!recording) {
-        gates_.resize(static_cast<std::size_t>(rows * spec.gate_rows()));
+        gates_.resize(buffer_size({rows, spec.gate_rows()}));
         if (spec.num_layers > 1)
             for (auto& buffer : layer_out_)
-                buffer.resize(static_cast<std::size_t>(rows * spec.directions() * spec.output_size()));
+                buffer.resize(buffer_size({rows, spec.directions(), spec.output_size()}));
     }
     for (auto& buffer : state_)
-        buffer.resize(static_cast<std::size_t>(batch * (spec.output_size() + H)));
-    recurrent_.resize(static_cast<std::size_t>(batch * spec.gate_rows()));
-    hidden_.resize(static_cast<std::size_t>(batch * H));
+        buffer.resize(buffer_size({batch, spec.output_size() + H}));
+    recurrent_.resize(buffer_size({batch, spec.gate_rows()}));
+    hidden_.resize(buffer_size({batch, H}));
     // The largest product of a run: all steps' input projection, or a step's recurrent one.
     const Index depth = std::max({Index(spec.input_size), Index(spec.directions()) * spec.output_size(), H});
     gemm_ = std::make_unique<GemmSpace>(std::max(rows, batch), spec.gate_rows(), depth);
@@ -223,8 +225,8 @@ void Model::forward(const float* x, Index T, Index B, const std::int64_t* length
     std::vector<Part> work;
     for (Index p = 0; p < parts; ++p) {
         const Index first = p * B / parts, rows = (p + 1) * B / parts - first;
-        work.push_back({first, rows, Workspace(spec_, T, rows), Buffer(static_cast<std::size_t>(cells * rows * H_out)),
-                        Buffer(static_cast<std::size_t>(cells * rows * H))});
+        work.push_back({first, rows, Workspace(spec_, T, rows), Buffer(buffer_size({cells, rows, H_out})),
+                        Buffer(buffer_size({cells, rows, H}))});
     }
     auto copy_rows = [&](Part& part, bool into_part) {
         for (Index cell = 0; cell < cells; ++cell) {
@@ -387,9 +389,9 @@ void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* 
     check_lengths(T, B, lengths);
     const int L = spec_.num_layers;
     const int D = spec_.directions();
-    const auto rows = static_cast<std::size_t>(T * B);
-    const auto H = static_cast<std::size_t>(spec_.hidden_size);
-    const auto H_out = static_cast<std::size_t>(spec_.output_size());
+    const Index rows = checked_size({T, B});
+    const Index H = spec_.hidden_size;
+    const Index H_out = spec_.output_size();
     const bool keeps_extra = spec_.kind == CellKind::gru || spec_.proj_size > 0;
 
     auto record = std::make_unique<ForwardRecord>();
@@ -400,20 +402,20 @@ void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* 
     record->inputs.resize(static_cast<std::size_t>(L));
     record->masks.resize(static_cast<std::size_t>(L));
     for (int layer = 0; layer < L; ++layer) {
-        record->inputs[static_cast<std::size_t>(layer)].resize(rows * static_cast<std::size_t>(spec_.layer_input_size(layer)));
+        record->inputs[static_cast<std::size_t>(layer)].resize(buffer_size({rows, spec_.layer_input_size(layer)}));
         if (layer > 0 && spec_.dropout > 0.0)
-            record->masks[static_cast<std::size_t>(layer)].resize(rows * static_cast<std::size_t>(D) * H_out);
+            record->masks[static_cast<std::size_t>(layer)].resize(buffer_size({rows, D, H_out}));
     }
     record->layers.resize(static_cast<std::size_t>(L * D));
     for (LayerRecord& layer : record->layers) {
-        layer.gates.resize(rows * static_cast<std::size_t>(spec_.gate_rows()));
-        layer.h_prev.resize(rows * H_out);
+        layer.gates.resize(buffer_size({rows, spec_.gate_rows()}));
+        layer.h_prev.resize(buffer_size({rows, H_out}));
         if (spec_.has_cell_state()) {
-            layer.c_prev.resize(rows * H);
-            layer.c_next.resize(rows * H);
+            layer.c_prev.resize(buffer_size({rows, H}));
+            layer.c_next.resize(buffer_size({rows, H}));
         }
         if (keeps_extra)
-            layer.extra.resize(rows * H);
+            layer.extra.resize(buffer_size({rows, H}));
     }
 
     // The first layer's input, time-major whatever x's layout, as every later layer's is.
@@ -446,14 +448,14 @@ void Model::backward(const float* dy, const float* dh_n, const float* dc_n, floa
     gradient_buffer();
 
     // d_out: dL/d(output of the layer at hand), time-major.
-    Buffer d_out(static_cast<std::size_t>(T * B * width));
+    Buffer d_out(buffer_size({T, B, width}));
     copy_steps(ConstSeqView::of(dy, T, B, width, width, spec_.batch_first),
                SeqView::time_major(d_out.data(), B, width, width), T, B);
 
     Buffer d_in;
     for (int layer = L - 1; layer >= 0; --layer) {
         const Index I = spec_.layer_input_size(layer);
-        d_in.assign(static_cast<std::size_t>(T * B * I), 0.0f);
+        d_in.assign(buffer_size({T, B, I}), 0.0f);
         const ConstSeqView d_view = ConstSeqView::time_major(d_out.data(), B, width, width);
         for (int direction = 0; direction < D; ++direction) {
             const Index cell = layer * D + direction;
@@ -498,10 +500,10 @@ void Model::backward_layer(int layer, int direction, ConstSeqView d_out, float* 
 
     // dL/d(pre-activations) of every step, for the weight gradients after the scan. They differ
     // on the input and recurrent sides only for the GRU.
-    Buffer da_x(static_cast<std::size_t>(T * B * G));
+    Buffer da_x(buffer_size({T, B, G}));
     Buffer da_h_own(spec_.kind == CellKind::gru ? da_x.size() : 0);
     float* da_h = da_h_own.empty() ? da_x.data() : da_h_own.data();
-    Buffer dh_steps(w.w_hr ? static_cast<std::size_t>(T * B * H_out) : 0);  // dL/dh' (projection)
+    Buffer dh_steps(w.w_hr ? buffer_size({T, B, H_out}) : 0);  // dL/dh' (projection)
     Matrix dh_total(B, H_out), dh_prev(B, H_out), dc_prev(B, C);
 
     for (Index s = 0; s < T; ++s) {

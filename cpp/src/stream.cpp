@@ -5,6 +5,7 @@
 #include "streamrnn/errors.hpp"
 
 #include "denormals.hpp"
+#include "sizes.hpp"
 
 #include <algorithm>
 
@@ -19,7 +20,8 @@ const Model& checked(const std::shared_ptr<const Model>& model, Index batch)
     if (model->spec().bidirectional)
         raise(ErrorKind::argument, "stream: a bidirectional model needs the whole sequence (its reverse direction starts "
                             "at the end); stream a unidirectional model or call the model on the sequence");
-    // The cap keeps every buffer size far from overflowing 64 bits.
+    // The cap keeps every buffer size far from overflowing 64 bits; on a 32-bit host the sizes
+    // are checked where the buffers are made.
     constexpr Index max_batch = Index(1) << 24;
     if (batch < 1 || batch > max_batch)
         raise(ErrorKind::argument, "batch: expected 1 to " + std::to_string(max_batch) + " streams, got " +
@@ -35,9 +37,9 @@ Stream::Stream(std::shared_ptr<const Model> model, Index batch)
                  batch == 1 && transposed_pays(model_->spec()))
 {
     const ModelSpec& spec = model_->spec();
-    h_.assign(static_cast<std::size_t>(spec.num_layers * batch * spec.output_size()), 0.0f);
+    h_.assign(buffer_size({spec.num_layers, batch, spec.output_size()}), 0.0f);
     if (spec.has_cell_state())
-        c_.assign(static_cast<std::size_t>(spec.num_layers * batch * spec.hidden_size), 0.0f);
+        c_.assign(buffer_size({spec.num_layers, batch, spec.hidden_size}), 0.0f);
 }
 
 void Stream::step(const float* x, float* y) noexcept { process(x, y, 1); }

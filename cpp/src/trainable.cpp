@@ -2,21 +2,29 @@
 // Part of streamrnn, MIT licence.
 #include "streamrnn/trainable.hpp"
 
+#include "sizes.hpp"
+
 #include <algorithm>
+#include <limits>
 
 namespace streamrnn {
 
 Trainable::Trainable(std::vector<TensorInfo> tensors) : tensors_(std::move(tensors))
 {
-    std::size_t offset = 0;
+    // Checked: on a 32-bit host one weight of sizes that each pass their checks (W_ih of an LSTM
+    // with I = H = 2^16) has more floats than size_t counts. Shapes are made from ints.
+    Index offset = 0;
     for (TensorInfo& tensor : tensors_) {
-        tensor.size = 1;
+        Index size = 1;
         for (long long n : tensor.shape)
-            tensor.size *= static_cast<std::size_t>(n);
-        tensor.offset = offset;
-        offset += tensor.size;
+            size = checked_size({size, static_cast<Index>(n)});
+        if (size > std::numeric_limits<Index>::max() - offset)
+            raise_too_large("the buffer of all weights");
+        tensor.size = static_cast<std::size_t>(size);
+        tensor.offset = static_cast<std::size_t>(offset);
+        offset += size;
     }
-    parameters_.assign(offset, 0.0f);
+    parameters_.assign(static_cast<std::size_t>(offset), 0.0f);
 }
 
 const TensorInfo* Trainable::find(const std::string& name) const

@@ -9,6 +9,8 @@
 #include "random_values.hpp"
 
 #include <cmath>
+#include <memory>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
@@ -144,4 +146,42 @@ TEST_CASE("a bidirectional model or an empty batch cannot stream")
     CHECK_THROWS_AS(Stream(model, 0), streamrnn::ArgumentError);
     spec.bidirectional = true;
     CHECK_THROWS_AS(Stream(std::make_shared<const Model>(spec, 1), 1), streamrnn::ArgumentError);
+}
+
+// Only a 32-bit host (armhf) can reach these sizes: the engine's caps keep every product of
+// sizes far inside a 64-bit Index, where such calls would instead try to allocate terabytes.
+TEST_CASE("on a 32-bit host, buffers of more floats than Index counts throw instead of wrapping around" *
+          doctest::skip(sizeof(Index) > 4))
+{
+    SUBCASE("a long sequence: T * B * G")
+    {
+        // LSTM gates: T x 4H = (2^18 + 1) x 2^14 floats, 2^32 + 2^14, which wraps around to 2^14.
+        ModelSpec spec;
+        spec.kind = CellKind::lstm;
+        spec.input_size = 1;
+        spec.hidden_size = 1 << 12;
+        spec.proj_size = 1;
+        Model model(spec, 1);
+        const Index T = (Index(1) << 18) + 1;
+        std::vector<float> x(static_cast<std::size_t>(T), 0.5f), y(x.size());
+        std::vector<float> h(1), c(static_cast<std::size_t>(spec.hidden_size));
+        CHECK_THROWS_AS(model.forward(x.data(), T, 1, nullptr, y.data(), h.data(), c.data()), std::length_error);
+        CHECK_THROWS_AS(model.forward_train(x.data(), T, 1, nullptr, y.data(), h.data(), c.data()), std::length_error);
+    }
+    SUBCASE("a wide stream: batch * G")
+    {
+        ModelSpec spec;
+        spec.kind = CellKind::gru;
+        spec.input_size = 1;
+        spec.hidden_size = 1 << 8;
+        CHECK_THROWS_AS(Stream(std::make_shared<const Model>(spec, 1), Index(1) << 24), std::length_error);
+    }
+    SUBCASE("weights: W_ih of an LSTM with I = H = 2^16 is 2^18 x 2^16 floats")
+    {
+        ModelSpec spec;
+        spec.kind = CellKind::lstm;
+        spec.input_size = 1 << 16;
+        spec.hidden_size = 1 << 16;
+        CHECK_THROWS_AS(Model{spec}, std::length_error);
+    }
 }

@@ -34,6 +34,7 @@ enum class ErrorKind {
     format,    ///< FormatError
     file,      ///< FileError
     range,     ///< std::out_of_range: an index (a token id, a class id) outside its range
+    length,    ///< std::length_error: a buffer larger than the machine can address (32-bit hosts)
 };
 
 /// What a call that reports errors without throwing returns (try_load_model, the C API).

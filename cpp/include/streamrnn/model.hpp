@@ -80,7 +80,8 @@ public:
     Model& operator=(Model&&) noexcept;
     ~Model();
     /// Zero weights, to be filled by a loader. Both constructors throw ArgumentError for a spec
-    /// that fails validate().
+    /// that fails validate(), and std::length_error for weights too large to address (a 32-bit
+    /// host).
     explicit Model(const ModelSpec& spec);
 
     const ModelSpec& spec() const { return spec_; }
@@ -95,7 +96,8 @@ public:
     ///      leave its state alone; the reverse direction starts at the row's last valid step.
     ///   threads: the batch is split across this many threads (at most B), each running the whole
     ///      stack on its rows.
-    /// Throws ArgumentError for a length outside [0, T].
+    /// Throws ArgumentError for a length outside [0, T]; std::length_error (a 32-bit host) or
+    /// std::bad_alloc when the buffers for T x B rows do not fit in memory.
     void forward(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h, float* c,
                  int threads = 1) const;
 

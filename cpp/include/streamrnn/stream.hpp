@@ -17,7 +17,8 @@ public:
     /// Steps per internal block of process(): chunks longer than this run block by block.
     static constexpr Index block_steps = 64;
 
-    /// Throws ArgumentError for a bidirectional model or a batch outside [1, 2^24].
+    /// Throws ArgumentError for a bidirectional model or a batch outside [1, 2^24];
+    /// std::length_error (a 32-bit host) or std::bad_alloc when its buffers do not fit in memory.
     Stream(std::shared_ptr<const Model> model, Index batch);
 
     const Model& model() const { return *model_; }

@@ -1,0 +1,37 @@
+// cpp/src/sizes.hpp: buffer sizes as products of dimensions, checked so that they cannot wrap around.
+// Part of streamrnn, MIT licence.
+#pragma once
+
+#include "streamrnn/types.hpp"
+
+#include <initializer_list>
+#include <limits>
+#include <string>
+
+namespace streamrnn {
+
+/// Where Index is 32 bits (armhf and other 32-bit hosts), sizes that each pass their own check
+/// multiply past 2^31 easily: T * B * G for a long sequence, batch * hidden for a wide stream.
+/// Such a product must not wrap around into a small buffer that the engine then writes past; it
+/// raises std::length_error instead, as std::vector does for a size beyond its max_size().
+/// `what`: "the buffer of all weights", say. Out of line (errors.cpp): the inlined checks stay small.
+[[noreturn]] void raise_too_large(const std::string& what);
+/// raise_too_large() for a buffer of shape `dims`.
+[[noreturn]] void raise_too_large(std::initializer_list<Index> dims);
+
+/// The product of `dims` (each >= 0); std::length_error when it does not fit in Index.
+inline Index checked_size(std::initializer_list<Index> dims)
+{
+    Index size = 1;
+    for (Index n : dims) {
+        if (n != 0 && size > std::numeric_limits<Index>::max() / n)
+            raise_too_large(dims);
+        size *= n;
+    }
+    return size;
+}
+
+/// checked_size(), for resizing a buffer.
+inline std::size_t buffer_size(std::initializer_list<Index> dims) { return static_cast<std::size_t>(checked_size(dims)); }
+
+}  // namespace streamrnn
