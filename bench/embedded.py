@@ -37,9 +37,12 @@ def cache(build: Path) -> dict[str, str]:
     return entries
 
 
-def target_of(entries: dict[str, str]) -> str:
-    """The compiler's target triple, e.g. aarch64-linux-gnu."""
-    out = subprocess.run([entries["CMAKE_CXX_COMPILER"], "-dumpmachine"], capture_output=True, text=True, check=True)
+def target_of(build: Path) -> str:
+    """The compiler's target triple, e.g. aarch64-linux-gnu. The compiler is read from what CMake
+    recorded of it, since a toolchain file's choice is not in the cache."""
+    recorded = next(build.glob("CMakeFiles/*/CMakeCXXCompiler.cmake")).read_text()
+    compiler = re.search(r'set\(CMAKE_CXX_COMPILER "([^"]+)"\)', recorded).group(1)
+    out = subprocess.run([compiler, "-dumpmachine"], capture_output=True, text=True, check=True)
     return out.stdout.strip()
 
 
@@ -73,17 +76,17 @@ def main() -> int:
     args = parser.parse_args()
 
     print("Embedded builds: stripped sizes, and the C example's time per step (LSTM 2 x 16, P = 8, batch 1)")
-    print(f"{'target':<26}{'options off':<28}{'libstreamrnn.a':>15}{'stream_c':>11}{'ns/step':>10}  note")
+    print(f"{'target':<22}{'build type':<12}{'options off':<28}{'libstreamrnn.a':>15}{'stream_c':>11}{'ns/step':>10}  note")
     for build in args.builds:
         entries = cache(build)
-        target = target_of(entries)
+        target = target_of(build)
         strip = entries.get("CMAKE_STRIP") or "strip"
         off = [name.removeprefix("STREAMRNN_").lower() for name in OPTIONS if entries.get(name, "ON") == "OFF"]
         library = stripped_size(strip, build / "cpp" / "libstreamrnn.a", "--strip-unneeded")
         example = build / "examples" / "embedded" / "stream_c"
         emulator = emulator_for(target) if "x86_64" not in target else []
         ns = step_ns([*emulator, str(example), "-t", str(MODEL), str(INPUT)])
-        print(f"{target:<26}{', '.join(off) or '-':<28}{library / 1024:>11.0f} KiB{stripped_size(strip, example) / 1024:>7.0f} KiB"
+        print(f"{target:<22}{entries.get('CMAKE_BUILD_TYPE', '-'):<12}{', '.join(off) or '-':<28}{library / 1024:>11.0f} KiB{stripped_size(strip, example) / 1024:>7.0f} KiB"
               f"{ns:>10.0f}  {'emulated (' + emulator[0] + '), trend only' if emulator else 'native'}")
     return 0
 
