@@ -125,7 +125,13 @@ streamrnn_status access_state(const char* function, StreamHandle* stream, stream
 
 extern "C" {
 
-const char* streamrnn_version(void) { return "0.1.0"; }
+#define STREAMRNN_TEXT(x) #x
+#define STREAMRNN_VERSION_TEXT(major, minor, patch) STREAMRNN_TEXT(major) "." STREAMRNN_TEXT(minor) "." STREAMRNN_TEXT(patch)
+
+const char* streamrnn_version(void)
+{
+    return STREAMRNN_VERSION_TEXT(STREAMRNN_VERSION_MAJOR, STREAMRNN_VERSION_MINOR, STREAMRNN_VERSION_PATCH);
+}
 
 const char* streamrnn_last_error(void) { return last_error; }
 

@@ -104,6 +104,11 @@ TEST_CASE("the C API streams as the C++ Stream does, from a file or from memory"
     }
 }
 
+TEST_CASE("the version is the project's (CMakeLists.txt and config.hpp agree)")
+{
+    CHECK(std::string(streamrnn_version()) == STREAMRNN_PROJECT_VERSION);
+}
+
 TEST_CASE("state moves in and out, and resets zero one stream or all")
 {
     const std::size_t B = 2;
