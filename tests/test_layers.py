@@ -304,6 +304,26 @@ def test_gru_without_reset_after_matches_the_cho_equations(seed):
     assert_close(h, h_ref)
 
 
+@pytest.mark.parametrize("hidden", [16, 20])
+def test_gru_without_reset_after_matches_the_cho_equations_on_many_rows(hidden):
+    """Enough rows for the packed weights (AVX2, AVX-512): with 2H at a panel's start (16) and
+    not (20), the n block's product is or is not taken from the packed W_hh."""
+    rng = rng_for("cho many rows", hidden)
+    cfg = dict(input_size=24, hidden_size=hidden, num_layers=2, bias=True, batch_first=False, bidirectional=True)
+    m = make_sr("GRU", cfg, reset_after=False, seed=hidden)
+    x = random_input(rng, cfg, 40, 7)
+    h0 = random_state(rng, "GRU", cfg, 7)
+    y_ref, h_ref = numpy_gru(x, m.state_dict(), num_layers=2, bidirectional=True, bias=True, reset_after=False,
+                             h0=h0, lengths=None)
+    y, h = m(x, h0)
+    assert_close(y, y_ref)
+    assert_close(h, h_ref)
+    stream = make_sr("GRU", dict(cfg, bidirectional=False), reset_after=False, seed=hidden).stream(batch=7)
+    one_way = make_sr("GRU", dict(cfg, bidirectional=False), reset_after=False, seed=hidden)
+    y_whole, _ = one_way(x)
+    assert_close(np.concatenate([stream.step(x[t])[None] for t in range(40)]), y_whole, what="streamed y")
+
+
 def test_reset_after_changes_the_result_on_the_same_weights():
     rng = rng_for("reset_after differs")
     a = sr.GRU(3, 5, seed=0)

@@ -6,7 +6,26 @@
 #include "streamrnn/lstm_cell.hpp"
 #include "streamrnn/rnn_cell.hpp"
 
+#include "gemm.hpp"
+
 namespace streamrnn {
+
+void recurrent_product(const CellWeights& w, ConstMatMap h, Index first, Index cols, MatMap out, bool accumulate,
+                       GemmSpace& gemm) noexcept
+{
+    if (w.w_hh_t && h.rows() == 1) {
+        // One row times W_hh^T column by column: short rows make dot products per gate row slow.
+        const ConstMatMap w_t = mat(w.w_hh_t + first, w.output_size, cols, w.gate_rows);
+        if (accumulate)
+            out.noalias() += h * w_t;
+        else
+            out.noalias() = h * w_t;
+    } else if (w.w_hh_packed && w.w_hh_packed->starts_panel(first)) {
+        w.w_hh_packed->multiply_transposed(h, first, out, accumulate);
+    } else {
+        gemm.multiply_transposed(h, mat(w.w_hh + first * w.output_size, cols, w.output_size), out, accumulate);
+    }
+}
 
 void cell_forward_step(const ModelSpec& spec, const CellWeights& w, MatMap gates, StepState state,
                        const StepBuffers& buffers) noexcept

@@ -1,5 +1,5 @@
-// cpp/src/gemm.hpp: C = A W^T (or C += A W^T) with packing space allocated once, not per product.
-// Part of streamrnn, MIT licence.
+// cpp/src/gemm.hpp: C = A W^T (or C += A W^T) with packing space allocated once, not per product,
+// and with W packed once for the products a layer repeats. Part of streamrnn, MIT licence.
 #pragma once
 
 #include "streamrnn/types.hpp"
@@ -47,6 +47,37 @@ private:
     Eigen::internal::gemm_blocking_space<Eigen::RowMajor, float, float, Eigen::Dynamic, Eigen::Dynamic,
                                          Eigen::Dynamic>
         blocking_;
+};
+
+/// A weight matrix W [N, K] packed once for the products c [M, N] = a [M, K] W^T that a layer
+/// repeats: the input projection of a whole sequence, and the recurrent product of every step
+/// of a batch. Eigen repacks W on each product, a pass over all the weights per step; here W is
+/// laid out once in panels of `panel_width` rows, each stored k-major ([K][panel_width]), which
+/// the kernel streams while it keeps a tile of c in registers. Built where the ISA has a kernel
+/// (AVX-512, or AVX2 with FMA): elsewhere `available` is false and Eigen's GemmSpace serves.
+class PackedWeights {
+public:
+    /// Rows of W per panel: 2 vectors of the widest ISA built for; 0 without a kernel.
+    static const Index panel_width;
+    static bool available() { return panel_width > 0; }
+
+    /// Space for W of [N, K]; allocates. Only where available().
+    PackedWeights(Index N, Index K);
+
+    /// Packs w [N, K] (any row pitch). Allocates nothing.
+    void pack(ConstMatMap w) noexcept;
+
+    /// Whether a product may start at row `first` of W: at a panel's start.
+    bool starts_panel(Index first) const { return first % panel_width == 0; }
+
+    /// c [M, cols] = a [M, K] W[first : first + cols]^T, or += when `accumulate`; `first` at a
+    /// panel's start; a and c row-major with any row pitch. Allocates nothing.
+    void multiply_transposed(ConstMatMap a, Index first, MatMap c, bool accumulate) const noexcept;
+
+private:
+    Index rows_;
+    Index depth_;
+    Buffer panels_;
 };
 
 }  // namespace streamrnn

@@ -20,11 +20,8 @@ void gru_forward_step(const CellWeights& w, bool reset_after, MatMap gates, Step
     // reset_after needs W_hh h for all three gates; reset_before only for r and z, since its n
     // block multiplies r * h, which needs r first.
     const Index rows_now = reset_after ? 3 * H : 2 * H;
-    if (w.w_hh_t && B == 1)
-        w.recurrent_row(state.h_prev, 0, rows_now, mat(buffers.recurrent, 1, rows_now), false);
-    else
-        buffers.gemm->multiply_transposed(state.h_prev, mat(w.w_hh, rows_now, w.output_size),
-                                          mat(buffers.recurrent, B, rows_now, w.gate_rows), false);
+    recurrent_product(w, state.h_prev, 0, rows_now, mat(buffers.recurrent, B, rows_now, w.gate_rows), false,
+                      *buffers.gemm);
     add_bias(0, rows_now);
 
     // r = s(W_ir x + b_ir + W_hr h + b_hr);  z = s(W_iz x + b_iz + W_hz h + b_hz)
@@ -41,11 +38,8 @@ void gru_forward_step(const CellWeights& w, bool reset_after, MatMap gates, Step
         // n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
         auto reset_h = mat(buffers.hidden, B, H);
         reset_h.array() = r * state.h_prev.array();
-        if (w.w_hh_t && B == 1)
-            w.recurrent_row(as_const(reset_h), 2 * H, H, mat(buffers.recurrent + 2 * H, 1, H), false);
-        else
-            buffers.gemm->multiply_transposed(as_const(reset_h), mat(w.w_hh + 2 * H * w.output_size, H, w.output_size),
-                                              mat(buffers.recurrent + 2 * H, B, H, w.gate_rows), false);
+        recurrent_product(w, as_const(reset_h), 2 * H, H, mat(buffers.recurrent + 2 * H, B, H, w.gate_rows), false,
+                          *buffers.gemm);
         add_bias(2 * H, H);
         n = (n + recurrent.rightCols(H).array()).tanh();
     }

@@ -15,10 +15,7 @@ void lstm_forward_step(const CellWeights& w, MatMap gates, StepState state,
     //  gates  += [ W_hf ] h   (rows i,f,g,o)  [ b_hf ]   one product for all four gates
     //            [ W_hg ]                   + [ b_hg ]
     //            [ W_ho ]                     [ b_ho ]
-    if (w.w_hh_t && B == 1)
-        w.recurrent_row(state.h_prev, 0, w.gate_rows, gates, true);
-    else
-        buffers.gemm->multiply_transposed(state.h_prev, w.recurrent_weights(), gates, true);
+    recurrent_product(w, state.h_prev, 0, w.gate_rows, gates, true, *buffers.gemm);
     if (w.b_hh)
         gates.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(w.b_hh, w.gate_rows);
 

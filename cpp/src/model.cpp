@@ -101,8 +101,7 @@ void keep_step(LayerRecord& record, Index t, const StepState& step, const StepBu
                         : mat(static_cast<const float*>(buffers.hidden), B, H);
 }
 
-}  // namespace
-
+/// Whether transposed copies of every layer's weights are small enough to pay (WeightCopies).
 bool transposed_pays(const ModelSpec& spec)
 {
     constexpr Index max_floats = Index(1) << 18;
@@ -112,15 +111,35 @@ bool transposed_pays(const ModelSpec& spec)
     return true;
 }
 
-Workspace::Workspace(const ModelSpec& spec, Index max_steps, Index batch, bool recording, bool transposed)
+}  // namespace
+
+WeightCopies weight_copies_for(const ModelSpec& spec, Index T, Index B, bool streaming)
+{
+    WeightCopies copies;
+    // A whole-sequence call transposes once per call: worth it over a long enough row.
+    copies.transposed = B == 1 && (streaming || T >= 32) && transposed_pays(spec);
+    // One row of a stream keeps to its tuned path (audio: chunks of a few features); elsewhere
+    // packing costs one pass over the weights, which many rows repay.
+    copies.packed = PackedWeights::available() && (streaming ? B > 1 : T * B >= 32);
+    return copies;
+}
+
+Workspace::Workspace(const ModelSpec& spec, Index max_steps, Index batch, bool recording, WeightCopies copies)
     : max_steps_(max_steps), batch_(batch)
 {
-    if (transposed)
-        for (int layer = 0; layer < spec.num_layers; ++layer)
-            for (int direction = 0; direction < spec.directions(); ++direction) {
-                transposed_.emplace_back(buffer_size({spec.layer_input_size(layer), spec.gate_rows()}));
-                transposed_.emplace_back(buffer_size({spec.output_size(), spec.gate_rows()}));
+    for (int layer = 0; layer < spec.num_layers; ++layer)
+        for (int direction = 0; direction < spec.directions(); ++direction) {
+            const Index I_l = spec.layer_input_size(layer), G = spec.gate_rows(), H_out = spec.output_size();
+            if (copies.transposed) {
+                transposed_.emplace_back(buffer_size({I_l, G}));
+                transposed_.emplace_back(buffer_size({H_out, G}));
             }
+            if (copies.packed) {
+                packed_ih_.emplace_back(G, I_l);
+                if (batch > 1)
+                    packed_hh_.emplace_back(G, H_out);
+            }
+        }
     // Sizes checked: on a 32-bit host these products overflow Index long before memory runs out.
     const Index rows = checked_size({max_steps, batch});
     const Index H = spec.hidden_size;
@@ -207,8 +226,8 @@ void Model::forward(const float* x, Index T, Index B, const std::int64_t* length
     const Index parts = 1;
 #endif
     if (parts == 1) {
-        // One long row: transposing the weights once pays back over the steps (see CellWeights).
-        Workspace ws(spec_, T, B, false, B == 1 && T >= 32 && transposed_pays(spec_));
+        // One part: the copies of the weights that pay over this call's steps and rows.
+        Workspace ws(spec_, T, B, false, weight_copies_for(spec_, T, B, false));
         run(xs, ys, T, B, lengths, h, c, ws);
         return;
     }
@@ -225,7 +244,7 @@ void Model::forward(const float* x, Index T, Index B, const std::int64_t* length
     std::vector<Part> work;
     for (Index p = 0; p < parts; ++p) {
         const Index first = p * B / parts, rows = (p + 1) * B / parts - first;
-        work.push_back({first, rows, Workspace(spec_, T, rows), Buffer(buffer_size({cells, rows, H_out})),
+        work.push_back({first, rows, Workspace(spec_, T, rows, false, weight_copies_for(spec_, T, rows, false)), Buffer(buffer_size({cells, rows, H_out})),
                         Buffer(buffer_size({cells, rows, H}))});
     }
     auto copy_rows = [&](Part& part, bool into_part) {
@@ -265,23 +284,29 @@ void Model::run(ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t*
     run_recorded(x, y, T, B, lengths, h, c, ws, nullptr, nullptr);
 }
 
-void Model::refresh_transposed(Workspace& ws) const noexcept
+void Model::refresh_copies(Workspace& ws) const noexcept
 {
     for (int layer = 0; layer < spec_.num_layers; ++layer)
         for (int direction = 0; direction < spec_.directions(); ++direction) {
             const CellWeights w = weights(layer, direction);
             const std::size_t cell = static_cast<std::size_t>(layer * spec_.directions() + direction);
-            mat(ws.transposed_[2 * cell].data(), w.input_size, w.gate_rows) = w.input_weights().transpose();
-            mat(ws.transposed_[2 * cell + 1].data(), w.output_size, w.gate_rows) = w.recurrent_weights().transpose();
+            if (!ws.transposed_.empty()) {
+                mat(ws.transposed_[2 * cell].data(), w.input_size, w.gate_rows) = w.input_weights().transpose();
+                mat(ws.transposed_[2 * cell + 1].data(), w.output_size, w.gate_rows) = w.recurrent_weights().transpose();
+            }
+            if (!ws.packed_ih_.empty())
+                ws.packed_ih_[cell].pack(w.input_weights());
+            if (!ws.packed_hh_.empty())
+                ws.packed_hh_[cell].pack(w.recurrent_weights());
         }
-    ws.transposed_version_ = version();
+    ws.copies_version_ = version();
 }
 
 void Model::run_recorded(ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t* lengths, float* h,
                          float* c, Workspace& ws, ForwardRecord* record, std::mt19937_64* rng) const noexcept
 {
-    if (!ws.transposed_.empty() && ws.transposed_version_ != version())
-        refresh_transposed(ws);
+    if (ws.copies_version_ != version())
+        refresh_copies(ws);
     const int D = spec_.directions();
     const Index H_out = spec_.output_size();
     const Index H = spec_.hidden_size;
@@ -323,24 +348,32 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
     const Index G = w.gate_rows;
     const Index H = w.hidden_size;
     const Index H_out = w.output_size;
+    const std::size_t cell = static_cast<std::size_t>(layer * spec_.directions() + direction);
     if (!ws.transposed_.empty() && B == 1) {
-        const std::size_t cell = static_cast<std::size_t>(layer * spec_.directions() + direction);
         w.w_ih_t = ws.transposed_[2 * cell].data();
         w.w_hh_t = ws.transposed_[2 * cell + 1].data();
     }
+    if (!ws.packed_ih_.empty())
+        w.w_ih_packed = &ws.packed_ih_[cell];
+    if (!ws.packed_hh_.empty() && B > 1)
+        w.w_hh_packed = &ws.packed_hh_[cell];
 
     // The input projection of every step in one product: gates [T, B, G] = x W_ih^T + b_ih.
     // A time-major x is one evenly spaced block of T * B rows; otherwise each row of the batch is.
-    const ConstMatMap w_ih = w.input_weights();
     float* gates = record ? record->gates.data() : ws.gates_.data();
+    auto project = [&](ConstMatMap rows, MatMap out) {
+        if (w.w_ih_packed)
+            w.w_ih_packed->multiply_transposed(rows, 0, out, false);
+        else
+            ws.gemm_->multiply_transposed(rows, w.input_weights(), out, false);
+    };
     if (T * B == 1 && w.w_ih_t) {
         mat(gates, 1, G).noalias() = mat(x.data, 1, x.width) * mat(w.w_ih_t, x.width, G);
     } else if (x.t_pitch == B * x.b_pitch) {
-        ws.gemm_->multiply_transposed(mat(x.data, T * B, x.width, x.b_pitch), w_ih, mat(gates, T * B, G), false);
+        project(mat(x.data, T * B, x.width, x.b_pitch), mat(gates, T * B, G));
     } else {
         for (Index b = 0; b < B; ++b)
-            ws.gemm_->multiply_transposed(mat(x.row(0, b), T, x.width, x.t_pitch), w_ih, mat(gates + b * G, T, G, B * G),
-                                          false);
+            project(mat(x.row(0, b), T, x.width, x.t_pitch), mat(gates + b * G, T, G, B * G));
     }
     if (w.b_ih)
         mat(gates, T * B, G).rowwise() += Eigen::Map<const Eigen::RowVectorXf>(w.b_ih, G);
@@ -424,7 +457,7 @@ void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* 
     const SeqView x_copy = SeqView::time_major(record->inputs[0].data(), B, I, I);
     copy_steps(x_view, x_copy, T, B);
 
-    Workspace ws(spec_, T, B, true);
+    Workspace ws(spec_, T, B, true, weight_copies_for(spec_, T, B, false));
     const Index Y = D * spec_.output_size();
     run_recorded(as_const(x_copy), SeqView::of(y, T, B, Y, Y, spec_.batch_first), T, B, lengths, h, c, ws,
                  record.get(), &dropout_rng_);

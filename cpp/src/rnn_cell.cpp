@@ -10,10 +10,7 @@ void rnn_forward_step(const CellWeights& w, bool relu, MatMap gates, StepState s
                       const StepBuffers& buffers) noexcept
 {
     // a = (W_ih x + b_ih) + W_hh h + b_hh;  h' = act(a)
-    if (w.w_hh_t && gates.rows() == 1)
-        w.recurrent_row(state.h_prev, 0, w.gate_rows, gates, true);
-    else
-        buffers.gemm->multiply_transposed(state.h_prev, w.recurrent_weights(), gates, true);
+    recurrent_product(w, state.h_prev, 0, w.gate_rows, gates, true, *buffers.gemm);
     if (w.b_hh)
         gates.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(w.b_hh, w.gate_rows);
     if (relu)

@@ -34,7 +34,7 @@ const Model& checked(const std::shared_ptr<const Model>& model, Index batch)
 Stream::Stream(std::shared_ptr<const Model> model, Index batch)
     : model_(std::move(model)), batch_(batch),
       workspace_(checked(model_, batch).spec(), block_steps, batch, false,
-                 batch == 1 && transposed_pays(model_->spec()))
+                 weight_copies_for(model_->spec(), block_steps, batch, true))
 {
     const ModelSpec& spec = model_->spec();
     h_.assign(buffer_size({spec.num_layers, batch, spec.output_size()}), 0.0f);

@@ -8,6 +8,7 @@
 namespace streamrnn {
 
 class GemmSpace;
+class PackedWeights;
 
 /// The weights of one layer and direction: views into a Model's parameter buffer, in PyTorch's
 /// fused layout and gate order (LSTM i, f, g, o; GRU r, z, n).
@@ -22,6 +23,11 @@ struct CellWeights {
     /// a dot product per gate row when rows are short. Null otherwise.
     const float* w_ih_t = nullptr;
     const float* w_hh_t = nullptr;
+    /// W_ih and W_hh packed for repeated products (see PackedWeights, cpp/src/gemm.hpp), where a
+    /// Workspace keeps them (several rows, or a long sequence, on a CPU with a kernel for them).
+    /// Null otherwise.
+    const PackedWeights* w_ih_packed = nullptr;
+    const PackedWeights* w_hh_packed = nullptr;
     Index input_size = 0;         ///< I_l
     Index hidden_size = 0;        ///< H
     Index output_size = 0;        ///< H_out
@@ -29,16 +35,6 @@ struct CellWeights {
 
     ConstMatMap input_weights() const { return mat(w_ih, gate_rows, input_size); }
     ConstMatMap recurrent_weights() const { return mat(w_hh, gate_rows, output_size); }
-    /// out [1, cols] = (or +=) h [1, H_out] W_hh[first : first + cols]^T, through the transposed
-    /// copy; for B = 1 where that copy exists.
-    void recurrent_row(ConstMatMap h, Index first, Index cols, MatMap out, bool accumulate) const
-    {
-        const ConstMatMap w_t = mat(w_hh_t + first, output_size, cols, gate_rows);
-        if (accumulate)
-            out.noalias() += h * w_t;
-        else
-            out.noalias() = h * w_t;
-    }
 };
 
 /// Scratch for one step over B rows, owned by the Workspace that made it.
@@ -56,6 +52,12 @@ struct StepState {
     MatMap h_next;
     MatMap c_next;
 };
+
+/// out [B, cols] = (or +=) h [B, H_out] W_hh[first : first + cols]^T, the recurrent product of a
+/// step (or of some of its gates), through whichever form of W_hh the weights carry: the
+/// transposed copy for one row, the packed one, or W_hh itself.
+void recurrent_product(const CellWeights& w, ConstMatMap h, Index first, Index cols, MatMap out, bool accumulate,
+                       GemmSpace& gemm) noexcept;
 
 /// One step of the model's cell over B rows.
 ///   gates: [B, G]; in: W_ih x + b_ih; out: the activated gates, which a backward step reads.

@@ -35,20 +35,29 @@ struct ForwardRecord {
     std::vector<LayerRecord> layers;          ///< [L * D]
 };
 
-/// Whether one row (B = 1) is better served by transposed copies of the weights (see
-/// CellWeights::w_hh_t): for small weights, where a row times W^T column by column beats short
-/// dot products per gate row; large weights are memory-bound either way and would only be stored
-/// twice.
-bool transposed_pays(const ModelSpec& spec);
+/// Copies of the weights that a Workspace keeps, where they make its products faster.
+struct WeightCopies {
+    /// W_ih^T and W_hh^T (CellWeights::w_ih_t): for one row (B = 1) of small weights, where a row
+    /// times W^T column by column beats short dot products per gate row; large weights are
+    /// memory-bound either way and would only be stored twice.
+    bool transposed = false;
+    /// W_ih, and W_hh for B > 1, packed for the matrix kernel (CellWeights::w_ih_packed), on CPUs
+    /// that have one (AVX2, AVX-512): packed once, they serve every step and every chunk.
+    bool packed = false;
+};
+
+/// The copies that pay for runs of T steps over B rows: a stream's (`streaming`, chunk by chunk
+/// for life) or one whole-sequence call's.
+WeightCopies weight_copies_for(const ModelSpec& spec, Index T, Index B, bool streaming);
 
 /// Buffers for running a stack over up to max_steps x batch rows; a Stream owns one for life,
 /// a whole-sequence call makes one sized to its input.
 class Workspace {
 public:
     /// `recording`: for a training forward, whose gates and layer outputs go to a ForwardRecord.
-    /// `transposed`: keep transposed copies of W_ih and W_hh (see CellWeights), for a stream of
-    /// one row.
-    Workspace(const ModelSpec& spec, Index max_steps, Index batch, bool recording = false, bool transposed = false);
+    /// `copies`: the copies of the weights to keep (made from the model on its first run, and
+    /// again whenever its weights change).
+    Workspace(const ModelSpec& spec, Index max_steps, Index batch, bool recording = false, WeightCopies copies = {});
     Workspace(Workspace&&) noexcept;
     Workspace& operator=(Workspace&&) noexcept;
     ~Workspace();
@@ -67,7 +76,9 @@ private:
     Buffer hidden_;      ///< [B, H]
     std::unique_ptr<GemmSpace> gemm_; ///< packing space for every product of a run
     std::vector<Buffer> transposed_;  ///< per layer and direction: W_ih^T, W_hh^T; or empty
-    std::uint64_t transposed_version_ = ~std::uint64_t(0); ///< the model version they were made from
+    std::vector<PackedWeights> packed_ih_;  ///< per layer and direction, or empty
+    std::vector<PackedWeights> packed_hh_;  ///< per layer and direction (B > 1), or empty
+    std::uint64_t copies_version_ = ~std::uint64_t(0); ///< the model version the copies were made from
 };
 
 /// The weights of a recurrent model and everything that runs them. Its tensors are PyTorch's:
@@ -123,8 +134,8 @@ private:
     /// run(), and with a record: every layer's input, gates and states kept, dropout drawn from rng.
     void run_recorded(ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t* lengths, float* h, float* c,
                       Workspace& ws, ForwardRecord* record, std::mt19937_64* rng) const noexcept;
-    /// Makes ws's transposed weights those of the current version (no allocation).
-    void refresh_transposed(Workspace& ws) const noexcept;
+    /// Makes ws's copies of the weights those of the current version (no allocation).
+    void refresh_copies(Workspace& ws) const noexcept;
     void run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index T, Index B,
                    const std::int64_t* lengths, float* h, float* c, Workspace& ws, LayerRecord* record) const noexcept;
     /// Back through one layer and direction: d_out [T, B, H_out] (columns of the layer's output

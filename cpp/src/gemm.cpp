@@ -1,0 +1,159 @@
+// cpp/src/gemm.cpp: the kernel of PackedWeights, c (+)= a W^T over W packed in panels.
+// Part of streamrnn, MIT licence.
+#include "gemm.hpp"
+
+#include <algorithm>
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
+
+namespace streamrnn {
+
+namespace {
+
+// One vector of floats of the widest ISA this build targets. A tile of c is `tile_rows` rows by
+// 2 vectors: 24 accumulators under AVX-512 (of 32 registers), 12 under AVX2 (of 16), each fed by
+// two loads of W and one broadcast of a per row and step of k.
+#if defined(__AVX512F__)
+struct Vector {
+    static constexpr Index width = 16;
+    static constexpr int tile_rows = 12;
+    __m512 v;
+    static Vector zero() { return {_mm512_setzero_ps()}; }
+    static Vector load(const float* p) { return {_mm512_loadu_ps(p)}; }
+    static Vector broadcast(const float* p) { return {_mm512_set1_ps(*p)}; }
+    void store(float* p) const { _mm512_storeu_ps(p, v); }
+    void multiply_add(Vector a, Vector b) { v = _mm512_fmadd_ps(a.v, b.v, v); }
+};
+#elif defined(__AVX2__) && defined(__FMA__)
+struct Vector {
+    static constexpr Index width = 8;
+    static constexpr int tile_rows = 6;
+    __m256 v;
+    static Vector zero() { return {_mm256_setzero_ps()}; }
+    static Vector load(const float* p) { return {_mm256_loadu_ps(p)}; }
+    static Vector broadcast(const float* p) { return {_mm256_broadcast_ss(p)}; }
+    void store(float* p) const { _mm256_storeu_ps(p, v); }
+    void multiply_add(Vector a, Vector b) { v = _mm256_fmadd_ps(a.v, b.v, v); }
+};
+#else
+struct Vector {
+    static constexpr Index width = 0;
+};
+#endif
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+constexpr Index panel = 2 * Vector::width;
+
+/// c [R, panel] (+)= a [R, K] P^T for one panel P ([K][panel]); c's rows `c_pitch` apart.
+template <int R>
+void tile(const float* a, Index a_pitch, const float* p, Index K, float* c, Index c_pitch, bool accumulate) noexcept
+{
+    // The row loops unrolled at any optimisation level, so that the tile stays in registers.
+    Vector low[R], high[R];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+        low[r] = accumulate ? Vector::load(c + r * c_pitch) : Vector::zero();
+        high[r] = accumulate ? Vector::load(c + r * c_pitch + Vector::width) : Vector::zero();
+    }
+    for (Index k = 0; k < K; ++k, p += panel) {
+        const Vector w_low = Vector::load(p), w_high = Vector::load(p + Vector::width);
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) {
+            const Vector x = Vector::broadcast(a + r * a_pitch + k);
+            low[r].multiply_add(w_low, x);
+            high[r].multiply_add(w_high, x);
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+        low[r].store(c + r * c_pitch);
+        high[r].store(c + r * c_pitch + Vector::width);
+    }
+}
+
+/// tile<R> for the R < tile_rows rows left at the end of a.
+template <int R = 1>
+void short_tile(int rows, const float* a, Index a_pitch, const float* p, Index K, float* c, Index c_pitch,
+                bool accumulate) noexcept
+{
+    if constexpr (R < Vector::tile_rows) {
+        if (rows == R)
+            tile<R>(a, a_pitch, p, K, c, c_pitch, accumulate);
+        else
+            short_tile<R + 1>(rows, a, a_pitch, p, K, c, c_pitch, accumulate);
+    }
+}
+
+/// c [rows, panel] (+)= a [rows, K] P^T, rows <= tile_rows.
+void any_tile(Index rows, const float* a, Index a_pitch, const float* p, Index K, float* c, Index c_pitch,
+              bool accumulate) noexcept
+{
+    if (rows == Vector::tile_rows)
+        tile<Vector::tile_rows>(a, a_pitch, p, K, c, c_pitch, accumulate);
+    else
+        short_tile(static_cast<int>(rows), a, a_pitch, p, K, c, c_pitch, accumulate);
+}
+#else
+constexpr Index panel = 0;
+#endif
+
+}  // namespace
+
+const Index PackedWeights::panel_width = panel;
+
+PackedWeights::PackedWeights(Index N, Index K)
+    : rows_(N), depth_(K), panels_(panel > 0 ? static_cast<std::size_t>((N + panel - 1) / panel * panel * K) : 0)
+{
+}
+
+void PackedWeights::pack(ConstMatMap w) noexcept
+{
+    if (panel == 0)
+        return;
+    // Rows past N in the last panel are zeros, so that the kernel never reads past the weights.
+    float* out = panels_.data();
+    for (Index n0 = 0; n0 < rows_; n0 += panel)
+        for (Index k = 0; k < depth_; ++k)
+            for (Index j = 0; j < panel; ++j)
+                *out++ = n0 + j < rows_ ? w(n0 + j, k) : 0.0f;
+}
+
+void PackedWeights::multiply_transposed(ConstMatMap a, Index first, MatMap c, bool accumulate) const noexcept
+{
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+    const Index M = c.rows(), cols = c.cols(), K = depth_;
+    // Blocks of a small enough to stay in L2 while every panel passes by them once.
+    constexpr Index block_rows = 8 * Vector::tile_rows;
+    for (Index m1 = 0; m1 < M; m1 += block_rows) {
+        const Index m_end = std::min(M, m1 + block_rows);
+        for (Index j0 = 0; j0 < cols; j0 += panel) {
+            const float* p = panels_.data() + (first + j0) * K;
+            const Index width = std::min(panel, cols - j0);
+            for (Index m0 = m1; m0 < m_end; m0 += Vector::tile_rows) {
+                const Index rows = std::min<Index>(Vector::tile_rows, m_end - m0);
+                const float* a_rows = a.data() + m0 * a.outerStride();
+                if (width == panel) {
+                    any_tile(rows, a_rows, a.outerStride(), p, K, c.data() + m0 * c.outerStride() + j0, c.outerStride(),
+                             accumulate);
+                    continue;
+                }
+                // The last columns, fewer than a panel: the tile goes through a buffer of full
+                // width, and only its first `width` columns reach c.
+                alignas(64) float part[Vector::tile_rows * panel];
+                auto part_rows = mat(part, rows, width, panel);
+                auto c_rows = c.block(m0, j0, rows, width);
+                if (accumulate)
+                    part_rows = c_rows;
+                any_tile(rows, a_rows, a.outerStride(), p, K, part, panel, accumulate);
+                c_rows = part_rows;
+            }
+        }
+    }
+#else
+    (void)a, (void)first, (void)c, (void)accumulate;
+#endif
+}
+
+}  // namespace streamrnn

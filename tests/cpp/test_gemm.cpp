@@ -1,0 +1,51 @@
+// tests/cpp/test_gemm.cpp: the packed-weights kernel against Eigen's product, over the shapes its
+// tiles and panels cut unevenly. Part of streamrnn, MIT licence.
+#include <doctest/doctest.h>
+
+#include "gemm.hpp"
+
+#include "random_values.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+using namespace streamrnn;
+
+TEST_CASE("PackedWeights multiplies as Eigen does, for every remainder of rows, panels and depth")
+{
+    if (!PackedWeights::available()) {
+        MESSAGE("no packed kernel in this build (it needs AVX2 with FMA, or AVX-512)");
+        return;
+    }
+    const Index P = PackedWeights::panel_width;
+    for (Index N : {Index(1), P - 1, P, 3 * P + 5})
+        for (Index K : {Index(1), Index(7), Index(64)})
+            for (Index M : {Index(1), Index(5), Index(13), Index(40), Index(100)})
+                for (bool accumulate : {false, true}) {
+                    CAPTURE(N);
+                    CAPTURE(K);
+                    CAPTURE(M);
+                    CAPTURE(accumulate);
+                    // a and c with row pitches wider than their rows, as the engine's views have.
+                    const auto a_values = testing::random_values(static_cast<std::size_t>(M * (K + 3)), 1);
+                    const auto w_values = testing::random_values(static_cast<std::size_t>(N * K), 2);
+                    const auto c_values = testing::random_values(static_cast<std::size_t>(M * (N + 2)), 3);
+                    const ConstMatMap a = mat(a_values.data(), M, K, K + 3), w = mat(w_values.data(), N, K);
+                    PackedWeights packed(N, K);
+                    packed.pack(w);
+                    for (Index first = 0; first < N; first += P) {
+                        const Index cols = N - first;
+                        std::vector<float> c_data = c_values;
+                        MatMap c = mat(c_data.data(), M, cols, N + 2);
+                        Matrix expected = accumulate ? Matrix(c) : Matrix::Zero(M, cols);
+                        expected.noalias() += a * w.middleRows(first, cols).transpose();
+                        packed.multiply_transposed(a, first, c, accumulate);
+                        CHECK((c - expected).cwiseAbs().maxCoeff() <= 1e-4f * std::max(1.0f, float(K)));
+                        // Nothing past the product's columns is written.
+                        for (Index m = 0; m < M; ++m)
+                            for (Index j = cols; j < N + 2; ++j)
+                                CHECK(c_data[static_cast<std::size_t>(m * (N + 2) + j)]
+                                      == c_values[static_cast<std::size_t>(m * (N + 2) + j)]);
+                    }
+                }
+}
