@@ -44,6 +44,7 @@ def worker(contender: str, threads: int, steps: int) -> dict:
     else:
         import streamrnn as sr
 
+        sr.set_num_threads(threads)  # the products over all steps, forward and backward
         model = sr.LSTM(I, H, LAYERS, seed=0)
         opt = sr.optim.Adam(model, lr=1e-3)
 

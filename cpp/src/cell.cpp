@@ -27,6 +27,16 @@ void recurrent_product(const CellWeights& w, ConstMatMap h, Index first, Index c
     }
 }
 
+void recurrent_backward_product(const CellWeights& w, ConstMatMap da, MatMap dh, bool accumulate)
+{
+    if (w.w_hh_t_packed)
+        w.w_hh_t_packed->multiply_transposed(da, 0, dh, accumulate);
+    else if (accumulate)
+        dh.noalias() += da * w.recurrent_weights();
+    else
+        dh.noalias() = da * w.recurrent_weights();
+}
+
 void cell_forward_step(const ModelSpec& spec, const CellWeights& w, MatMap gates, StepState state,
                        const StepBuffers& buffers) noexcept
 {

@@ -2,6 +2,8 @@
 // Part of streamrnn, MIT licence.
 #include "gemm.hpp"
 
+#include "threads.hpp"
+
 #include <algorithm>
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
@@ -46,9 +48,11 @@ struct Vector {
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 constexpr Index panel = 2 * Vector::width;
 
-/// c [R, panel] (+)= a [R, K] P^T for one panel P ([K][panel]); c's rows `c_pitch` apart.
+/// c [R, panel] (+)= a [R, K] P^T for one panel P ([K][panel]); a's element (r, k) at
+/// a[r * a_pitch + k * a_step], c's rows `c_pitch` apart.
 template <int R>
-void tile(const float* a, Index a_pitch, const float* p, Index K, float* c, Index c_pitch, bool accumulate) noexcept
+void tile(const float* a, Index a_pitch, Index a_step, const float* p, Index K, float* c, Index c_pitch,
+          bool accumulate) noexcept
 {
     // The row loops unrolled at any optimisation level, so that the tile stays in registers.
     Vector low[R], high[R];
@@ -57,11 +61,11 @@ void tile(const float* a, Index a_pitch, const float* p, Index K, float* c, Inde
         low[r] = accumulate ? Vector::load(c + r * c_pitch) : Vector::zero();
         high[r] = accumulate ? Vector::load(c + r * c_pitch + Vector::width) : Vector::zero();
     }
-    for (Index k = 0; k < K; ++k, p += panel) {
+    for (Index k = 0; k < K; ++k, p += panel, a += a_step) {
         const Vector w_low = Vector::load(p), w_high = Vector::load(p + Vector::width);
 #pragma GCC unroll 16
         for (int r = 0; r < R; ++r) {
-            const Vector x = Vector::broadcast(a + r * a_pitch + k);
+            const Vector x = Vector::broadcast(a + r * a_pitch);
             low[r].multiply_add(w_low, x);
             high[r].multiply_add(w_high, x);
         }
@@ -75,25 +79,25 @@ void tile(const float* a, Index a_pitch, const float* p, Index K, float* c, Inde
 
 /// tile<R> for the R < tile_rows rows left at the end of a.
 template <int R = 1>
-void short_tile(int rows, const float* a, Index a_pitch, const float* p, Index K, float* c, Index c_pitch,
-                bool accumulate) noexcept
+void short_tile(int rows, const float* a, Index a_pitch, Index a_step, const float* p, Index K, float* c,
+                Index c_pitch, bool accumulate) noexcept
 {
     if constexpr (R < Vector::tile_rows) {
         if (rows == R)
-            tile<R>(a, a_pitch, p, K, c, c_pitch, accumulate);
+            tile<R>(a, a_pitch, a_step, p, K, c, c_pitch, accumulate);
         else
-            short_tile<R + 1>(rows, a, a_pitch, p, K, c, c_pitch, accumulate);
+            short_tile<R + 1>(rows, a, a_pitch, a_step, p, K, c, c_pitch, accumulate);
     }
 }
 
 /// c [rows, panel] (+)= a [rows, K] P^T, rows <= tile_rows.
-void any_tile(Index rows, const float* a, Index a_pitch, const float* p, Index K, float* c, Index c_pitch,
-              bool accumulate) noexcept
+void any_tile(Index rows, const float* a, Index a_pitch, Index a_step, const float* p, Index K, float* c,
+              Index c_pitch, bool accumulate) noexcept
 {
     if (rows == Vector::tile_rows)
-        tile<Vector::tile_rows>(a, a_pitch, p, K, c, c_pitch, accumulate);
+        tile<Vector::tile_rows>(a, a_pitch, a_step, p, K, c, c_pitch, accumulate);
     else
-        short_tile(static_cast<int>(rows), a, a_pitch, p, K, c, c_pitch, accumulate);
+        short_tile(static_cast<int>(rows), a, a_pitch, a_step, p, K, c, c_pitch, accumulate);
 }
 #else
 constexpr Index panel = 0;
@@ -108,52 +112,110 @@ PackedWeights::PackedWeights(Index N, Index K)
 {
 }
 
-void PackedWeights::pack(ConstMatMap w) noexcept
+void PackedWeights::pack(Strided w) noexcept
 {
     if (panel == 0)
         return;
     // Rows past N in the last panel are zeros, so that the kernel never reads past the weights.
-    float* out = panels_.data();
-    for (Index n0 = 0; n0 < rows_; n0 += panel)
-        for (Index k = 0; k < depth_; ++k)
-            for (Index j = 0; j < panel; ++j)
-                *out++ = n0 + j < rows_ ? w(n0 + j, k) : 0.0f;
+    const Index full_panels = rows_ / std::max<Index>(panel, 1);
+    std::fill(panels_.begin() + full_panels * panel * depth_, panels_.end(), 0.0f);
+    for (Index n0 = 0; n0 < rows_; n0 += panel) {
+        float* out = panels_.data() + n0 * depth_;
+        const Index rows = std::min(panel, rows_ - n0);
+        // Read w along its unit stride: a panel's k-th row is a run of a transposed w; a row of a
+        // row-major w is a column of the panel.
+        if (w.row_stride == 1) {
+            for (Index k = 0; k < depth_; ++k)
+                std::copy_n(w.data + n0 + k * w.col_stride, rows, out + k * panel);
+        } else {
+            for (Index j = 0; j < rows; ++j) {
+                const float* row = w.data + (n0 + j) * w.row_stride;
+                for (Index k = 0; k < depth_; ++k)
+                    out[k * panel + j] = row[k * w.col_stride];
+            }
+        }
+    }
 }
 
-void PackedWeights::multiply_transposed(ConstMatMap a, Index first, MatMap c, bool accumulate) const noexcept
+void PackedWeights::multiply_transposed(Strided a, Index first, MatMap c, bool accumulate) const noexcept
 {
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
     const Index M = c.rows(), cols = c.cols(), K = depth_;
-    // Blocks of a small enough to stay in L2 while every panel passes by them once.
+    // Blocks of a small enough to stay in L2 while every panel passes by them once; a long depth
+    // in slices, so that a tile's slice of a and of the panel stay in L1.
     constexpr Index block_rows = 8 * Vector::tile_rows;
-    for (Index m1 = 0; m1 < M; m1 += block_rows) {
-        const Index m_end = std::min(M, m1 + block_rows);
-        for (Index j0 = 0; j0 < cols; j0 += panel) {
-            const float* p = panels_.data() + (first + j0) * K;
-            const Index width = std::min(panel, cols - j0);
-            for (Index m0 = m1; m0 < m_end; m0 += Vector::tile_rows) {
-                const Index rows = std::min<Index>(Vector::tile_rows, m_end - m0);
-                const float* a_rows = a.data() + m0 * a.outerStride();
-                if (width == panel) {
-                    any_tile(rows, a_rows, a.outerStride(), p, K, c.data() + m0 * c.outerStride() + j0, c.outerStride(),
-                             accumulate);
-                    continue;
+    constexpr Index depth_slice = 256;
+    for (Index k0 = 0; k0 < K; k0 += depth_slice) {
+        const Index depth = std::min(depth_slice, K - k0);
+        const bool add = accumulate || k0 > 0;
+        for (Index m1 = 0; m1 < M; m1 += block_rows) {
+            const Index m_end = std::min(M, m1 + block_rows);
+            for (Index j0 = 0; j0 < cols; j0 += panel) {
+                const float* p = panels_.data() + (first + j0) * K + k0 * panel;
+                const Index width = std::min(panel, cols - j0);
+                for (Index m0 = m1; m0 < m_end; m0 += Vector::tile_rows) {
+                    const Index rows = std::min<Index>(Vector::tile_rows, m_end - m0);
+                    const float* a_tile = a.data + m0 * a.row_stride + k0 * a.col_stride;
+                    if (width == panel) {
+                        any_tile(rows, a_tile, a.row_stride, a.col_stride, p, depth,
+                                 c.data() + m0 * c.outerStride() + j0, c.outerStride(), add);
+                        continue;
+                    }
+                    // The last columns, fewer than a panel: the tile goes through a buffer of
+                    // full width, and only its first `width` columns reach c.
+                    alignas(64) float part[Vector::tile_rows * panel];
+                    auto part_rows = mat(part, rows, width, panel);
+                    auto c_rows = c.block(m0, j0, rows, width);
+                    if (add)
+                        part_rows = c_rows;
+                    any_tile(rows, a_tile, a.row_stride, a.col_stride, p, depth, part, panel, add);
+                    c_rows = part_rows;
                 }
-                // The last columns, fewer than a panel: the tile goes through a buffer of full
-                // width, and only its first `width` columns reach c.
-                alignas(64) float part[Vector::tile_rows * panel];
-                auto part_rows = mat(part, rows, width, panel);
-                auto c_rows = c.block(m0, j0, rows, width);
-                if (accumulate)
-                    part_rows = c_rows;
-                any_tile(rows, a_rows, a.outerStride(), p, K, part, panel, accumulate);
-                c_rows = part_rows;
             }
         }
     }
 #else
     (void)a, (void)first, (void)c, (void)accumulate;
 #endif
+}
+
+void PackedWeights::multiply_transposed(Strided a, Index first, MatMap c, bool accumulate, int threads) const
+{
+    // A thread costs tens of microseconds to start: worth it from about a million multiply-adds
+    // each. Parts split the columns at panel boundaries.
+    constexpr Index min_work = Index(1) << 20;
+    const Index panels = (c.cols() + panel_width - 1) / std::max<Index>(panel_width, 1);
+    const Index parts = std::clamp<Index>(c.rows() * c.cols() * depth_ / min_work, 1, std::min<Index>(threads, panels));
+    if (parts <= 1) {
+        multiply_transposed(a, first, c, accumulate);
+        return;
+    }
+    run_parallel(parts, [&](Index part) {
+        const Index begin = part * panels / parts * panel_width;
+        const Index end = std::min(c.cols(), (part + 1) * panels / parts * panel_width);
+        multiply_transposed(a, first + begin, mat(c.data() + begin, c.rows(), end - begin, c.outerStride()), accumulate);
+    });
+}
+
+void multiply(Strided a, Strided b, MatMap c, bool accumulate, int threads)
+{
+    // Packing b costs a pass over it; the product must be some multiple of that.
+    constexpr Index min_rows = 16;
+    if (PackedWeights::available() && a.rows >= min_rows) {
+        PackedWeights packed(b.cols, b.rows);
+        packed.pack(b.transposed());
+        packed.multiply_transposed(a, 0, c, accumulate, threads);
+        return;
+    }
+    using StridedMap = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0,
+                                  Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>>;
+    auto map = [](Strided m) {
+        return StridedMap(m.data, m.rows, m.cols, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(m.row_stride, m.col_stride));
+    };
+    if (accumulate)
+        c.noalias() += map(a) * map(b);
+    else
+        c.noalias() = map(a) * map(b);
 }
 
 }  // namespace streamrnn

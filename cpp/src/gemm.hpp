@@ -49,6 +49,17 @@ private:
         blocking_;
 };
 
+/// A read-only matrix with any row and column strides: a row-major view, or its transpose.
+struct Strided {
+    const float* data;
+    Index rows, cols;
+    Index row_stride, col_stride;
+
+    static Strided of(ConstMatMap m) { return {m.data(), m.rows(), m.cols(), m.outerStride(), 1}; }
+    Strided transposed() const { return {data, cols, rows, col_stride, row_stride}; }
+    float operator()(Index r, Index c) const { return data[r * row_stride + c * col_stride]; }
+};
+
 /// A weight matrix W [N, K] packed once for the products c [M, N] = a [M, K] W^T that a layer
 /// repeats: the input projection of a whole sequence, and the recurrent product of every step
 /// of a batch. Eigen repacks W on each product, a pass over all the weights per step; here W is
@@ -64,20 +75,34 @@ public:
     /// Space for W of [N, K]; allocates. Only where available().
     PackedWeights(Index N, Index K);
 
-    /// Packs w [N, K] (any row pitch). Allocates nothing.
-    void pack(ConstMatMap w) noexcept;
+    /// Packs w [N, K]: a row-major view, or any strided one (a transpose). Allocates nothing.
+    void pack(Strided w) noexcept;
+    void pack(ConstMatMap w) noexcept { pack(Strided::of(w)); }
 
     /// Whether a product may start at row `first` of W: at a panel's start.
     bool starts_panel(Index first) const { return first % panel_width == 0; }
 
     /// c [M, cols] = a [M, K] W[first : first + cols]^T, or += when `accumulate`; `first` at a
-    /// panel's start; a and c row-major with any row pitch. Allocates nothing.
-    void multiply_transposed(ConstMatMap a, Index first, MatMap c, bool accumulate) const noexcept;
+    /// panel's start; a of any strides, c row-major with any row pitch. Allocates nothing.
+    void multiply_transposed(Strided a, Index first, MatMap c, bool accumulate) const noexcept;
+    void multiply_transposed(ConstMatMap a, Index first, MatMap c, bool accumulate) const noexcept
+    {
+        multiply_transposed(Strided::of(a), first, c, accumulate);
+    }
+    /// multiply_transposed() with its columns split across up to `threads` threads, where the
+    /// product is large enough to repay starting them. Allocates (the threads).
+    void multiply_transposed(Strided a, Index first, MatMap c, bool accumulate, int threads) const;
 
 private:
     Index rows_;
     Index depth_;
     Buffer panels_;
 };
+
+/// c [M, N] = a [M, K] b [K, N], or += when `accumulate`, for products made once per call (the
+/// weight gradients of a backward pass): through the packed kernel, b packed for the call, where
+/// there is one and the product is large enough to repay it, on up to `threads` threads; else
+/// Eigen. Allocates.
+void multiply(Strided a, Strided b, MatMap c, bool accumulate, int threads = 1);
 
 }  // namespace streamrnn

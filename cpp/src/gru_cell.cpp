@@ -69,7 +69,7 @@ void gru_backward_step(const CellWeights& w, bool reset_after, const StepRecord&
         grads.da_h.rightCols(H).array() = dan * r;
         grads.da_h.leftCols(H) = grads.da_x.leftCols(H);
         grads.dh_prev.array() = dh * z;
-        grads.dh_prev.noalias() += grads.da_h * w_hh;
+        recurrent_backward_product(w, as_const(grads.da_h), grads.dh_prev, true);
     } else {
         // n = tanh(. + W_hn (r * h) + b_hn)
         const ArrayRM d_reset_h = (dan.matrix() * w_hh.bottomRows(H)).array();

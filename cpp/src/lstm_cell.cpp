@@ -62,7 +62,7 @@ void lstm_backward_step(const CellWeights& w, const StepRecord& record, StepGrad
     da.middleCols(2 * H, H) = dc * i * (1.0f - g.square());
     da.rightCols(H) = dm * tanh_c * o * (1.0f - o);
     grads.dc_prev.array() = dc * f;
-    grads.dh_prev.noalias() = grads.da_x * w.recurrent_weights();
+    recurrent_backward_product(w, as_const(grads.da_x), grads.dh_prev, false);
 }
 
 }  // namespace streamrnn

@@ -6,36 +6,16 @@
 
 #include "gemm.hpp"
 #include "sizes.hpp"
+#include "threads.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <random>
-#if STREAMRNN_THREADS
-#include <system_error>
-#include <thread>
-#endif
 
 namespace streamrnn {
 
 namespace {
-
-#if STREAMRNN_THREADS
-/// Starts `run` on a new thread; false when the system has none to give, and the caller runs it.
-template <typename Run>
-bool start_thread(std::vector<std::thread>& threads, Run run)
-{
-#if STREAMRNN_HAS_EXCEPTIONS
-    try {
-        threads.emplace_back(std::move(run));
-    } catch (const std::system_error&) {
-        return false;
-    }
-#else
-    threads.emplace_back(std::move(run));  // without exceptions, a thread that cannot start aborts
-#endif
-    return true;
-}
-#endif
 
 /// Tensors per layer and direction, in PyTorch's order: w_ih, w_hh, [b_ih, b_hh], [w_hr].
 int tensors_per_cell(const ModelSpec& spec) { return 2 + (spec.bias ? 2 : 0) + (spec.proj_size > 0 ? 1 : 0); }
@@ -228,6 +208,7 @@ void Model::forward(const float* x, Index T, Index B, const std::int64_t* length
     if (parts == 1) {
         // One part: the copies of the weights that pay over this call's steps and rows.
         Workspace ws(spec_, T, B, false, weight_copies_for(spec_, T, B, false));
+        ws.threads_ = std::max(threads, 1);
         run(xs, ys, T, B, lengths, h, c, ws);
         return;
     }
@@ -265,16 +246,7 @@ void Model::forward(const float* x, Index T, Index B, const std::int64_t* length
             part.h.data(), H ? part.c.data() : nullptr, part.ws);
         copy_rows(part, false);
     };
-    std::vector<std::thread> helpers;
-    std::size_t unstarted = 1;
-    while (unstarted < work.size() && start_thread(helpers, [&, p = unstarted] { run_part(work[p]); }))
-        ++unstarted;
-    // This thread runs the first part, and those no thread could be had for.
-    run_part(work[0]);
-    for (std::size_t p = unstarted; p < work.size(); ++p)
-        run_part(work[p]);
-    for (std::thread& helper : helpers)
-        helper.join();
+    run_parallel(parts, [&](Index part) { run_part(work[static_cast<std::size_t>(part)]); });
 #endif
 }
 
@@ -363,7 +335,7 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
     float* gates = record ? record->gates.data() : ws.gates_.data();
     auto project = [&](ConstMatMap rows, MatMap out) {
         if (w.w_ih_packed)
-            w.w_ih_packed->multiply_transposed(rows, 0, out, false);
+            w.w_ih_packed->multiply_transposed(Strided::of(rows), 0, out, false, ws.threads_);
         else
             ws.gemm_->multiply_transposed(rows, w.input_weights(), out, false);
     };
@@ -417,7 +389,7 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
 }
 
 void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h,
-                          float* c)
+                          float* c, int threads)
 {
     check_lengths(T, B, lengths);
     const int L = spec_.num_layers;
@@ -427,9 +399,12 @@ void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* 
     const Index H_out = spec_.output_size();
     const bool keeps_extra = spec_.kind == CellKind::gru || spec_.proj_size > 0;
 
-    auto record = std::make_unique<ForwardRecord>();
+    // The last record's buffers serve again: a training loop then allocates (and the system
+    // zeroes pages) once, not every step, and never holds two records at a time.
+    auto record = record_ ? std::move(record_) : std::make_unique<ForwardRecord>();
     record->T = T;
     record->B = B;
+    record->lengths.clear();
     if (lengths)
         record->lengths.assign(lengths, lengths + B);
     record->inputs.resize(static_cast<std::size_t>(L));
@@ -458,6 +433,7 @@ void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* 
     copy_steps(x_view, x_copy, T, B);
 
     Workspace ws(spec_, T, B, true, weight_copies_for(spec_, T, B, false));
+    ws.threads_ = std::max(threads, 1);
     const Index Y = D * spec_.output_size();
     run_recorded(as_const(x_copy), SeqView::of(y, T, B, Y, Y, spec_.batch_first), T, B, lengths, h, c, ws,
                  record.get(), &dropout_rng_);
@@ -471,7 +447,8 @@ const ForwardRecord& Model::record() const
     return *record_;
 }
 
-void Model::backward(const float* dy, const float* dh_n, const float* dc_n, float* dx, float* dh0, float* dc0)
+void Model::backward(const float* dy, const float* dh_n, const float* dc_n, float* dx, float* dh0, float* dc0,
+                     int threads)
 {
     const ForwardRecord& record = this->record();
     const Index T = record.T, B = record.B;
@@ -504,7 +481,7 @@ void Model::backward(const float* dy, const float* dh_n, const float* dc_n, floa
             start(dh_n, dh, B * H_out);
             if (dc)
                 start(dc_n, dc, B * H);
-            backward_layer(layer, direction, d_view.columns(direction * H_out, H_out), d_in.data(), dh, dc);
+            backward_layer(layer, direction, d_view.columns(direction * H_out, H_out), d_in.data(), dh, dc, threads);
         }
         if (spec_.residual_at(layer))
             add_valid_steps(d_view, SeqView::time_major(d_in.data(), B, I, I), T, B, lengths);
@@ -518,13 +495,22 @@ void Model::backward(const float* dy, const float* dh_n, const float* dc_n, floa
                B);
 }
 
-void Model::backward_layer(int layer, int direction, ConstSeqView d_out, float* d_in, float* dh, float* dc)
+void Model::backward_layer(int layer, int direction, ConstSeqView d_out, float* d_in, float* dh, float* dc,
+                           int threads)
 {
     const ForwardRecord& record = *record_;
     const LayerRecord& kept = record.layers[static_cast<std::size_t>(layer * spec_.directions() + direction)];
-    const CellWeights w = weights(layer, direction);
+    CellWeights w = weights(layer, direction);
     const Index T = record.T, B = record.B;
     const Index G = w.gate_rows, H = w.hidden_size, H_out = w.output_size, I = w.input_size;
+    // W_hh^T packed once for the T products dA W_hh of a batch (GRU reset-before multiplies part
+    // of it, and keeps to Eigen).
+    std::optional<PackedWeights> w_hh_t;
+    if (PackedWeights::available() && B > 1 && !(spec_.kind == CellKind::gru && !spec_.reset_after)) {
+        w_hh_t.emplace(H_out, G);
+        w_hh_t->pack(Strided::of(w.recurrent_weights()).transposed());
+        w.w_hh_t_packed = &*w_hh_t;
+    }
     const Index C = spec_.has_cell_state() ? H : 0;
     const Index E = kept.extra.empty() ? 0 : H;
     const std::int64_t* lengths = record.lengths.empty() ? nullptr : record.lengths.data();
@@ -577,29 +563,33 @@ void Model::backward_layer(int layer, int direction, ConstSeqView d_out, float* 
             mat(dc, B, C) = dc_prev;
     }
 
-    // Weight gradients, one product each over all T * B rows.
+    // Weight gradients, one product each over all T * B rows: dW += dA^T (layer input).
     const Index rows = T * B;
     const ConstMatMap DA_x = mat(static_cast<const float*>(da_x.data()), rows, G);
     const ConstMatMap DA_h = mat(static_cast<const float*>(da_h), rows, G);
-    const ConstMatMap X = mat(record.inputs[static_cast<std::size_t>(layer)].data(), rows, I);
-    const ConstMatMap H_prev = mat(kept.h_prev.data(), rows, H_out);
-    mat(grad_of(w.w_ih), G, I).noalias() += DA_x.transpose() * X;
+    const Strided X = Strided::of(mat(record.inputs[static_cast<std::size_t>(layer)].data(), rows, I));
+    const Strided H_prev = Strided::of(mat(kept.h_prev.data(), rows, H_out));
+    multiply(Strided::of(DA_x).transposed(), X, mat(grad_of(w.w_ih), G, I), true, threads);
     if (spec_.kind == CellKind::gru && !spec_.reset_after) {
         // The n block multiplies r * h, kept as extra.
-        mat(grad_of(w.w_hh), 2 * H, H_out).noalias() += DA_h.leftCols(2 * H).transpose() * H_prev;
-        mat(grad_of(w.w_hh) + 2 * H * H_out, H, H_out).noalias() +=
-            DA_h.rightCols(H).transpose() * mat(kept.extra.data(), rows, H);
+        const float* da_h_rows = da_h;
+        multiply(Strided::of(mat(da_h_rows, rows, 2 * H, G)).transposed(), H_prev, mat(grad_of(w.w_hh), 2 * H, H_out),
+                 true, threads);
+        multiply(Strided::of(mat(da_h_rows + 2 * H, rows, H, G)).transposed(),
+                 Strided::of(mat(kept.extra.data(), rows, H)), mat(grad_of(w.w_hh) + 2 * H * H_out, H, H_out), true,
+                 threads);
     } else {
-        mat(grad_of(w.w_hh), G, H_out).noalias() += DA_h.transpose() * H_prev;
+        multiply(Strided::of(DA_h).transposed(), H_prev, mat(grad_of(w.w_hh), G, H_out), true, threads);
     }
     if (w.b_ih) {
         mat(grad_of(w.b_ih), 1, G) += DA_x.colwise().sum();
         mat(grad_of(w.b_hh), 1, G) += DA_h.colwise().sum();
     }
     if (w.w_hr)
-        mat(grad_of(w.w_hr), H_out, H).noalias() +=
-            mat(static_cast<const float*>(dh_steps.data()), rows, H_out).transpose() * mat(kept.extra.data(), rows, H);
-    mat(d_in, rows, I).noalias() += DA_x * w.input_weights();
+        multiply(Strided::of(mat(static_cast<const float*>(dh_steps.data()), rows, H_out)).transposed(),
+                 Strided::of(mat(kept.extra.data(), rows, H)), mat(grad_of(w.w_hr), H_out, H), true, threads);
+    // dL/d(layer input) += dA_x W_ih.
+    multiply(Strided::of(DA_x), Strided::of(w.input_weights()), mat(d_in, rows, I), true, threads);
 }
 
 }  // namespace streamrnn

@@ -27,7 +27,7 @@ void rnn_backward_step(const CellWeights& w, bool relu, const StepRecord& record
         grads.da_x.array() = grads.dh.array() * (h > 0.0f).cast<float>();
     else
         grads.da_x.array() = grads.dh.array() * (1.0f - h.square());
-    grads.dh_prev.noalias() = grads.da_x * w.recurrent_weights();
+    recurrent_backward_product(w, as_const(grads.da_x), grads.dh_prev, false);
 }
 
 }  // namespace streamrnn

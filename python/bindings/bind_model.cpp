@@ -20,7 +20,8 @@ namespace streamrnn::python {
 
 namespace {
 
-/// Threads a whole-sequence call splits its batch across (streamrnn.set_num_threads).
+/// Threads of whole-sequence calls (streamrnn.set_num_threads): a forward splits its batch
+/// across them; a training forward and backward share their products over all steps.
 int sequence_threads = 1;
 
 int to_int(const char* name, long long value)
@@ -68,7 +69,7 @@ nb::tuple forward(Model& model, nb::handle x_in, nb::handle state_in, nb::handle
         nb::gil_scoped_release release;
         const std::int64_t* lengths_data = lengths.empty() ? nullptr : lengths.data();
         if (train)
-            model.forward_train(x.data(), T, B, lengths_data, y, h, c);
+            model.forward_train(x.data(), T, B, lengths_data, y, h, c, sequence_threads);
         else
             model.forward(x.data(), T, B, lengths_data, y, h, c, sequence_threads);
     }
@@ -113,7 +114,7 @@ nb::tuple backward(Model& model, const float* dy, bool batched, nb::handle dstat
     NumpyArray dx_out = new_array(x_shape, &dx);
     {
         nb::gil_scoped_release release;
-        model.backward(dy, dh_n.data(), dc_n.empty() ? nullptr : dc_n.data(), dx, dh0, dc0);
+        model.backward(dy, dh_n.data(), dc_n.empty() ? nullptr : dc_n.data(), dx, dh0, dc0, sequence_threads);
     }
     return nb::make_tuple(dx_out, dstate0);
 }

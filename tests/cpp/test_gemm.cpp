@@ -31,15 +31,21 @@ TEST_CASE("PackedWeights multiplies as Eigen does, for every remainder of rows, 
                     const auto w_values = testing::random_values(static_cast<std::size_t>(N * K), 2);
                     const auto c_values = testing::random_values(static_cast<std::size_t>(M * (N + 2)), 3);
                     const ConstMatMap a = mat(a_values.data(), M, K, K + 3), w = mat(w_values.data(), N, K);
-                    PackedWeights packed(N, K);
+                    PackedWeights packed(N, K), from_transpose(N, K);
                     packed.pack(w);
+                    // The same W read through a transposed view (as the backward pass packs).
+                    const Matrix w_t = w.transpose();
+                    from_transpose.pack(Strided::of(mat(w_t.data(), K, N)).transposed());
                     for (Index first = 0; first < N; first += P) {
                         const Index cols = N - first;
                         std::vector<float> c_data = c_values;
                         MatMap c = mat(c_data.data(), M, cols, N + 2);
                         Matrix expected = accumulate ? Matrix(c) : Matrix::Zero(M, cols);
                         expected.noalias() += a * w.middleRows(first, cols).transpose();
+                        std::vector<float> c_twin = c_data;
+                        from_transpose.multiply_transposed(a, first, mat(c_twin.data(), M, cols, N + 2), accumulate);
                         packed.multiply_transposed(a, first, c, accumulate);
+                        CHECK(c_twin == c_data);
                         CHECK((c - expected).cwiseAbs().maxCoeff() <= 1e-4f * std::max(1.0f, float(K)));
                         // Nothing past the product's columns is written.
                         for (Index m = 0; m < M; ++m)

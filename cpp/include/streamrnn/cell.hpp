@@ -28,6 +28,8 @@ struct CellWeights {
     /// Null otherwise.
     const PackedWeights* w_ih_packed = nullptr;
     const PackedWeights* w_hh_packed = nullptr;
+    /// W_hh^T packed, for a backward pass's dL/dh = dA W_hh over a batch; or null.
+    const PackedWeights* w_hh_t_packed = nullptr;
     Index input_size = 0;         ///< I_l
     Index hidden_size = 0;        ///< H
     Index output_size = 0;        ///< H_out
@@ -58,6 +60,10 @@ struct StepState {
 /// transposed copy for one row, the packed one, or W_hh itself.
 void recurrent_product(const CellWeights& w, ConstMatMap h, Index first, Index cols, MatMap out, bool accumulate,
                        GemmSpace& gemm) noexcept;
+
+/// dh [B, H_out] = (or +=) da [B, G] W_hh: the recurrent product of a backward step, through the
+/// packed W_hh^T where the weights carry it.
+void recurrent_backward_product(const CellWeights& w, ConstMatMap da, MatMap dh, bool accumulate);
 
 /// One step of the model's cell over B rows.
 ///   gates: [B, G]; in: W_ih x + b_ih; out: the activated gates, which a backward step reads.

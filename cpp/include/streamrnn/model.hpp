@@ -79,6 +79,7 @@ private:
     std::vector<PackedWeights> packed_ih_;  ///< per layer and direction, or empty
     std::vector<PackedWeights> packed_hh_;  ///< per layer and direction (B > 1), or empty
     std::uint64_t copies_version_ = ~std::uint64_t(0); ///< the model version the copies were made from
+    int threads_ = 1;  ///< threads for the input projection of all steps (whole-sequence calls)
 };
 
 /// The weights of a recurrent model and everything that runs them. Its tensors are PyTorch's:
@@ -106,21 +107,25 @@ public:
     ///   lengths: [B] or null; each in [0, T]. Steps at or past a row's length give zeros in y and
     ///      leave its state alone; the reverse direction starts at the row's last valid step.
     ///   threads: the batch is split across this many threads (at most B), each running the whole
-    ///      stack on its rows.
+    ///      stack on its rows; one row shares its products over all steps instead.
     /// Throws ArgumentError for a length outside [0, T]; std::length_error (a 32-bit host) or
     /// std::bad_alloc when the buffers for T x B rows do not fit in memory.
     void forward(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h, float* c,
                  int threads = 1) const;
 
     /// Training forward: forward() that also keeps what backward() reads (replacing what an
-    /// earlier training forward kept), with dropout (spec().dropout) between layers.
-    void forward_train(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h, float* c);
+    /// earlier training forward kept), with dropout (spec().dropout) between layers. `threads`
+    /// share the products over all steps.
+    void forward_train(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h, float* c,
+                       int threads = 1);
 
     /// Backpropagation through time over the last forward_train.
     ///   dy: like y; dh_n, dc_n: dL/d(final state), like h and c, or null for zeros.
     ///   dx: out, like x; dh0, dc0: out, dL/d(initial state), like h and c (dc0 null unless LSTM).
-    /// Weight gradients add into gradients(). Throws ArgumentError without a training forward.
-    void backward(const float* dy, const float* dh_n, const float* dc_n, float* dx, float* dh0, float* dc0);
+    /// Weight gradients add into gradients(), `threads` sharing their products. Throws
+    /// ArgumentError without a training forward.
+    void backward(const float* dy, const float* dh_n, const float* dc_n, float* dx, float* dh0, float* dc0,
+                  int threads = 1);
     /// What the last forward_train kept; ArgumentError without one.
     const ForwardRecord& record() const;
 
@@ -140,7 +145,7 @@ private:
                    const std::int64_t* lengths, float* h, float* c, Workspace& ws, LayerRecord* record) const noexcept;
     /// Back through one layer and direction: d_out [T, B, H_out] (columns of the layer's output
     /// gradient) -> d_in [T, B, I_l] (added to), weight gradients added, state gradients in dh, dc.
-    void backward_layer(int layer, int direction, ConstSeqView d_out, float* d_in, float* dh, float* dc);
+    void backward_layer(int layer, int direction, ConstSeqView d_out, float* d_in, float* dh, float* dc, int threads);
     void check_lengths(Index T, Index B, const std::int64_t* lengths) const;
 
     ModelSpec spec_;
