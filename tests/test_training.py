@@ -196,6 +196,31 @@ def test_longer_sequences_and_wider_layers_keep_gradients_within_tolerance(kind)
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_two_threads_give_the_same_training_forward_and_gradients_as_one(kind):
+    """Products over all steps large enough to be split across threads (their columns), and a
+    batch wide enough for the packed weights: the split must not change a single bit."""
+    rng = rng_for("threads", kind)
+    cfg = dict(input_size=33, hidden_size=40, num_layers=2, bidirectional=True, bias=True)
+    m = make_sr(kind, cfg, seed=4)
+    x, dy = _input(rng, cfg, 30, 24), randn(rng, 30, 24, 80)
+    results = []
+    try:
+        for threads in (1, 2):
+            sr.set_num_threads(threads)
+            m.zero_grad()
+            y, _ = m(x, train=True)
+            dx, _ = m.backward(dy)
+            results.append((y, dx, m.grads()))
+    finally:
+        sr.set_num_threads(1)
+    (y1, dx1, g1), (y2, dx2, g2) = results
+    assert_identical(y2, y1, what="y")
+    assert_identical(dx2, dx1, what="dx")
+    for name in g1:
+        assert_identical(g2[name], g1[name], what=name)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_zero_length_rows_pass_their_state_gradient_through_and_get_no_input_gradient(kind):
     rng = rng_for("bptt zero length", kind)
     cfg = dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=True)
