@@ -60,9 +60,10 @@ int main(int argc, char** argv)
     const int batches = quick ? 5 : 31;
     const CellKind kinds[] = {CellKind::lstm, CellKind::gru, CellKind::rnn_tanh};
 
-    std::printf("Stream::step, batch 1, I = H: ns per step (median of %d batches), heap allocations while timed\n",
+    std::printf("Stream::step, batch 1, I = H: ns per step (median of %d batches), heap allocations while timed, and\n"
+                "the floor: per layer one Eigen GEMV over the fused weights [G, I + H] (the step's unavoidable work)\n",
                 batches);
-    std::printf("%-9s%3s%6s%12s%9s\n", "model", "L", "H", "ns/step", "allocs");
+    std::printf("%-9s%3s%6s%12s%9s%12s%12s\n", "model", "L", "H", "ns/step", "allocs", "floor ns", "ours/floor");
     for (CellKind kind : kinds)
         for (int layers : {1, 2})
             for (int hidden : {16, 32, 64, 128, 512}) {
@@ -72,7 +73,14 @@ int main(int argc, char** argv)
                 stream.step(x.data(), y.data());
                 long allocated = 0;
                 const double ns = median_ns(batches, calls, allocated, [&] { stream.step(x.data(), y.data()); });
-                std::printf("%-9s%3d%6d%12.1f%9ld\n", kind_name(kind), layers, hidden, ns, allocated);
+                const ModelSpec spec = spec_of(kind, hidden, hidden, layers);
+                Matrix weights = Matrix::Random(spec.gate_rows(), 2 * hidden);
+                Eigen::VectorXf input = Eigen::VectorXf::Random(2 * hidden), gates(spec.gate_rows());
+                long unused = 0;
+                const double floor_ns =
+                    layers * median_ns(batches, calls, unused, [&] { gates.noalias() = weights * input; });
+                std::printf("%-9s%3d%6d%12.1f%9ld%12.1f%11.2fx\n", kind_name(kind), layers, hidden, ns, allocated,
+                            floor_ns, ns / floor_ns);
             }
 
     std::printf("\nStream::process, a 1-feature sample stream, 1 layer: ns per sample and real-time factor at 48 kHz\n");

@@ -292,8 +292,9 @@ void bind_model(nb::module_& m)
             sequence_threads = threads;
         },
         "threads"_a,
-        "Threads that whole-sequence calls split their batch across (1 at start). Streams always step on\n"
-        "the calling thread.");
+        "Threads of whole-sequence calls (1 at start): a forward splits its batch across them (one row\n"
+        "shares its products over all steps instead); training shares its products over all steps.\n"
+        "Streams always step on the calling thread.");
     m.def("get_num_threads", [] { return sequence_threads; }, "Threads of whole-sequence calls.");
     m.def(
         "save_tensors",
