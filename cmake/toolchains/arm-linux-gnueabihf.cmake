@@ -3,12 +3,9 @@
 #
 # Needs g++-arm-linux-gnueabihf (its libraries live in /usr/arm-linux-gnueabihf) and, for ctest,
 # qemu-user. Use: cmake -S . -B <dir> -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/arm-linux-gnueabihf.cmake
-set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR armv7l)
-
 set(_streamrnn_triple arm-linux-gnueabihf)
-set(CMAKE_C_COMPILER ${_streamrnn_triple}-gcc)
-set(CMAKE_CXX_COMPILER ${_streamrnn_triple}-g++)
+set(_streamrnn_qemu qemu-arm)
 
 # No -march / -mfpu of our own: the compiler's default is Debian's armhf baseline (ARMv7-A,
 # VFPv3-D16, hard-float ABI, Thumb-2), which every armhf machine runs. NEON (-mfpu=neon) is left
@@ -21,17 +18,4 @@ set(CMAKE_CXX_COMPILER ${_streamrnn_triple}-g++)
 # Debian armhf toolchain of today does; the notes would bury real warnings.
 set(CMAKE_CXX_FLAGS_INIT -Wno-psabi)
 
-# Libraries and headers for the target come from the cross sysroot only, never the host's.
-set(CMAKE_FIND_ROOT_PATH /usr/${_streamrnn_triple})
-set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
-set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
-set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
-# Package configs may also come from the host: Eigen3 (/usr/share/eigen3/cmake) and doctest
-# (/usr/lib/cmake/doctest) are header-only, so the host's packages serve every target, and the
-# sysroot has none. Host packages of compiled code are not picked up by mistake: Debian keeps
-# them under /usr/lib/<host triple>/cmake, which a search for this target does not visit.
-set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE BOTH)
-
-# ctest (and any other run of a target program) goes through qemu, which takes the target's
-# dynamic loader and libraries from the cross sysroot.
-set(CMAKE_CROSSCOMPILING_EMULATOR qemu-arm;-L;/usr/${_streamrnn_triple})
+include(${CMAKE_CURRENT_LIST_DIR}/debian-cross.cmake)
