@@ -229,15 +229,14 @@ void Model::forward(const float* x, Index T, Index B, const std::int64_t* length
                         Buffer(buffer_size({cells, rows, H}))});
     }
     auto copy_rows = [&](Part& part, bool into_part) {
-        for (Index cell = 0; cell < cells; ++cell) {
-            auto whole_h = mat(h + (cell * B + part.first) * H_out, part.rows, H_out);
-            auto part_h = mat(part.h.data() + cell * part.rows * H_out, part.rows, H_out);
-            into_part ? part_h = whole_h : whole_h = part_h;
-            if (H) {
-                auto whole_c = mat(c + (cell * B + part.first) * H, part.rows, H);
-                auto part_c = mat(part.c.data() + cell * part.rows * H, part.rows, H);
-                into_part ? part_c = whole_c : whole_c = part_c;
-            }
+        if (into_part) {
+            copy_state_rows(h, B, part.first, part.h.data(), part.rows, 0, cells, part.rows, H_out);
+            if (H)
+                copy_state_rows(c, B, part.first, part.c.data(), part.rows, 0, cells, part.rows, H);
+        } else {
+            copy_state_rows(part.h.data(), part.rows, 0, h, B, part.first, cells, part.rows, H_out);
+            if (H)
+                copy_state_rows(part.c.data(), part.rows, 0, c, B, part.first, cells, part.rows, H);
         }
     };
     auto run_part = [&](Part& part) {
@@ -388,34 +387,38 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
         mat(c, B, H) = c_of(state[0]);
 }
 
-void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h,
-                          float* c, int threads)
+Index Model::training_parts(Index T, Index B, int threads)
 {
-    check_lengths(T, B, lengths);
+    // Each part must keep the matrix kernel's tiles full and repay its thread: rows of at least
+    // two tiles, and enough steps.
+    constexpr Index min_rows = 16, min_steps = 8;
+    if (threads <= 1 || T < min_steps)
+        return 1;
+    return std::clamp<Index>(B / min_rows, 1, threads);
+}
+
+void Model::prepare_record(ForwardRecord& record, Index T, Index B, const std::int64_t* lengths) const
+{
     const int L = spec_.num_layers;
     const int D = spec_.directions();
     const Index rows = checked_size({T, B});
     const Index H = spec_.hidden_size;
     const Index H_out = spec_.output_size();
     const bool keeps_extra = spec_.kind == CellKind::gru || spec_.proj_size > 0;
-
-    // The last record's buffers serve again: a training loop then allocates (and the system
-    // zeroes pages) once, not every step, and never holds two records at a time.
-    auto record = record_ ? std::move(record_) : std::make_unique<ForwardRecord>();
-    record->T = T;
-    record->B = B;
-    record->lengths.clear();
+    record.T = T;
+    record.B = B;
+    record.lengths.clear();
     if (lengths)
-        record->lengths.assign(lengths, lengths + B);
-    record->inputs.resize(static_cast<std::size_t>(L));
-    record->masks.resize(static_cast<std::size_t>(L));
+        record.lengths.assign(lengths, lengths + B);
+    record.inputs.resize(static_cast<std::size_t>(L));
+    record.masks.resize(static_cast<std::size_t>(L));
     for (int layer = 0; layer < L; ++layer) {
-        record->inputs[static_cast<std::size_t>(layer)].resize(buffer_size({rows, spec_.layer_input_size(layer)}));
+        record.inputs[static_cast<std::size_t>(layer)].resize(buffer_size({rows, spec_.layer_input_size(layer)}));
         if (layer > 0 && spec_.dropout > 0.0)
-            record->masks[static_cast<std::size_t>(layer)].resize(buffer_size({rows, D, H_out}));
+            record.masks[static_cast<std::size_t>(layer)].resize(buffer_size({rows, D, H_out}));
     }
-    record->layers.resize(static_cast<std::size_t>(L * D));
-    for (LayerRecord& layer : record->layers) {
+    record.layers.resize(static_cast<std::size_t>(L * D));
+    for (LayerRecord& layer : record.layers) {
         layer.gates.resize(buffer_size({rows, spec_.gate_rows()}));
         layer.h_prev.resize(buffer_size({rows, H_out}));
         if (spec_.has_cell_state()) {
@@ -425,18 +428,89 @@ void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* 
         if (keeps_extra)
             layer.extra.resize(buffer_size({rows, H}));
     }
+}
 
+void Model::run_training(ConstSeqView x, SeqView y, Index T, Index B, float* h, float* c, Workspace& ws,
+                         ForwardRecord& record, std::mt19937_64& rng) const
+{
     // The first layer's input, time-major whatever x's layout, as every later layer's is.
     const Index I = spec_.input_size;
-    const ConstSeqView x_view = ConstSeqView::of(x, T, B, I, I, spec_.batch_first);
-    const SeqView x_copy = SeqView::time_major(record->inputs[0].data(), B, I, I);
-    copy_steps(x_view, x_copy, T, B);
+    const SeqView x_copy = SeqView::time_major(record.inputs[0].data(), B, I, I);
+    copy_steps(x, x_copy, T, B);
+    run_recorded(as_const(x_copy), y, T, B, record.lengths.empty() ? nullptr : record.lengths.data(), h, c, ws,
+                 &record, &rng);
+}
 
-    Workspace ws(spec_, T, B, true, weight_copies_for(spec_, T, B, false));
-    ws.threads_ = std::max(threads, 1);
-    const Index Y = D * spec_.output_size();
-    run_recorded(as_const(x_copy), SeqView::of(y, T, B, Y, Y, spec_.batch_first), T, B, lengths, h, c, ws,
-                 record.get(), &dropout_rng_);
+void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h,
+                          float* c, int threads)
+{
+    check_lengths(T, B, lengths);
+    const Index I = spec_.input_size, Y = spec_.directions() * spec_.output_size();
+    const ConstSeqView xs = ConstSeqView::of(x, T, B, I, I, spec_.batch_first);
+    const SeqView ys = SeqView::of(y, T, B, Y, Y, spec_.batch_first);
+
+    // The last record's buffers serve again: a training loop then allocates (and the system
+    // zeroes pages) once, not every step, and never holds two records at a time.
+    auto record = record_ ? std::move(record_) : std::make_unique<ForwardRecord>();
+    const Index parts = training_parts(T, B, threads);
+    if (parts == 1) {
+        record->parts.clear();
+        prepare_record(*record, T, B, lengths);
+        Workspace ws(spec_, T, B, true, weight_copies_for(spec_, T, B, false));
+        ws.threads_ = std::max(threads, 1);
+        run_training(xs, ys, T, B, h, c, ws, *record, dropout_rng_);
+        record_ = std::move(record);
+        return;
+    }
+
+    // Rows [first, first + rows) of the batch per part, each recorded on its own thread with its
+    // own copy of its state rows and its own dropout stream: everything is allocated here. The
+    // whole batch's record keeps only its sizes and lengths.
+    record->T = T;
+    record->B = B;
+    record->lengths.clear();
+    if (lengths)
+        record->lengths.assign(lengths, lengths + B);
+    record->inputs.clear();
+    record->masks.clear();
+    record->layers.clear();
+    record->parts.resize(static_cast<std::size_t>(parts));
+    const Index cells = Index(spec_.num_layers) * spec_.directions();
+    const Index H_out = spec_.output_size(), H = c ? spec_.hidden_size : 0;
+    struct Work {
+        Workspace ws;
+        Buffer h, c;
+        std::mt19937_64 rng;
+    };
+    std::vector<Work> work;
+    for (Index p = 0; p < parts; ++p) {
+        ForwardRecord::Part& part = record->parts[static_cast<std::size_t>(p)];
+        part.first = p * B / parts;
+        const Index rows = (p + 1) * B / parts - part.first;
+        if (!part.record)
+            part.record = std::make_unique<ForwardRecord>();
+        prepare_record(*part.record, T, rows, lengths ? lengths + part.first : nullptr);
+        work.push_back({Workspace(spec_, T, rows, true, weight_copies_for(spec_, T, rows, false)),
+                        Buffer(buffer_size({cells, rows, H_out})), Buffer(buffer_size({cells, rows, H})),
+                        std::mt19937_64(dropout_rng_())});
+        copy_state_rows(h, B, part.first, work.back().h.data(), rows, 0, cells, rows, H_out);
+        if (H)
+            copy_state_rows(c, B, part.first, work.back().c.data(), rows, 0, cells, rows, H);
+    }
+    run_parallel(parts, [&](Index p) {
+        const ForwardRecord::Part& part = record->parts[static_cast<std::size_t>(p)];
+        Work& mine = work[static_cast<std::size_t>(p)];
+        run_training(xs.from_row(part.first), ys.from_row(part.first), T, part.record->B, mine.h.data(),
+                     H ? mine.c.data() : nullptr, mine.ws, *part.record, mine.rng);
+    });
+    for (Index p = 0; p < parts; ++p) {
+        const ForwardRecord::Part& part = record->parts[static_cast<std::size_t>(p)];
+        const Work& mine = work[static_cast<std::size_t>(p)];
+        const Index rows = part.record->B;
+        copy_state_rows(mine.h.data(), rows, 0, h, B, part.first, cells, rows, H_out);
+        if (H)
+            copy_state_rows(mine.c.data(), rows, 0, c, B, part.first, cells, rows, H);
+    }
     record_ = std::move(record);
 }
 
@@ -452,15 +526,74 @@ void Model::backward(const float* dy, const float* dh_n, const float* dc_n, floa
 {
     const ForwardRecord& record = this->record();
     const Index T = record.T, B = record.B;
+    const Index Y = spec_.directions() * spec_.output_size(), I = spec_.input_size;
+    const ConstSeqView dys = ConstSeqView::of(dy, T, B, Y, Y, spec_.batch_first);
+    const SeqView dxs = SeqView::of(dx, T, B, I, I, spec_.batch_first);
+    gradient_buffer();
+    if (record.parts.empty()) {
+        backward_rows(record, dys, dh_n, dc_n, dxs, dh0, dc0, gradients_.data(), threads);
+        return;
+    }
+
+    // Each part of the batch back through its own record on its own thread, into its own state
+    // gradients and (past the first part) its own weight gradients, summed at the end. Everything
+    // is allocated here.
+    const Index parts = static_cast<Index>(record.parts.size());
+    const Index cells = Index(spec_.num_layers) * spec_.directions();
+    const Index H_out = spec_.output_size(), H = dc0 ? spec_.hidden_size : 0;
+    struct Work {
+        Buffer dh_n, dc_n, dh0, dc0, gradients;
+    };
+    std::vector<Work> work(static_cast<std::size_t>(parts));
+    for (Index p = 0; p < parts; ++p) {
+        const ForwardRecord::Part& part = record.parts[static_cast<std::size_t>(p)];
+        const Index rows = part.record->B;
+        Work& mine = work[static_cast<std::size_t>(p)];
+        auto take_rows = [&](const float* whole, Buffer& rows_of_part, Index width) {
+            if (!whole || width == 0)
+                return;
+            rows_of_part.resize(buffer_size({cells, rows, width}));
+            copy_state_rows(whole, B, part.first, rows_of_part.data(), rows, 0, cells, rows, width);
+        };
+        take_rows(dh_n, mine.dh_n, H_out);
+        take_rows(dc_n, mine.dc_n, H);
+        mine.dh0.resize(buffer_size({cells, rows, H_out}));
+        mine.dc0.resize(buffer_size({cells, rows, H}));
+        if (p > 0)
+            mine.gradients.assign(gradients_.size(), 0.0f);
+    }
+    run_parallel(parts, [&](Index p) {
+        const ForwardRecord::Part& part = record.parts[static_cast<std::size_t>(p)];
+        Work& mine = work[static_cast<std::size_t>(p)];
+        auto or_null = [](Buffer& buffer) { return buffer.empty() ? nullptr : buffer.data(); };
+        backward_rows(*part.record, dys.from_row(part.first), or_null(mine.dh_n), or_null(mine.dc_n),
+                      dxs.from_row(part.first), mine.dh0.data(), or_null(mine.dc0),
+                      p == 0 ? gradients_.data() : mine.gradients.data(), 1);
+    });
+    for (Index p = 0; p < parts; ++p) {
+        const ForwardRecord::Part& part = record.parts[static_cast<std::size_t>(p)];
+        Work& mine = work[static_cast<std::size_t>(p)];
+        if (p > 0)
+            mat(gradients_.data(), 1, static_cast<Index>(gradients_.size())) +=
+                mat(static_cast<const float*>(mine.gradients.data()), 1, static_cast<Index>(gradients_.size()));
+        const Index rows = part.record->B;
+        copy_state_rows(mine.dh0.data(), rows, 0, dh0, B, part.first, cells, rows, H_out);
+        if (H)
+            copy_state_rows(mine.dc0.data(), rows, 0, dc0, B, part.first, cells, rows, H);
+    }
+}
+
+void Model::backward_rows(const ForwardRecord& record, ConstSeqView dy, const float* dh_n, const float* dc_n,
+                          SeqView dx, float* dh0, float* dc0, float* gradients, int threads) const
+{
+    const Index T = record.T, B = record.B;
     const int L = spec_.num_layers, D = spec_.directions();
     const Index H = spec_.hidden_size, H_out = spec_.output_size(), width = D * H_out;
     const std::int64_t* lengths = record.lengths.empty() ? nullptr : record.lengths.data();
-    gradient_buffer();
 
     // d_out: dL/d(output of the layer at hand), time-major.
     Buffer d_out(buffer_size({T, B, width}));
-    copy_steps(ConstSeqView::of(dy, T, B, width, width, spec_.batch_first),
-               SeqView::time_major(d_out.data(), B, width, width), T, B);
+    copy_steps(dy, SeqView::time_major(d_out.data(), B, width, width), T, B);
 
     Buffer d_in;
     for (int layer = L - 1; layer >= 0; --layer) {
@@ -481,7 +614,8 @@ void Model::backward(const float* dy, const float* dh_n, const float* dc_n, floa
             start(dh_n, dh, B * H_out);
             if (dc)
                 start(dc_n, dc, B * H);
-            backward_layer(layer, direction, d_view.columns(direction * H_out, H_out), d_in.data(), dh, dc, threads);
+            backward_layer(record, layer, direction, d_view.columns(direction * H_out, H_out), d_in.data(), dh, dc,
+                           gradients, threads);
         }
         if (spec_.residual_at(layer))
             add_valid_steps(d_view, SeqView::time_major(d_in.data(), B, I, I), T, B, lengths);
@@ -491,14 +625,12 @@ void Model::backward(const float* dy, const float* dh_n, const float* dc_n, floa
         d_out.swap(d_in);
     }
     const Index I = spec_.input_size;
-    copy_steps(ConstSeqView::time_major(d_out.data(), B, I, I), SeqView::of(dx, T, B, I, I, spec_.batch_first), T,
-               B);
+    copy_steps(ConstSeqView::time_major(d_out.data(), B, I, I), dx, T, B);
 }
 
-void Model::backward_layer(int layer, int direction, ConstSeqView d_out, float* d_in, float* dh, float* dc,
-                           int threads)
+void Model::backward_layer(const ForwardRecord& record, int layer, int direction, ConstSeqView d_out, float* d_in,
+                           float* dh, float* dc, float* gradients, int threads) const
 {
-    const ForwardRecord& record = *record_;
     const LayerRecord& kept = record.layers[static_cast<std::size_t>(layer * spec_.directions() + direction)];
     CellWeights w = weights(layer, direction);
     const Index T = record.T, B = record.B;
@@ -515,7 +647,7 @@ void Model::backward_layer(int layer, int direction, ConstSeqView d_out, float* 
     const Index E = kept.extra.empty() ? 0 : H;
     const std::int64_t* lengths = record.lengths.empty() ? nullptr : record.lengths.data();
     // Gradients share the parameters' layout: a weight's gradient sits at the weight's offset.
-    auto grad_of = [&](const float* weight) { return gradients_.data() + (weight - parameters_.data()); };
+    auto grad_of = [&](const float* weight) { return gradients + (weight - parameters_.data()); };
 
     // dL/d(pre-activations) of every step, for the weight gradients after the scan. They differ
     // on the input and recurrent sides only for the GRU.

@@ -33,6 +33,13 @@ struct ForwardRecord {
     std::vector<Buffer> inputs;   ///< per layer: its input [T, B, I_l], time-major
     std::vector<Buffer> masks;    ///< per layer: the dropout scale of its input (0 or 1/(1-p)), or empty
     std::vector<LayerRecord> layers;          ///< [L * D]
+    /// A training forward whose batch threads split: rows [first, first + record->B) of each part
+    /// in a record of their own; this one then keeps only T, B and lengths.
+    struct Part {
+        Index first = 0;
+        std::unique_ptr<ForwardRecord> record;
+    };
+    std::vector<Part> parts;
 };
 
 /// Copies of the weights that a Workspace keeps, where they make its products faster.
@@ -115,7 +122,8 @@ public:
 
     /// Training forward: forward() that also keeps what backward() reads (replacing what an
     /// earlier training forward kept), with dropout (spec().dropout) between layers. `threads`
-    /// share the products over all steps.
+    /// split a wide enough batch, or else share the products over all steps; which units dropout
+    /// drops depends on how the batch was split.
     void forward_train(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h, float* c,
                        int threads = 1);
 
@@ -139,13 +147,26 @@ private:
     /// run(), and with a record: every layer's input, gates and states kept, dropout drawn from rng.
     void run_recorded(ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t* lengths, float* h, float* c,
                       Workspace& ws, ForwardRecord* record, std::mt19937_64* rng) const noexcept;
+    /// Parts a training forward splits its batch into on `threads` threads (1: none).
+    static Index training_parts(Index T, Index B, int threads);
+    /// Sizes `record` for T steps of B rows, reusing its buffers.
+    void prepare_record(ForwardRecord& record, Index T, Index B, const std::int64_t* lengths) const;
+    /// The training forward of B rows into a prepared record.
+    void run_training(ConstSeqView x, SeqView y, Index T, Index B, float* h, float* c, Workspace& ws,
+                      ForwardRecord& record, std::mt19937_64& rng) const;
     /// Makes ws's copies of the weights those of the current version (no allocation).
     void refresh_copies(Workspace& ws) const noexcept;
     void run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index T, Index B,
                    const std::int64_t* lengths, float* h, float* c, Workspace& ws, LayerRecord* record) const noexcept;
-    /// Back through one layer and direction: d_out [T, B, H_out] (columns of the layer's output
-    /// gradient) -> d_in [T, B, I_l] (added to), weight gradients added, state gradients in dh, dc.
-    void backward_layer(int layer, int direction, ConstSeqView d_out, float* d_in, float* dh, float* dc, int threads);
+    /// backward() over the rows of one record (the whole batch's, or a part's), weight gradients
+    /// added into `gradients` (laid out as gradients()).
+    void backward_rows(const ForwardRecord& record, ConstSeqView dy, const float* dh_n, const float* dc_n, SeqView dx,
+                       float* dh0, float* dc0, float* gradients, int threads) const;
+    /// Back through one layer and direction of `record`: d_out [T, B, H_out] (columns of the
+    /// layer's output gradient) -> d_in [T, B, I_l] (added to), weight gradients added into
+    /// `gradients`, state gradients in dh, dc.
+    void backward_layer(const ForwardRecord& record, int layer, int direction, ConstSeqView d_out, float* d_in,
+                        float* dh, float* dc, float* gradients, int threads) const;
     void check_lengths(Index T, Index B, const std::int64_t* lengths) const;
 
     ModelSpec spec_;
