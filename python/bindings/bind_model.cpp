@@ -20,8 +20,8 @@ namespace streamrnn::python {
 
 namespace {
 
-/// Threads of whole-sequence calls (streamrnn.set_num_threads): a forward splits its batch
-/// across them; a training forward and backward share their products over all steps.
+/// Threads of whole-sequence calls (streamrnn.set_num_threads): they split the batch of a forward
+/// and of training, or share the products over all steps.
 int sequence_threads = 1;
 
 int to_int(const char* name, long long value)
@@ -292,8 +292,8 @@ void bind_model(nb::module_& m)
             sequence_threads = threads;
         },
         "threads"_a,
-        "Threads of whole-sequence calls (1 at start): a forward splits its batch across them (one row\n"
-        "shares its products over all steps instead); training shares its products over all steps.\n"
+        "Threads of whole-sequence calls (1 at start): a forward, and a training forward and backward,\n"
+        "split their batch across them (too few rows share their products over all steps instead).\n"
         "Streams always step on the calling thread.");
     m.def("get_num_threads", [] { return sequence_threads; }, "Threads of whole-sequence calls.");
     m.def(
