@@ -431,7 +431,8 @@ def sequence_table(settings: dict) -> tuple:
                   f"{row['torch nn']['ms']:>10.2f}{row['ort']['ms']:>9.2f}{row['streamrnn']['steps_per_s']:>14,.0f}"
                   f"{row['torch nn']['steps_per_s']:>10,.0f}{row['ort']['steps_per_s']:>10,.0f}"
                   f"{row['ratios']['torch nn/ours']:>11.2f}x{row['ratios']['ort/ours']:>9.2f}x", flush=True)
-    print("streamrnn splits the batch across threads (sr.set_num_threads): B = 1 rows run on one thread whatever the setting.")
+    print("streamrnn splits the batch across threads (sr.set_num_threads); a row of B = 1 shares only its input "
+          "projection (one product over all steps), its steps run on one thread.")
     return rows, diff
 
 
