@@ -17,8 +17,9 @@ constexpr int max_size = 1 << 24;
 int checked_size(const char* name, int value)
 {
     if (value < 1 || value > max_size)
-        raise(ErrorKind::argument, std::string(name) + ": expected an integer in [1, " + std::to_string(max_size) + "], got " +
-                            std::to_string(value));
+        raise(ErrorKind::argument,
+              std::string(name) + ": expected an integer in [1, " + std::to_string(max_size) + "], got " +
+                  std::to_string(value));
     return value;
 }
 
@@ -85,8 +86,9 @@ Embedding::Embedding(int num_embeddings, int embedding_dim, int padding_idx, std
       num_(num_embeddings), dim_(embedding_dim), padding_idx_(padding_idx)
 {
     if (padding_idx < -1 || padding_idx >= num_embeddings)
-        raise(ErrorKind::argument, "padding_idx: expected an id in [0, " + std::to_string(num_embeddings) + ") or none, got " +
-                            std::to_string(padding_idx));
+        raise(ErrorKind::argument,
+              "padding_idx: expected an id in [0, " + std::to_string(num_embeddings) + ") or none, got " +
+                  std::to_string(padding_idx));
     // N(0, 1) by Box-Muller over uniform floats made by hand, the same on every platform.
     std::mt19937_64 engine(seed);
     auto uniform = [&] { return (static_cast<double>(engine() >> 11) + 0.5) * (1.0 / 9007199254740992.0); };
@@ -100,8 +102,9 @@ void Embedding::check_ids(const std::int64_t* ids, Index N) const
 {
     for (Index i = 0; i < N; ++i)
         if (ids[i] < 0 || ids[i] >= num_)
-            raise(ErrorKind::range, "ids: expected ids in [0, " + std::to_string(num_) + ") (num_embeddings), got " +
-                                    std::to_string(ids[i]) + " at position " + std::to_string(i));
+            raise(ErrorKind::range,
+                  "ids: expected ids in [0, " + std::to_string(num_) + ") (num_embeddings), got " +
+                      std::to_string(ids[i]) + " at position " + std::to_string(i));
 }
 
 void Embedding::forward(const std::int64_t* ids, Index N, float* y) const
@@ -179,8 +182,9 @@ double cross_entropy(const float* logits, Index N, Index C, const std::int64_t* 
         if (weight_of(i) == 0.0f)
             continue;
         if (targets[i] < 0 || targets[i] >= C)
-            raise(ErrorKind::range, "targets: expected class ids in [0, " + std::to_string(C) + ") or ignore_index, got " +
-                                    std::to_string(targets[i]) + " at position " + std::to_string(i));
+            raise(ErrorKind::range,
+                  "targets: expected class ids in [0, " + std::to_string(C) + ") or ignore_index, got " +
+                      std::to_string(targets[i]) + " at position " + std::to_string(i));
         total_weight += weight_of(i);
     }
     // loss_i = logsumexp(x_i) - x_i[t_i];  dL/dx_i = w_i (softmax(x_i) - onehot(t_i)) / sum w

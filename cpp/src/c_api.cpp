@@ -126,7 +126,8 @@ streamrnn_status access_state(const char* function, StreamHandle* stream, stream
 extern "C" {
 
 #define STREAMRNN_TEXT(x) #x
-#define STREAMRNN_VERSION_TEXT(major, minor, patch) STREAMRNN_TEXT(major) "." STREAMRNN_TEXT(minor) "." STREAMRNN_TEXT(patch)
+#define STREAMRNN_VERSION_TEXT(major, minor, patch)                                                               \
+    STREAMRNN_TEXT(major) "." STREAMRNN_TEXT(minor) "." STREAMRNN_TEXT(patch)
 
 const char* streamrnn_version(void)
 {

@@ -34,8 +34,9 @@ void raise(const Status& status) { raise(status.kind, status.message, status.err
 
 void raise_no_training_forward(const std::string& what)
 {
-    raise(ErrorKind::argument, "backward: there is no training forward of this " + what +
-                        " to go back through; call it with train=True first");
+    raise(ErrorKind::argument,
+          "backward: there is no training forward of this " + what +
+              " to go back through; call it with train=True first");
 }
 
 std::string shape_str(const std::vector<long long>& shape)
@@ -53,8 +54,9 @@ std::string shape_str(const std::vector<long long>& shape)
 
 void raise_too_large(const std::string& what)
 {
-    raise(ErrorKind::length, what + " has more elements than this machine can address (at most " +
-                            std::to_string(std::numeric_limits<Index>::max()) + ")");
+    raise(ErrorKind::length,
+          what + " has more elements than this machine can address (at most " +
+              std::to_string(std::numeric_limits<Index>::max()) + ")");
 }
 
 void raise_too_large(std::initializer_list<Index> dims)

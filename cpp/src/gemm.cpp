@@ -193,7 +193,8 @@ void PackedWeights::multiply_transposed(Strided a, Index first, MatMap c, bool a
     run_parallel(parts, [&](Index part) {
         const Index begin = part * panels / parts * panel_width;
         const Index end = std::min(c.cols(), (part + 1) * panels / parts * panel_width);
-        multiply_transposed(a, first + begin, mat(c.data() + begin, c.rows(), end - begin, c.outerStride()), accumulate);
+        const MatMap columns = mat(c.data() + begin, c.rows(), end - begin, c.outerStride());
+        multiply_transposed(a, first + begin, columns, accumulate);
     });
 }
 
@@ -210,7 +211,8 @@ void multiply(Strided a, Strided b, MatMap c, bool accumulate, int threads)
     using StridedMap = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0,
                                   Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>>;
     auto map = [](Strided m) {
-        return StridedMap(m.data, m.rows, m.cols, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(m.row_stride, m.col_stride));
+        const Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic> strides(m.row_stride, m.col_stride);
+        return StridedMap(m.data, m.rows, m.cols, strides);
     };
     if (accumulate)
         c.noalias() += map(a) * map(b);

@@ -187,8 +187,9 @@ void Model::check_lengths(Index T, Index B, const std::int64_t* lengths) const
     if (lengths)
         for (Index b = 0; b < B; ++b)
             if (lengths[b] < 0 || lengths[b] > T)
-                raise(ErrorKind::argument, "lengths: expected every length in [0, " + std::to_string(T) + "] (T), got " +
-                                    std::to_string(lengths[b]) + " at index " + std::to_string(b));
+                raise(ErrorKind::argument,
+                      "lengths: expected every length in [0, " + std::to_string(T) + "] (T), got " +
+                          std::to_string(lengths[b]) + " at index " + std::to_string(b));
 }
 
 void Model::forward(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h, float* c,
@@ -225,8 +226,8 @@ void Model::forward(const float* x, Index T, Index B, const std::int64_t* length
     std::vector<Part> work;
     for (Index p = 0; p < parts; ++p) {
         const Index first = p * B / parts, rows = (p + 1) * B / parts - first;
-        work.push_back({first, rows, Workspace(spec_, T, rows, false, weight_copies_for(spec_, T, rows, false)), Buffer(buffer_size({cells, rows, H_out})),
-                        Buffer(buffer_size({cells, rows, H}))});
+        work.push_back({first, rows, Workspace(spec_, T, rows, false, weight_copies_for(spec_, T, rows, false)),
+                        Buffer(buffer_size({cells, rows, H_out})), Buffer(buffer_size({cells, rows, H}))});
     }
     auto copy_rows = [&](Part& part, bool into_part) {
         if (into_part) {
@@ -263,7 +264,8 @@ void Model::refresh_copies(Workspace& ws) const noexcept
             const std::size_t cell = static_cast<std::size_t>(layer * spec_.directions() + direction);
             if (!ws.transposed_.empty()) {
                 mat(ws.transposed_[2 * cell].data(), w.input_size, w.gate_rows) = w.input_weights().transpose();
-                mat(ws.transposed_[2 * cell + 1].data(), w.output_size, w.gate_rows) = w.recurrent_weights().transpose();
+                mat(ws.transposed_[2 * cell + 1].data(), w.output_size, w.gate_rows) =
+                    w.recurrent_weights().transpose();
             }
             if (!ws.packed_ih_.empty())
                 ws.packed_ih_[cell].pack(w.input_weights());

@@ -18,14 +18,16 @@ const Model& checked(const std::shared_ptr<const Model>& model, Index batch)
     if (!model)
         raise(ErrorKind::argument, "stream: no model");
     if (model->spec().bidirectional)
-        raise(ErrorKind::argument, "stream: a bidirectional model needs the whole sequence (its reverse direction starts "
-                            "at the end); stream a unidirectional model or call the model on the sequence");
+        raise(ErrorKind::argument,
+              "stream: a bidirectional model needs the whole sequence (its reverse direction starts "
+                  "at the end); stream a unidirectional model or call the model on the sequence");
     // The cap keeps every buffer size far from overflowing 64 bits; on a 32-bit host the sizes
     // are checked where the buffers are made.
     constexpr Index max_batch = Index(1) << 24;
     if (batch < 1 || batch > max_batch)
-        raise(ErrorKind::argument, "batch: expected 1 to " + std::to_string(max_batch) + " streams, got " +
-                            std::to_string(batch));
+        raise(ErrorKind::argument,
+              "batch: expected 1 to " + std::to_string(max_batch) + " streams, got " +
+                  std::to_string(batch));
     return *model;
 }
 
