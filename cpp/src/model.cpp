@@ -98,6 +98,7 @@ WeightCopies weight_copies_for(const ModelSpec& spec, Index T, Index B, bool str
     WeightCopies copies;
     // A whole-sequence call transposes once per call: worth it over a long enough row.
     copies.transposed = B == 1 && (streaming || T >= 32) && transposed_pays(spec);
+    copies.transposed_input = copies.transposed && streaming;
     // One row of a stream keeps to its tuned path (audio: chunks of a few features); elsewhere
     // packing costs one pass over the weights, which many rows repay.
     copies.packed = PackedWeights::available() && (streaming ? B > 1 : T * B >= 32);
@@ -110,10 +111,10 @@ Workspace::Workspace(const ModelSpec& spec, Index max_steps, Index batch, bool r
     for (int layer = 0; layer < spec.num_layers; ++layer)
         for (int direction = 0; direction < spec.directions(); ++direction) {
             const Index I_l = spec.layer_input_size(layer), G = spec.gate_rows(), H_out = spec.output_size();
-            if (copies.transposed) {
-                transposed_.emplace_back(buffer_size({I_l, G}));
-                transposed_.emplace_back(buffer_size({H_out, G}));
-            }
+            if (copies.transposed_input)
+                transposed_ih_.emplace_back(buffer_size({I_l, G}));
+            if (copies.transposed)
+                transposed_hh_.emplace_back(buffer_size({H_out, G}));
             if (copies.packed) {
                 packed_ih_.emplace_back(G, I_l);
                 if (batch > 1)
@@ -262,11 +263,10 @@ void Model::refresh_copies(Workspace& ws) const noexcept
         for (int direction = 0; direction < spec_.directions(); ++direction) {
             const CellWeights w = weights(layer, direction);
             const std::size_t cell = static_cast<std::size_t>(layer * spec_.directions() + direction);
-            if (!ws.transposed_.empty()) {
-                mat(ws.transposed_[2 * cell].data(), w.input_size, w.gate_rows) = w.input_weights().transpose();
-                mat(ws.transposed_[2 * cell + 1].data(), w.output_size, w.gate_rows) =
-                    w.recurrent_weights().transpose();
-            }
+            if (!ws.transposed_ih_.empty())
+                mat(ws.transposed_ih_[cell].data(), w.input_size, w.gate_rows) = w.input_weights().transpose();
+            if (!ws.transposed_hh_.empty())
+                mat(ws.transposed_hh_[cell].data(), w.output_size, w.gate_rows) = w.recurrent_weights().transpose();
             if (!ws.packed_ih_.empty())
                 ws.packed_ih_[cell].pack(w.input_weights());
             if (!ws.packed_hh_.empty())
@@ -322,10 +322,10 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
     const Index H = w.hidden_size;
     const Index H_out = w.output_size;
     const std::size_t cell = static_cast<std::size_t>(layer * spec_.directions() + direction);
-    if (!ws.transposed_.empty() && B == 1) {
-        w.w_ih_t = ws.transposed_[2 * cell].data();
-        w.w_hh_t = ws.transposed_[2 * cell + 1].data();
-    }
+    if (!ws.transposed_ih_.empty() && B == 1)
+        w.w_ih_t = ws.transposed_ih_[cell].data();
+    if (!ws.transposed_hh_.empty() && B == 1)
+        w.w_hh_t = ws.transposed_hh_[cell].data();
     if (!ws.packed_ih_.empty())
         w.w_ih_packed = &ws.packed_ih_[cell];
     if (!ws.packed_hh_.empty() && B > 1)

@@ -44,10 +44,13 @@ struct ForwardRecord {
 
 /// Copies of the weights that a Workspace keeps, where they make its products faster.
 struct WeightCopies {
-    /// W_ih^T and W_hh^T (CellWeights::w_ih_t): for one row (B = 1) of small weights, where a row
-    /// times W^T column by column beats short dot products per gate row; large weights are
-    /// memory-bound either way and would only be stored twice.
+    /// W_hh^T (CellWeights::w_hh_t): for one row (B = 1) of small weights, where a row times W^T
+    /// column by column beats short dot products per gate row; large weights are memory-bound
+    /// either way and would only be stored twice.
     bool transposed = false;
+    /// W_ih^T (CellWeights::w_ih_t) as well, for the one-step input projections of a stream of
+    /// one row.
+    bool transposed_input = false;
     /// W_ih, and W_hh for B > 1, packed for the matrix kernel (CellWeights::w_ih_packed), on CPUs
     /// that have one (AVX2, AVX-512): packed once, they serve every step and every chunk.
     bool packed = false;
@@ -82,7 +85,8 @@ private:
     Buffer recurrent_;   ///< [B, G]
     Buffer hidden_;      ///< [B, H]
     std::unique_ptr<GemmSpace> gemm_; ///< packing space for every product of a run
-    std::vector<Buffer> transposed_;  ///< per layer and direction: W_ih^T, W_hh^T; or empty
+    std::vector<Buffer> transposed_ih_;     ///< per layer and direction, or empty
+    std::vector<Buffer> transposed_hh_;     ///< per layer and direction, or empty
     std::vector<PackedWeights> packed_ih_;  ///< per layer and direction, or empty
     std::vector<PackedWeights> packed_hh_;  ///< per layer and direction (B > 1), or empty
     std::uint64_t copies_version_ = ~std::uint64_t(0); ///< the model version the copies were made from
