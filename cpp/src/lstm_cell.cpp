@@ -23,8 +23,8 @@ void lstm_forward_step(const CellWeights& w, MatMap gates, StepState state,
     auto f = gates.middleCols(H, H).array();
     auto g = gates.middleCols(2 * H, H).array();
     auto o = gates.rightCols(H).array();
-    i = i.logistic();
-    f = f.logistic();
+    auto i_and_f = gates.leftCols(2 * H).array();  // side by side: one pass for both
+    i_and_f = i_and_f.logistic();
     g = g.tanh();
     o = o.logistic();
 
