@@ -115,6 +115,8 @@ Workspace::Workspace(const ModelSpec& spec, Index max_steps, Index batch, bool r
                 transposed_ih_.emplace_back(buffer_size({I_l, G}));
             if (copies.transposed)
                 transposed_hh_.emplace_back(buffer_size({H_out, G}));
+            if (spec.bias && spec.kind != CellKind::gru)
+                biases_.emplace_back(static_cast<std::size_t>(G));
             if (copies.packed) {
                 packed_ih_.emplace_back(G, I_l);
                 if (batch > 1)
@@ -267,6 +269,9 @@ void Model::refresh_copies(Workspace& ws) const noexcept
                 mat(ws.transposed_ih_[cell].data(), w.input_size, w.gate_rows) = w.input_weights().transpose();
             if (!ws.transposed_hh_.empty())
                 mat(ws.transposed_hh_[cell].data(), w.output_size, w.gate_rows) = w.recurrent_weights().transpose();
+            if (!ws.biases_.empty())
+                mat(ws.biases_[cell].data(), 1, w.gate_rows) =
+                    mat(w.b_ih, 1, w.gate_rows) + mat(w.b_hh, 1, w.gate_rows);
             if (!ws.packed_ih_.empty())
                 ws.packed_ih_[cell].pack(w.input_weights());
             if (!ws.packed_hh_.empty())
@@ -348,8 +353,14 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
         for (Index b = 0; b < B; ++b)
             project(mat(x.row(0, b), T, x.width, x.t_pitch), mat(gates + b * G, T, G, B * G));
     }
-    if (w.b_ih)
+    // LSTM and RNN add b_hh to every gate as they add b_ih: the two summed once (refresh_copies)
+    // go in with the projection, not b_hh in every step.
+    if (!ws.biases_.empty()) {
+        mat(gates, T * B, G).rowwise() += Eigen::Map<const Eigen::RowVectorXf>(ws.biases_[cell].data(), G);
+        w.b_hh = nullptr;
+    } else if (w.b_ih) {
         mat(gates, T * B, G).rowwise() += Eigen::Map<const Eigen::RowVectorXf>(w.b_ih, G);
+    }
 
     // State ping-pongs between two buffers, h [B, H_out] then c [B, H] in each.
     float* state[2] = {ws.state_[0].data(), ws.state_[1].data()};

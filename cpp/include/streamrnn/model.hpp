@@ -87,6 +87,7 @@ private:
     std::unique_ptr<GemmSpace> gemm_; ///< packing space for every product of a run
     std::vector<Buffer> transposed_ih_;     ///< per layer and direction, or empty
     std::vector<Buffer> transposed_hh_;     ///< per layer and direction, or empty
+    std::vector<Buffer> biases_;            ///< per layer and direction b_ih + b_hh (LSTM, RNN), or empty
     std::vector<PackedWeights> packed_ih_;  ///< per layer and direction, or empty
     std::vector<PackedWeights> packed_hh_;  ///< per layer and direction (B > 1), or empty
     std::uint64_t copies_version_ = ~std::uint64_t(0); ///< the model version the copies were made from
