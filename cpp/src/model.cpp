@@ -81,6 +81,16 @@ void keep_step(LayerRecord& record, Index t, const StepState& step, const StepBu
                         : mat(static_cast<const float*>(buffers.hidden), B, H);
 }
 
+/// The sizes and lengths a record is of.
+void set_batch(ForwardRecord& record, Index T, Index B, const std::int64_t* lengths)
+{
+    record.T = T;
+    record.B = B;
+    record.lengths.clear();
+    if (lengths)
+        record.lengths.assign(lengths, lengths + B);
+}
+
 /// Whether transposed copies of every layer's weights are small enough to pay (WeightCopies).
 bool transposed_pays(const ModelSpec& spec)
 {
@@ -418,11 +428,7 @@ void Model::prepare_record(ForwardRecord& record, Index T, Index B, const std::i
     const Index H = spec_.hidden_size;
     const Index H_out = spec_.output_size();
     const bool keeps_extra = spec_.kind == CellKind::gru || spec_.proj_size > 0;
-    record.T = T;
-    record.B = B;
-    record.lengths.clear();
-    if (lengths)
-        record.lengths.assign(lengths, lengths + B);
+    set_batch(record, T, B, lengths);
     record.inputs.resize(static_cast<std::size_t>(L));
     record.masks.resize(static_cast<std::size_t>(L));
     for (int layer = 0; layer < L; ++layer) {
@@ -479,11 +485,7 @@ void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* 
     // Rows [first, first + rows) of the batch per part, each recorded on its own thread with its
     // own copy of its state rows and its own dropout stream: everything is allocated here. The
     // whole batch's record keeps only its sizes and lengths.
-    record->T = T;
-    record->B = B;
-    record->lengths.clear();
-    if (lengths)
-        record->lengths.assign(lengths, lengths + B);
+    set_batch(*record, T, B, lengths);
     record->inputs.clear();
     record->masks.clear();
     record->layers.clear();

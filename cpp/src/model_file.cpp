@@ -482,14 +482,14 @@ void save_tensor_file(const TensorFile& file, const std::string& path) { write_b
 
 namespace {
 
-/// A tensor file and the size of its data section. A model file's metadata is checked before
-/// its tensors are read, so that a file of another kind is named as such.
+/// A tensor file and the size of its data section. A model file's metadata is read (into the spec
+/// that read_parts is given) before its tensors, so that a file of another kind is named as such.
 struct ReadFile {
     TensorFile file;
     std::uint64_t data_size = 0;
 };
 
-bool read_parts(const void* data, std::size_t size, bool as_model, ReadFile& read, Status& status)
+bool read_parts(const void* data, std::size_t size, ModelSpec* spec, ReadFile& read, Status& status)
 {
     const auto* bytes = static_cast<const std::uint8_t*>(data);
     if (size < 8) {
@@ -526,7 +526,7 @@ bool read_parts(const void* data, std::size_t size, bool as_model, ReadFile& rea
             }
         }
     }
-    if (ModelSpec spec; as_model && !read_spec(file, spec, status)) {
+    if (spec && !read_spec(file, *spec, status)) {
         return false;
     }
     const std::uint8_t* tensor_data = bytes + 8 + header_size;
@@ -559,7 +559,7 @@ bool read_parts(const void* data, std::size_t size, bool as_model, ReadFile& rea
 bool read_tensors(const void* data, std::size_t size, TensorFile& file, Status& status)
 {
     ReadFile read;
-    if (!read_parts(data, size, false, read, status)) {
+    if (!read_parts(data, size, nullptr, read, status)) {
         return false;
     }
     file = std::move(read.file);
@@ -571,8 +571,7 @@ bool read_model(const void* data, std::size_t size, std::optional<Model>& out, S
     ReadFile read;
     ModelSpec spec;
     std::optional<Model> model;
-    if (!read_parts(data, size, true, read, status) || !read_spec(read.file, spec, status)
-        || !make_model(spec, read.data_size, model, status)) {
+    if (!read_parts(data, size, &spec, read, status) || !make_model(spec, read.data_size, model, status)) {
         return false;
     }
     const TensorFile& file = read.file;
