@@ -109,6 +109,14 @@ def _assert_same_gradients(ours, ref, what="", atol=GRAD_ATOL, values_atol=ATOL)
     _assert_grads_close(ours["grads"], ref["grads"], atol, f"grads {what}")
 
 
+def _assert_identical_backward(m, dx, dstate0, expected):
+    """dx, dstate0 and m's gradients are bit for bit those of `expected` (see _sr_gradients)."""
+    assert_identical(dx, expected["dx"], "dx")
+    assert_identical(dstate0, expected["dstate0"], "dstate0")
+    for k, g in m.grads().items():
+        assert_identical(g, expected["grads"][k], f"grads[{k}]")
+
+
 def _random_dstate(rng, kind, cfg, B):
     return random_state(rng, kind, cfg, B, scale=1.0)
 
@@ -900,10 +908,7 @@ def test_a_second_training_forward_replaces_the_record(kind):
     with pytest.raises(ValueError):
         m.backward(dy)  # the first forward's shape no longer fits
     dx, ds0 = m.backward(dy2)
-    assert_identical(dx, expected["dx"], "dx")
-    assert_identical(ds0, expected["dstate0"], "dstate0")
-    for k, g in m.grads().items():
-        assert_identical(g, expected["grads"][k], f"grads[{k}]")
+    _assert_identical_backward(m, dx, ds0, expected)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -915,10 +920,7 @@ def test_an_inference_call_keeps_the_training_record(kind):
     m(x, state, train=True)
     m(_input(rng, cfg, 3, 1))  # inference in between, another shape
     dx, ds0 = m.backward(dy, dstate)
-    assert_identical(dx, expected["dx"], "dx")
-    assert_identical(ds0, expected["dstate0"], "dstate0")
-    for k, g in m.grads().items():
-        assert_identical(g, expected["grads"][k], f"grads[{k}]")
+    _assert_identical_backward(m, dx, ds0, expected)
 
 
 @pytest.mark.parametrize("kind", KINDS)
