@@ -17,9 +17,6 @@ namespace streamrnn {
 
 namespace {
 
-/// Tensors per layer and direction, in PyTorch's order: w_ih, w_hh, [b_ih, b_hh], [w_hr].
-int tensors_per_cell(const ModelSpec& spec) { return 2 + (spec.bias ? 2 : 0) + (spec.proj_size > 0 ? 1 : 0); }
-
 /// PyTorch's tensors of a recurrent model, layer by layer, direction by direction.
 std::vector<TensorInfo> tensor_table(const ModelSpec& spec)
 {
@@ -174,28 +171,45 @@ Model::Model(const ModelSpec& spec, std::uint64_t seed) : Model(spec)
         fill_uniform(tensor, k, engine);
 }
 
-CellWeights Model::weights(int layer, int direction) const
+CellWeights cell_weights(const ModelSpec& spec, const float* parameters, int layer, int direction)
 {
-    const int per_cell = tensors_per_cell(spec_);
-    const TensorInfo* info = &tensors_[static_cast<std::size_t>((layer * spec_.directions() + direction) * per_cell)];
-    auto at = [&](int i) { return parameters_.data() + info[i].offset; };
+    // Offsets as tensor_table lays them out: every cell's tensors have the same sizes but for
+    // W_ih, whose width is the layer's input size.
+    const std::uint64_t G = static_cast<std::uint64_t>(spec.gate_rows());
+    const std::uint64_t H = static_cast<std::uint64_t>(spec.hidden_size);
+    const std::uint64_t H_out = static_cast<std::uint64_t>(spec.output_size());
+    const std::uint64_t P = static_cast<std::uint64_t>(spec.proj_size);
+    const std::uint64_t rest = G * H_out + (spec.bias ? 2 * G : 0) + P * H;  // all but W_ih
+    std::uint64_t offset = 0;
+    for (int l = 0; l <= layer; ++l)
+        for (int d = 0; d < spec.directions() && (l < layer || d < direction); ++d)
+            offset += G * static_cast<std::uint64_t>(spec.layer_input_size(l)) + rest;
     CellWeights w;
-    w.w_ih = at(0);
-    w.w_hh = at(1);
-    if (spec_.bias) {
-        w.b_ih = at(2);
-        w.b_hh = at(3);
+    w.input_size = spec.layer_input_size(layer);
+    w.hidden_size = spec.hidden_size;
+    w.output_size = spec.output_size();
+    w.gate_rows = spec.gate_rows();
+    const float* at = parameters + offset;
+    w.w_ih = at;
+    at += G * static_cast<std::uint64_t>(w.input_size);
+    w.w_hh = at;
+    at += G * H_out;
+    if (spec.bias) {
+        w.b_ih = at;
+        w.b_hh = at + G;
+        at += 2 * G;
     }
-    if (spec_.proj_size > 0)
-        w.w_hr = at(per_cell - 1);
-    w.input_size = spec_.layer_input_size(layer);
-    w.hidden_size = spec_.hidden_size;
-    w.output_size = spec_.output_size();
-    w.gate_rows = spec_.gate_rows();
+    if (P > 0)
+        w.w_hr = at;
     return w;
 }
 
-void Model::check_lengths(Index T, Index B, const std::int64_t* lengths) const
+CellWeights Model::weights(int layer, int direction) const
+{
+    return cell_weights(spec_, parameters_.data(), layer, direction);
+}
+
+void check_lengths(Index T, Index B, const std::int64_t* lengths)
 {
     if (lengths)
         for (Index b = 0; b < B; ++b)

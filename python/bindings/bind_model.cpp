@@ -31,47 +31,27 @@ int to_int(const char* name, long long value)
     return static_cast<int>(value);
 }
 
-/// x's shape for a whole-sequence call, as a message.
-std::string sequence_shape(const ModelSpec& spec)
-{
-    const std::string I = std::to_string(spec.input_size);
-    return (spec.batch_first ? "(B, T, " : "(T, B, ") + I + ") or unbatched (T, " + I + ")";
-}
-
 nb::tuple forward(Model& model, nb::handle x_in, nb::handle state_in, nb::handle lengths_in, bool train)
 {
     const ModelSpec& spec = model.spec();
     const FloatArray x = to_floats(x_in, "x");
     const Shape x_shape = shape_of(x);
-    if ((x_shape.size() != 2 && x_shape.size() != 3) || x_shape.back() != spec.input_size)
-        throw_shape("x", sequence_shape(spec), x_shape);
-    const bool batched = x_shape.size() == 3;
-    const long long T = batched && spec.batch_first ? x_shape[1] : x_shape[0];
-    const long long B = !batched ? 1 : spec.batch_first ? x_shape[0] : x_shape[1];
-
-    std::vector<std::int64_t> lengths;
-    if (!lengths_in.is_none()) {
-        if (!batched)
-            throw ArgumentError("lengths: only for batched input; x is unbatched, shape " + shape_str(x_shape));
-        lengths = to_lengths(lengths_in, B);
-    }
-    const StateShape shape = state_shape(spec, B, batched);
+    const SequenceShape call = sequence_shape(spec, x_shape, lengths_in);
+    const long long T = call.T, B = call.B;
+    const StateShape shape = state_shape(spec, B, call.batched);
     float* h;
     float* c;
     nb::object state = new_state(spec, shape, &h, &c);
     read_state(state_in, spec, shape, false, h, c);
 
-    Shape y_shape = x_shape;
-    y_shape.back() = spec.directions() * spec.output_size();
     float* y;
-    NumpyArray y_out = new_array(y_shape, &y);
+    NumpyArray y_out = new_array(call.y, &y);
     {
         nb::gil_scoped_release release;
-        const std::int64_t* lengths_data = lengths.empty() ? nullptr : lengths.data();
         if (train)
-            model.forward_train(x.data(), T, B, lengths_data, y, h, c, sequence_threads);
+            model.forward_train(x.data(), T, B, call.lengths_data(), y, h, c, sequence_threads);
         else
-            model.forward(x.data(), T, B, lengths_data, y, h, c, sequence_threads);
+            model.forward(x.data(), T, B, call.lengths_data(), y, h, c, sequence_threads);
     }
     return nb::make_tuple(y_out, state);
 }
@@ -251,6 +231,16 @@ void bind_model(nb::module_& m)
             },
             "mode"_a, "input_size"_a, "hidden_size"_a, "num_layers"_a, "proj_size"_a, "bias"_a, "batch_first"_a,
             "bidirectional"_a, "residual"_a, "reset_after"_a, "dropout"_a, "is_cell"_a, "seed"_a.none())
+        .def_prop_ro("version", [](const Model& model) { return model.version(); },
+                     "Goes up with every change of the weights (what a GPU copy compares).")
+        .def(
+            "parameter_view",
+            [](nb::handle self) {
+                const Model& model = nb::cast<const Model&>(self);
+                return nb::ndarray<nb::numpy, const float, nb::ndim<1>>(model.parameters(), {model.parameter_count()},
+                                                                        self);
+            },
+            "Every weight in one read-only array, tensors one after another in state_dict() order.")
         .def_prop_ro("mode", [](const Model& model) { return kind_name(model.spec().kind); })
         .def_prop_ro("input_size", [](const Model& model) { return model.spec().input_size; })
         .def_prop_ro("hidden_size", [](const Model& model) { return model.spec().hidden_size; })

@@ -63,14 +63,7 @@ nb::object step(Stream& stream, nb::handle x_in, nb::handle out_in)
 
     // Everything else: x converted, a new output or any writable float32 array as out, errors.
     const FloatArray x = to_floats(x_in, "x");
-    const Shape x_shape = shape_of(x);
-    const bool unbatched = B == 1 && x_shape == Shape{spec.input_size};
-    if (!unbatched && x_shape != Shape{B, spec.input_size})
-        throw_shape("x", B == 1 ? "(1, " + std::to_string(spec.input_size) + ") or (" +
-                                      std::to_string(spec.input_size) + ",)"
-                                : shape_str({B, spec.input_size}) + " (batch, input_size)",
-                    x_shape);
-    const Shape y_shape = unbatched ? Shape{spec.output_size()} : Shape{B, spec.output_size()};
+    const Shape y_shape = step_output_shape(spec, B, shape_of(x));
     if (out_in.is_none()) {
         float* y;
         NumpyArray out = new_array(y_shape, &y);
@@ -93,21 +86,7 @@ NumpyArray process(Stream& stream, nb::handle x_in)
     const ModelSpec& spec = stream.model().spec();
     const long long B = stream.batch();
     const FloatArray x = to_floats(x_in, "x_chunk");
-    const Shape x_shape = shape_of(x);
-    const bool unbatched = B == 1 && x_shape.size() == 2 && x_shape[1] == spec.input_size;
-    const bool batched = x_shape.size() == 3 && x_shape[spec.batch_first ? 0 : 1] == B &&
-                         x_shape[2] == spec.input_size;
-    if (!unbatched && !batched) {
-        const std::string B_str = std::to_string(B);
-        const std::string I = std::to_string(spec.input_size);
-        throw_shape("x_chunk",
-                    (spec.batch_first ? "(" + B_str + ", T, " + I + ")" : "(T, " + B_str + ", " + I + ")") +
-                        (B == 1 ? " or (T, " + I + ")" : ""),
-                    x_shape);
-    }
-    const long long T = batched && spec.batch_first ? x_shape[1] : x_shape[0];
-    Shape y_shape = x_shape;
-    y_shape.back() = spec.output_size();
+    const auto [T, y_shape] = chunk_shape(spec, B, shape_of(x));
     float* y;
     NumpyArray out = new_array(y_shape, &y);
     {
@@ -151,12 +130,7 @@ void bind_stream(nb::module_& m)
             [](Stream& stream, std::optional<long long> i) {
                 if (!i)
                     return stream.reset();
-                const long long B = stream.batch();
-                if (*i < -B || *i >= B)
-                    throw nb::index_error(("reset: stream index " + std::to_string(*i) + " out of range for " +
-                                           std::to_string(B) + " streams")
-                                              .c_str());
-                stream.reset(*i < 0 ? *i + B : *i);
+                stream.reset(stream_index(*i, stream.batch()));
             },
             "i"_a = nb::none(), "Zeros the state of every stream, or of stream i only.")
         .def_prop_ro("batch", &Stream::batch, "Number of independent streams.");

@@ -1,4 +1,5 @@
-// python/bindings/state.cpp: recurrent state between Python objects and engine buffers.
+// python/bindings/state.cpp: recurrent state between Python objects and engine buffers, and the
+// shapes of calls.
 // Part of streamrnn, MIT licence.
 #include "state.hpp"
 
@@ -31,12 +32,32 @@ StateShape state_shape(const ModelSpec& spec, long long B, bool batched)
     return shape;
 }
 
-namespace {
-
-FloatArray checked(nb::handle value, const std::string& name, const Shape& expected, int batch_axis, bool accept_unbatched)
+const float* ArraySource::view(nb::handle value, const std::string& name, Shape& shape, nb::object& keep) const
 {
     FloatArray array = to_floats(value, name.c_str());
-    const Shape got = shape_of(array);
+    shape = shape_of(array);
+    keep = nb::cast(array);
+    return array.data();
+}
+
+void ArraySource::copy(float* to, const float* from, std::size_t count) const { std::copy(from, from + count, to); }
+
+namespace {
+
+/// One array of a state, read and its shape checked.
+struct StateArray {
+    const float* data;
+    std::size_t count;
+    nb::object keep;
+};
+
+StateArray checked(const ArraySource& source, nb::handle value, const std::string& name, const Shape& expected,
+                   int batch_axis, bool accept_unbatched)
+{
+    StateArray array;
+    Shape got;
+    array.data = source.view(value, name, got, array.keep);
+    array.count = static_cast<std::size_t>(element_count(got));
     if (got == expected)
         return array;
     if (accept_unbatched && batch_axis >= 0 && expected[static_cast<std::size_t>(batch_axis)] == 1) {
@@ -51,7 +72,7 @@ FloatArray checked(nb::handle value, const std::string& name, const Shape& expec
 }  // namespace
 
 void read_state(nb::handle state, const ModelSpec& spec, const StateShape& shape, bool accept_unbatched, float* h,
-                float* c, const std::string& name)
+                float* c, const std::string& name, const ArraySource& source)
 {
     if (state.is_none())
         return;
@@ -63,16 +84,73 @@ void read_state(nb::handle state, const ModelSpec& spec, const StateShape& shape
         if (nb::len(state) != 2)
             throw ArgumentError(name + ": an LSTM's state is a tuple (h, c), got " + std::to_string(nb::len(state)) +
                                 " items");
-        FloatArray h_in = checked(state[0], name + "[0] (h)", shape.h, shape.batch_axis, accept_unbatched);
-        FloatArray c_in = checked(state[1], name + "[1] (c)", shape.c, shape.batch_axis, accept_unbatched);
-        std::copy(h_in.data(), h_in.data() + h_in.size(), h);
-        std::copy(c_in.data(), c_in.data() + c_in.size(), c);
+        const StateArray h_in = checked(source, state[0], name + "[0] (h)", shape.h, shape.batch_axis, accept_unbatched);
+        const StateArray c_in = checked(source, state[1], name + "[1] (c)", shape.c, shape.batch_axis, accept_unbatched);
+        source.copy(h, h_in.data, h_in.count);
+        source.copy(c, c_in.data, c_in.count);
         return;
     }
     if (nb::isinstance<nb::tuple>(state))
         throw nb::type_error((name + ": this model's state is one array h, got a tuple").c_str());
-    FloatArray h_in = checked(state, name, shape.h, shape.batch_axis, accept_unbatched);
-    std::copy(h_in.data(), h_in.data() + h_in.size(), h);
+    const StateArray h_in = checked(source, state, name, shape.h, shape.batch_axis, accept_unbatched);
+    source.copy(h, h_in.data, h_in.count);
+}
+
+SequenceShape sequence_shape(const ModelSpec& spec, const Shape& x_shape, nb::handle lengths)
+{
+    if ((x_shape.size() != 2 && x_shape.size() != 3) || x_shape.back() != spec.input_size) {
+        const std::string I = std::to_string(spec.input_size);
+        throw_shape("x", (spec.batch_first ? "(B, T, " : "(T, B, ") + I + ") or unbatched (T, " + I + ")", x_shape);
+    }
+    SequenceShape out;
+    out.batched = x_shape.size() == 3;
+    out.T = out.batched && spec.batch_first ? x_shape[1] : x_shape[0];
+    out.B = !out.batched ? 1 : spec.batch_first ? x_shape[0] : x_shape[1];
+    out.y = x_shape;
+    out.y.back() = spec.directions() * spec.output_size();
+    if (!lengths.is_none()) {
+        if (!out.batched)
+            throw ArgumentError("lengths: only for batched input; x is unbatched, shape " + shape_str(x_shape));
+        out.lengths = to_lengths(lengths, out.B);
+    }
+    return out;
+}
+
+Shape step_output_shape(const ModelSpec& spec, long long B, const Shape& x_shape)
+{
+    const bool unbatched = B == 1 && x_shape == Shape{spec.input_size};
+    if (!unbatched && x_shape != Shape{B, spec.input_size})
+        throw_shape("x", B == 1 ? "(1, " + std::to_string(spec.input_size) + ") or (" +
+                                      std::to_string(spec.input_size) + ",)"
+                                : shape_str({B, spec.input_size}) + " (batch, input_size)",
+                    x_shape);
+    return unbatched ? Shape{spec.output_size()} : Shape{B, spec.output_size()};
+}
+
+long long stream_index(long long i, long long B)
+{
+    if (i < -B || i >= B)
+        throw nb::index_error(
+            ("reset: stream index " + std::to_string(i) + " out of range for " + std::to_string(B) + " streams").c_str());
+    return i < 0 ? i + B : i;
+}
+
+std::pair<long long, Shape> chunk_shape(const ModelSpec& spec, long long B, const Shape& x_shape)
+{
+    const bool unbatched = B == 1 && x_shape.size() == 2 && x_shape[1] == spec.input_size;
+    const bool batched = x_shape.size() == 3 && x_shape[spec.batch_first ? 0 : 1] == B &&
+                         x_shape[2] == spec.input_size;
+    if (!unbatched && !batched) {
+        const std::string B_str = std::to_string(B);
+        const std::string I = std::to_string(spec.input_size);
+        throw_shape("x_chunk",
+                    (spec.batch_first ? "(" + B_str + ", T, " + I + ")" : "(T, " + B_str + ", " + I + ")") +
+                        (B == 1 ? " or (T, " + I + ")" : ""),
+                    x_shape);
+    }
+    Shape y_shape = x_shape;
+    y_shape.back() = spec.output_size();
+    return {batched && spec.batch_first ? x_shape[1] : x_shape[0], y_shape};
 }
 
 nb::object new_state(const ModelSpec& spec, const StateShape& shape, float** h, float** c)

@@ -1,4 +1,5 @@
-// python/bindings/state.hpp: recurrent state between Python objects and engine buffers.
+// python/bindings/state.hpp: recurrent state between Python objects and engine buffers, and the
+// shapes of the arrays that whole-sequence and streaming calls take.
 // Part of streamrnn, MIT licence.
 #pragma once
 
@@ -20,12 +21,42 @@ struct StateShape {
 /// when `batched` is false.
 StateShape state_shape(const ModelSpec& spec, long long B, bool batched);
 
+/// Where the arrays of a state are read from: host arrays (this class), or also GPU arrays (the
+/// CUDA module's subclass).
+struct ArraySource {
+    virtual ~ArraySource() = default;
+    /// `value` as float32 C-contiguous data and its shape; `keep` receives what owns the data.
+    virtual const float* view(nb::handle value, const std::string& name, Shape& shape, nb::object& keep) const;
+    /// Copies `count` floats read by view() into a destination buffer.
+    virtual void copy(float* to, const float* from, std::size_t count) const;
+};
+
 /// Copies `state` into h and c (buffers of the expected sizes) after checking its structure and
 /// every shape, so a refused state writes nothing. None leaves the buffers alone.
 /// `accept_unbatched`: with B == 1, also take the state without its B axis. `name` is the
 /// argument's, for messages ("state", "dstate").
 void read_state(nb::handle state, const ModelSpec& spec, const StateShape& shape, bool accept_unbatched, float* h,
-                float* c, const std::string& name = "state");
+                float* c, const std::string& name = "state", const ArraySource& source = ArraySource());
+
+/// A whole-sequence call's x and lengths, checked against the spec: T, B, whether x is batched,
+/// y's shape, and the lengths (empty: none).
+struct SequenceShape {
+    long long T = 0;
+    long long B = 0;
+    bool batched = false;
+    Shape y;
+    std::vector<std::int64_t> lengths;
+
+    const std::int64_t* lengths_data() const { return lengths.empty() ? nullptr : lengths.data(); }
+};
+SequenceShape sequence_shape(const ModelSpec& spec, const Shape& x_shape, nb::handle lengths);
+
+/// y's shape for a stream's step(x) of B streams: (B, H_out), or (H_out,) for x (I,) with B == 1.
+Shape step_output_shape(const ModelSpec& spec, long long B, const Shape& x_shape);
+/// Stream i of B for reset(i), negative i counting from the end; IndexError outside [-B, B).
+long long stream_index(long long i, long long B);
+/// A stream's process(x_chunk): its T, and y's shape (x's, with H_out features).
+std::pair<long long, Shape> chunk_shape(const ModelSpec& spec, long long B, const Shape& x_shape);
 
 /// New zero state arrays: h, or (h, c) for an LSTM; h and c receive their buffers.
 nb::object new_state(const ModelSpec& spec, const StateShape& shape, float** h, float** c);

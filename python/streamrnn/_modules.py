@@ -11,6 +11,7 @@ from typing import Any, Mapping, Optional, Union
 import numpy as np
 
 from . import _core
+from . import cuda as _cuda
 
 Array = np.ndarray
 State = Union[Array, "tuple[Array, Array]"]
@@ -128,7 +129,48 @@ class _Layer(_Module):
         y: (T, B, D*H_out) in x's layout; the returned state has the initial state's structure.
         train: keep what backward() needs, and apply dropout between layers.
         """
-        return self._core.forward(x, state, lengths, _flag("train", train))
+        train = _flag("train", train)
+        if self._device_model is not None:
+            if train:
+                raise NotImplementedError(f"train=True: training on the GPU is not implemented yet; move the model "
+                                          f"with .to('cpu') to train it ({self.device} now)")
+            return _synced(self._core, self._device_model).forward(x, state, lengths)
+        return self._core.forward(x, state, lengths, train)
+
+    # The GPU copy of the weights (streamrnn.cuda), or None on the CPU. The engine's weights stay
+    # the reference: state_dict, load_state_dict, save and the optimizers work on them, and the
+    # GPU copy follows them before each call.
+    _device_model: Any = None
+
+    @property
+    def device(self) -> str:
+        """Where calls run: "cpu", or "cuda:N" after to("cuda:N")."""
+        return "cpu" if self._device_model is None else f"cuda:{self._device_model.device}"
+
+    def to(self, device: Any) -> "_Layer":
+        """Move the model to `device` ("cpu", "cuda", "cuda:N", an int N, or a torch.device) and
+        return it (the same object, as torch.nn.Module.to). On a GPU, calls and streams take NumPy
+        arrays or GPU arrays (see streamrnn.cuda); RuntimeError when there is no usable GPU."""
+        kind, index = _cuda.parse_device(device)
+        if kind == "cpu":
+            self._device_model = None
+            return self
+        backend = _cuda.backend(index)
+        if self._device_model is None or self._device_model.device != index:
+            core = self._core
+            self._device_model = backend.DeviceModel(
+                core.mode, core.input_size, core.hidden_size, core.num_layers, core.proj_size, core.bias,
+                core.batch_first, core.bidirectional, core.residual, core.reset_after, core.is_cell, index)
+        _synced(self._core, self._device_model)
+        return self
+
+    def cuda(self, device: Optional[int] = None) -> "_Layer":
+        """to("cuda") or to(f"cuda:{device}")."""
+        return self.to("cuda" if device is None else _integer("device", device))
+
+    def cpu(self) -> "_Layer":
+        """to("cpu")."""
+        return self.to("cpu")
 
     def backward(self, dy: Any, dstate: Optional[State] = None) -> "tuple[Array, State]":
         """Backpropagation through time over the last call with train=True: returns (dx, dstate0).
@@ -140,12 +182,15 @@ class _Layer(_Module):
         """
         return self._core.backward(dy, dstate)
 
-    def stream(self, batch: int = 1) -> _core.Stream:
+    def stream(self, batch: int = 1) -> "Union[_core.Stream, DeviceStream]":
         """A Stream of `batch` independent live streams, with state carried between calls.
 
         Everything it needs is allocated here; Stream.step(x, out=) then allocates nothing.
         Bidirectional models cannot stream (their reverse direction needs the sequence's end)."""
-        return self._core.stream(_integer("batch", batch))
+        batch = _integer("batch", batch)
+        if self._device_model is not None:
+            return DeviceStream(self._core, self._device_model, self._device_model.stream(batch))
+        return self._core.stream(batch)
 
     def _describe(self) -> str:
         parts = [super()._describe()]
@@ -157,6 +202,62 @@ class _Layer(_Module):
         if self.dropout:
             parts.append(f"dropout={self.dropout:g}")
         return ", ".join(parts)
+
+
+def _synced(core: _core.Model, device_model: Any) -> Any:
+    """device_model, its weights and TF32 mode made those of now."""
+    if device_model.loaded_version != core.version:
+        device_model.load(core.parameter_view(), core.version)
+    if device_model.allow_tf32 != _cuda.allow_tf32():
+        device_model.allow_tf32 = _cuda.allow_tf32()
+    return device_model
+
+
+class DeviceStream:
+    """Live streams of a model on a GPU, from m.stream(batch) after m.to("cuda"): the API of
+    streamrnn.Stream, with the state kept on the GPU. x may be a NumPy array (the result is one) or
+    a GPU array (the result is a streamrnn.cuda.DeviceArray, or out). Weights loaded into the model
+    take effect on the next call, as on the CPU. A step is one CUDA graph launch for the whole
+    stack, and returns when its output is written."""
+
+    def __init__(self, core: _core.Model, device_model: Any, stream: Any) -> None:
+        self._core = core
+        self._device_model = device_model
+        self._stream = stream
+
+    def step(self, x: Any, out: Any = None) -> Any:
+        """One time step: x (B, I), or (I,) when B == 1 -> (B, H_out) or (H_out,); into out if given
+        (a NumPy array for NumPy x, a GPU array for GPU x)."""
+        _synced(self._core, self._device_model)
+        return self._stream.step(x, out)
+
+    def process(self, x_chunk: Any) -> Any:
+        """T time steps: x_chunk (T, B, I) ((B, T, I) when batch_first), or (T, I) when B == 1."""
+        _synced(self._core, self._device_model)
+        return self._stream.process(x_chunk)
+
+    @property
+    def state(self) -> State:
+        """The state as NumPy copies: h (L, B, H_out), or (h, c) for an LSTM, c (L, B, H). Setting
+        takes NumPy or GPU arrays (None: zeros), checked in full before anything changes."""
+        return self._stream.state
+
+    @state.setter
+    def state(self, state: Optional[State]) -> None:
+        self._stream.state = state
+
+    def reset(self, i: Optional[int] = None) -> None:
+        """Zeros the state of every stream, or of stream i only (IndexError when out of range)."""
+        self._stream.reset(None if i is None else _integer("i", i))
+
+    @property
+    def batch(self) -> int:
+        """Number of independent streams."""
+        return self._stream.batch
+
+    @property
+    def device(self) -> str:
+        return f"cuda:{self._device_model.device}"
 
 
 class LSTM(_Layer):

@@ -27,6 +27,12 @@ struct FileError : std::runtime_error {
     int error_number;
 };
 
+/// A GPU call failed (the CUDA backend): no device, out of device memory, a driver error.
+/// Python: RuntimeError.
+struct DeviceError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
 /// The kinds of error, for a Status and for raise().
 enum class ErrorKind {
     none,      ///< success
@@ -35,6 +41,7 @@ enum class ErrorKind {
     file,      ///< FileError
     range,     ///< std::out_of_range: an index (a token id, a class id) outside its range
     length,    ///< std::length_error: a buffer larger than the machine can address (32-bit hosts)
+    device,    ///< DeviceError
 };
 
 /// What a call that reports errors without throwing returns (try_load_model, the C API).

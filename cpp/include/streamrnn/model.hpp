@@ -42,6 +42,13 @@ struct ForwardRecord {
     std::vector<Part> parts;
 };
 
+/// The weights of one layer and direction inside a buffer laid out as a Model's parameters (host
+/// or device memory: only pointers are computed).
+CellWeights cell_weights(const ModelSpec& spec, const float* parameters, int layer, int direction);
+
+/// Raises ArgumentError unless every one of the B lengths (or none: null) is in [0, T].
+void check_lengths(Index T, Index B, const std::int64_t* lengths);
+
 /// Copies of the weights that a Workspace keeps, where they make its products faster.
 struct WeightCopies {
     /// W_hh^T (CellWeights::w_hh_t): for one row (B = 1) of small weights, where a row times W^T
@@ -172,7 +179,6 @@ private:
     /// `gradients`, state gradients in dh, dc.
     void backward_layer(const ForwardRecord& record, int layer, int direction, ConstSeqView d_out, float* d_in,
                         float* dh, float* dc, float* gradients, int threads) const;
-    void check_lengths(Index T, Index B, const std::int64_t* lengths) const;
 
     ModelSpec spec_;
     std::unique_ptr<ForwardRecord> record_;

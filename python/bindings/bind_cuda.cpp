@@ -1,0 +1,430 @@
+// python/bindings/bind_cuda.cpp: streamrnn._cuda, the CUDA backend's extension module: DeviceModel,
+// DeviceStream and DeviceArray. Arrays come as NumPy (copied to and from the GPU) or as GPU arrays
+// (__cuda_array_interface__, DLPack), used in place. Part of streamrnn, MIT licence.
+#include "arrays.hpp"
+#include "state.hpp"
+
+#include "streamrnn/cuda.hpp"
+#include "streamrnn/errors.hpp"
+
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/shared_ptr.h>
+
+#include <memory>
+#include <optional>
+
+namespace streamrnn::python {
+
+namespace {
+
+using cuda::DeviceModel;
+using cuda::DeviceStream;
+using cuda::Memory;
+
+/// A float32, C-contiguous array in GPU memory, or none (found false: a host array-like).
+struct DeviceView {
+    bool found = false;
+    float* data = nullptr;
+    Shape shape;
+    nb::object keep;  ///< what owns the memory, for DLPack imports
+};
+
+/// `obj` as a GPU array of `device`: through __cuda_array_interface__ (CuPy, PyTorch, Numba), else
+/// DLPack (JAX and others). Waits for the work that the producer says is still writing it.
+DeviceView device_view(nb::handle obj, const std::string& name, int device)
+{
+    DeviceView view;
+    if (obj.is_none() || nb::isinstance<nb::tuple>(obj) || nb::isinstance<nb::list>(obj))
+        return view;
+    if (nb::hasattr(obj, "__cuda_array_interface__")) {
+        const nb::dict interface = nb::cast<nb::dict>(obj.attr("__cuda_array_interface__"));
+        const std::string typestr = nb::cast<std::string>(nb::str(interface["typestr"]));
+        if (typestr != "<f4" && typestr != "=f4" && typestr != "|f4")
+            throw nb::type_error((name + ": expected a float32 GPU array, got typestr '" + typestr +
+                                  "' (convert it on the GPU first, e.g. x.float())")
+                                     .c_str());
+        for (nb::handle extent : nb::cast<nb::tuple>(interface["shape"]))
+            view.shape.push_back(nb::cast<long long>(extent));
+        if (interface.contains("strides") && !interface["strides"].is_none()) {
+            const nb::tuple strides = nb::cast<nb::tuple>(interface["strides"]);
+            long long expected = static_cast<long long>(sizeof(float));
+            for (std::size_t i = view.shape.size(); i-- > 0;) {
+                if (view.shape[i] != 1 && nb::cast<long long>(strides[i]) != expected)
+                    throw ArgumentError(name + ": expected a C-contiguous GPU array (call .contiguous() first)");
+                expected *= view.shape[i];
+            }
+        }
+        view.data = reinterpret_cast<float*>(nb::cast<std::uintptr_t>(nb::cast<nb::tuple>(interface["data"])[0]));
+        // Version 3 names the stream that writes the array (None: nothing pending); before it
+        // (PyTorch still gives version 2) the producer's default stream may still be writing.
+        if (!interface.contains("stream"))
+            cuda::synchronize_stream(1);
+        else if (!interface["stream"].is_none())
+            cuda::synchronize_stream(nb::cast<std::uintptr_t>(interface["stream"]));
+    } else if (nb::hasattr(obj, "__dlpack_device__") &&
+               nb::cast<int>(nb::cast<nb::tuple>(obj.attr("__dlpack_device__")())[0]) == nb::device::cuda::value) {
+        nb::ndarray<float, nb::device::cuda, nb::c_contig> array;
+        if (!nb::try_cast(obj, array, false))
+            throw nb::type_error((name + ": expected a float32 C-contiguous GPU array, got " + python_type(obj)).c_str());
+        view.data = array.data();
+        for (std::size_t i = 0; i < array.ndim(); ++i)
+            view.shape.push_back(static_cast<long long>(array.shape(i)));
+        view.keep = nb::borrow(obj);
+        // DLPack was asked for no stream here, so the producer may still be writing it.
+        cuda::synchronize_device(device);
+    } else {
+        return view;
+    }
+    view.found = true;
+    const int owner = view.data && element_count(view.shape) > 0 ? cuda::pointer_device(view.data) : device;
+    if (owner != device)
+        throw ArgumentError(name + ": the array is on cuda:" + std::to_string(owner) + ", the model on cuda:" +
+                            std::to_string(device));
+    return view;
+}
+
+/// An array in GPU memory that a call returns: __cuda_array_interface__ and DLPack for CuPy and
+/// PyTorch (torch.as_tensor(a, device="cuda"), torch.from_dlpack(a)), and numpy() for a host copy.
+struct DeviceArray {
+    std::shared_ptr<cuda::DeviceBuffer> buffer;
+    Shape shape;
+
+    DeviceArray(const Shape& shape_, int device)
+        : buffer(std::make_shared<cuda::DeviceBuffer>(static_cast<std::size_t>(element_count(shape_)), device)),
+          shape(shape_) {}
+    float* data() const { return buffer->data(); }
+};
+
+nb::tuple shape_tuple(const Shape& shape)
+{
+    nb::list out;
+    for (long long extent : shape)
+        out.append(extent);
+    return nb::tuple(out);
+}
+
+NumpyArray to_numpy(const DeviceArray& array)
+{
+    float* host;
+    NumpyArray out = new_array(array.shape, &host);
+    cuda::copy_memory(host, array.data(), static_cast<std::size_t>(element_count(array.shape)) * sizeof(float));
+    return out;
+}
+
+/// The state's arrays from host or GPU arrays.
+struct DeviceSource : ArraySource {
+    explicit DeviceSource(int device_) : device(device_) {}
+    const float* view(nb::handle value, const std::string& name, Shape& shape, nb::object& keep) const override
+    {
+        if (nb::isinstance<DeviceArray>(value)) {
+            const DeviceArray& array = nb::cast<const DeviceArray&>(value);
+            shape = array.shape;
+            keep = nb::borrow(value);
+            return array.data();
+        }
+        DeviceView device_array = device_view(value, name, device);
+        if (!device_array.found)
+            return ArraySource::view(value, name, shape, keep);
+        shape = device_array.shape;
+        keep = device_array.keep.is_valid() ? device_array.keep : nb::borrow(value);
+        return device_array.data;
+    }
+    void copy(float* to, const float* from, std::size_t count) const override
+    {
+        cuda::copy_memory(to, from, count * sizeof(float));
+    }
+    int device;
+};
+
+/// x as a GPU array: a DeviceArray of ours, or any other GPU array; found false for host arrays.
+DeviceView input_view(nb::handle obj, const char* name, int device)
+{
+    if (nb::isinstance<DeviceArray>(obj)) {
+        const DeviceArray& array = nb::cast<const DeviceArray&>(obj);
+        DeviceView view;
+        view.found = true;
+        view.data = array.data();
+        view.shape = array.shape;
+        if (array.buffer->device() != device)
+            throw ArgumentError(std::string(name) + ": the array is on cuda:" + std::to_string(array.buffer->device()) +
+                                ", the model on cuda:" + std::to_string(device));
+        return view;
+    }
+    return device_view(obj, name, device);
+}
+
+nb::tuple forward(DeviceModel& model, nb::handle x_in, nb::handle state_in, nb::handle lengths_in)
+{
+    const ModelSpec& spec = model.spec();
+    const int device = model.device();
+    const DeviceView x_gpu = input_view(x_in, "x", device);
+    FloatArray x_host;
+    if (!x_gpu.found)
+        x_host = to_floats(x_in, "x");
+    const Shape x_shape = x_gpu.found ? x_gpu.shape : shape_of(x_host);
+    const SequenceShape call = sequence_shape(spec, x_shape, lengths_in);
+    const long long T = call.T, B = call.B;
+    const StateShape shape = state_shape(spec, B, call.batched);
+    const std::int64_t* lengths_data = call.lengths_data();
+
+    if (!x_gpu.found) {
+        float *h, *c, *y;
+        nb::object state = new_state(spec, shape, &h, &c);
+        read_state(state_in, spec, shape, false, h, c);
+        NumpyArray y_out = new_array(call.y, &y);
+        {
+            nb::gil_scoped_release release;
+            model.forward(x_host.data(), T, B, lengths_data, y, h, c, Memory::host);
+        }
+        return nb::make_tuple(y_out, state);
+    }
+    DeviceArray y(call.y, device), h(shape.h, device);
+    std::optional<DeviceArray> c;
+    if (spec.has_cell_state())
+        c.emplace(shape.c, device);
+    read_state(state_in, spec, shape, false, h.data(), c ? c->data() : nullptr, "state", DeviceSource(device));
+    {
+        nb::gil_scoped_release release;
+        model.forward(x_gpu.data, T, B, lengths_data, y.data(), h.data(), c ? c->data() : nullptr, Memory::device);
+    }
+    nb::object state = c ? nb::object(nb::make_tuple(nb::cast(std::move(h)), nb::cast(std::move(*c))))
+                         : nb::cast(std::move(h));
+    return nb::make_tuple(nb::cast(std::move(y)), state);
+}
+
+nb::object step(DeviceStream& stream, nb::handle x_in, nb::handle out_in)
+{
+    const ModelSpec& spec = stream.model().spec();
+    const int device = stream.model().device();
+    const long long B = stream.batch();
+    const DeviceView x_gpu = input_view(x_in, "x", device);
+    if (x_gpu.found) {
+        const Shape y_shape = step_output_shape(spec, B, x_gpu.shape);
+        if (out_in.is_none()) {
+            DeviceArray y(y_shape, device);
+            {
+                nb::gil_scoped_release release;
+                stream.step(x_gpu.data, y.data(), Memory::device);
+            }
+            return nb::cast(std::move(y));
+        }
+        const DeviceView out = input_view(out_in, "out", device);
+        if (!out.found)
+            throw nb::type_error("out: x is a GPU array, so out must be one too (or None)");
+        if (out.shape != y_shape)
+            throw_shape("out", shape_str(y_shape), out.shape);
+        {
+            nb::gil_scoped_release release;
+            stream.step(x_gpu.data, out.data, Memory::device);
+        }
+        return nb::borrow(out_in);
+    }
+
+    const FloatArray x = to_floats(x_in, "x");
+    const Shape y_shape = step_output_shape(spec, B, shape_of(x));
+    NumpyArray y_new;
+    float* y;
+    if (out_in.is_none()) {
+        y_new = new_array(y_shape, &y);
+    } else {
+        OutArray out;
+        if (!nb::try_cast(out_in, out, false))
+            throw nb::type_error(
+                ("out: expected a writable C-contiguous float32 NumPy array like x, got " + python_type(out_in)).c_str());
+        if (shape_of(out) != y_shape)
+            throw_shape("out", shape_str(y_shape), shape_of(out));
+        y = out.data();
+    }
+    {
+        nb::gil_scoped_release release;
+        stream.step(x.data(), y, Memory::host);
+    }
+    return out_in.is_none() ? nb::cast(y_new) : nb::borrow(out_in);
+}
+
+nb::object process(DeviceStream& stream, nb::handle x_in)
+{
+    const ModelSpec& spec = stream.model().spec();
+    const int device = stream.model().device();
+    const DeviceView x_gpu = input_view(x_in, "x_chunk", device);
+    FloatArray x_host;
+    if (!x_gpu.found)
+        x_host = to_floats(x_in, "x_chunk");
+    const auto [T, y_shape] = chunk_shape(spec, stream.batch(), x_gpu.found ? x_gpu.shape : shape_of(x_host));
+    if (x_gpu.found) {
+        DeviceArray y(y_shape, device);
+        {
+            nb::gil_scoped_release release;
+            stream.process(x_gpu.data, y.data(), T, Memory::device);
+        }
+        return nb::cast(std::move(y));
+    }
+    float* y;
+    NumpyArray out = new_array(y_shape, &y);
+    {
+        nb::gil_scoped_release release;
+        stream.process(x_host.data(), y, T, Memory::host);
+    }
+    return nb::cast(out);
+}
+
+StateShape stream_state_shape(const DeviceStream& stream)
+{
+    return state_shape(stream.model().spec(), stream.batch(), true);
+}
+
+nb::object get_state(const DeviceStream& stream)
+{
+    const StateShape shape = stream_state_shape(stream);
+    float *h, *c;
+    nb::object state = new_state(stream.model().spec(), shape, &h, &c);
+    stream.get_state(h, c);
+    return state;
+}
+
+void set_state(DeviceStream& stream, nb::handle state)
+{
+    if (state.is_none())
+        return stream.reset();
+    const ModelSpec& spec = stream.model().spec();
+    const StateShape shape = stream_state_shape(stream);
+    // Read and checked in full on the host first, so that a refused state changes nothing.
+    std::vector<float> h(static_cast<std::size_t>(element_count(shape.h)));
+    std::vector<float> c(static_cast<std::size_t>(element_count(shape.c)));
+    read_state(state, spec, shape, true, h.data(), c.data(), "state", DeviceSource(stream.model().device()));
+    stream.set_state(h.data(), spec.has_cell_state() ? c.data() : nullptr);
+}
+
+ModelSpec spec_of(const std::string& mode, int input_size, int hidden_size, int num_layers, int proj_size, bool bias,
+                  bool batch_first, bool bidirectional, bool residual, bool reset_after, bool is_cell)
+{
+    ModelSpec spec;
+    spec.kind = kind_from_name(mode);
+    spec.input_size = input_size;
+    spec.hidden_size = hidden_size;
+    spec.num_layers = num_layers;
+    spec.proj_size = proj_size;
+    spec.bias = bias;
+    spec.batch_first = batch_first;
+    spec.bidirectional = bidirectional;
+    spec.residual = residual;
+    spec.reset_after = reset_after;
+    spec.is_cell = is_cell;
+    spec.validate();
+    return spec;
+}
+
+}  // namespace
+
+}  // namespace streamrnn::python
+
+NB_MODULE(_cuda, m)
+{
+    using namespace streamrnn;
+    using namespace streamrnn::python;
+    m.doc() = "streamrnn's CUDA backend. Use streamrnn's Model.to('cuda'), not this module.";
+    import_numpy();
+    m.def("device_count", &cuda::device_count, "GPUs the CUDA runtime sees (0 without a driver).");
+
+    nb::class_<DeviceArray>(m, "DeviceArray",
+                            "A float32 array in GPU memory, returned by calls on GPU inputs. It exposes\n"
+                            "__cuda_array_interface__ and DLPack: torch.as_tensor(a, device='cuda'),\n"
+                            "torch.from_dlpack(a), cupy.asarray(a) use it without a copy; numpy() copies it out.")
+        .def_prop_ro("shape", [](const DeviceArray& a) { return shape_tuple(a.shape); })
+        .def_prop_ro("dtype", [](const DeviceArray&) { return nb::module_::import_("numpy").attr("dtype")("float32"); })
+        .def_prop_ro("device", [](const DeviceArray& a) { return "cuda:" + std::to_string(a.buffer->device()); })
+        .def_prop_ro("ndim", [](const DeviceArray& a) { return a.shape.size(); })
+        .def("__len__",
+             [](const DeviceArray& a) {
+                 if (a.shape.empty())
+                     throw nb::type_error("len() of a 0-d array");
+                 return a.shape[0];
+             })
+        .def("numpy", &to_numpy, "A NumPy copy in host memory.")
+        .def(
+            "__array__",
+            [](const DeviceArray& a, nb::handle dtype, nb::handle) {
+                nb::object out = nb::cast(to_numpy(a));
+                return dtype.is_none() ? out : out.attr("astype")(dtype);
+            },
+            "dtype"_a = nb::none(), "copy"_a = nb::none())
+        .def_prop_ro("__cuda_array_interface__",
+                     [](const DeviceArray& a) {
+                         nb::dict interface;
+                         interface["shape"] = shape_tuple(a.shape);
+                         interface["typestr"] = "<f4";
+                         interface["data"] = nb::make_tuple(reinterpret_cast<std::uintptr_t>(a.data()), false);
+                         interface["strides"] = nb::none();
+                         interface["version"] = 3;
+                         return interface;  // no "stream": the call that made it has finished
+                     })
+        .def(
+            "__dlpack__",
+            [](nb::handle self, nb::kwargs kwargs) {
+                const DeviceArray& a = nb::cast<const DeviceArray&>(self);
+                std::vector<std::size_t> shape(a.shape.begin(), a.shape.end());
+                nb::ndarray<float, nb::device::cuda> view(a.data(), shape.size(), shape.data(), self, nullptr,
+                                                          nb::dtype<float>(), nb::device::cuda::value,
+                                                          a.buffer->device());
+                return nb::cast(view).attr("__dlpack__")(**kwargs);
+            },
+            "kwargs"_a)
+        .def("__dlpack_device__",
+             [](const DeviceArray& a) { return nb::make_tuple(int(nb::device::cuda::value), a.buffer->device()); })
+        .def("__repr__", [](const DeviceArray& a) {
+            return "DeviceArray(shape=" + shape_str(a.shape) + ", dtype=float32, device='cuda:" +
+                   std::to_string(a.buffer->device()) + "')";
+        });
+
+    nb::class_<DeviceModel>(m, "DeviceModel", "A model's weights on one GPU, and its whole-sequence forward.")
+        .def(nb::new_([](const std::string& mode, int input_size, int hidden_size, int num_layers, int proj_size,
+                         bool bias, bool batch_first, bool bidirectional, bool residual, bool reset_after, bool is_cell,
+                         int device) {
+                 return std::make_shared<DeviceModel>(spec_of(mode, input_size, hidden_size, num_layers, proj_size,
+                                                              bias, batch_first, bidirectional, residual, reset_after,
+                                                              is_cell),
+                                                      device);
+             }),
+             "mode"_a, "input_size"_a, "hidden_size"_a, "num_layers"_a, "proj_size"_a, "bias"_a, "batch_first"_a,
+             "bidirectional"_a, "residual"_a, "reset_after"_a, "is_cell"_a, "device"_a)
+        .def_prop_ro("device", &DeviceModel::device)
+        .def_prop_ro("loaded_version", &DeviceModel::loaded_version)
+        .def(
+            "load",
+            [](DeviceModel& model, FloatArray parameters, std::uint64_t version) {
+                if (parameters.size() != model.spec().parameter_count())
+                    throw ArgumentError("parameters: expected " + std::to_string(model.spec().parameter_count()) +
+                                        " floats, got " + std::to_string(parameters.size()));
+                model.load(parameters.data(), version);
+            },
+            "parameters"_a, "version"_a, "Copies the weights in (laid out as the engine's Model.parameters).")
+        .def_prop_rw("allow_tf32", &DeviceModel::allow_tf32, &DeviceModel::set_allow_tf32)
+        .def("forward", &forward, "x"_a, "state"_a.none(), "lengths"_a.none())
+        .def(
+            "stream",
+            [](std::shared_ptr<DeviceModel> model, long long batch) {
+                return std::make_shared<DeviceStream>(std::move(model), batch);
+            },
+            "batch"_a);
+
+    nb::class_<DeviceStream>(m, "DeviceStream",
+                             "Live streams of a model on a GPU: the state stays there between calls; a step is one\n"
+                             "CUDA graph launch for the whole stack.")
+        .def("step", &step, "x"_a, "out"_a.none() = nb::none(),
+             "One time step. x: (B, I), or (I,) when B == 1, a NumPy array (the result is one too) or a GPU\n"
+             "array (the result is a DeviceArray, or out if given).")
+        .def("process", &process, "x_chunk"_a,
+             "T time steps. x_chunk: (T, B, I) ((B, T, I) when batch_first), or (T, I) when B == 1.")
+        .def_prop_rw("state", &get_state, &set_state, nb::arg("state").none(),
+                     "The state, as NumPy copies: h (L, B, H_out), or (h, c) for an LSTM. Setting takes host or\n"
+                     "GPU arrays, checks every shape first, and copies in (None sets zeros).")
+        .def(
+            "reset",
+            [](DeviceStream& stream, std::optional<long long> i) {
+                if (!i)
+                    return stream.reset();
+                stream.reset(stream_index(*i, stream.batch()));
+            },
+            "i"_a = nb::none(), "Zeros the state of every stream, or of stream i only.")
+        .def_prop_ro("batch", &DeviceStream::batch, "Number of independent streams.");
+}
