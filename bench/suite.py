@@ -439,12 +439,8 @@ def sequence_table(settings: dict) -> tuple:
 # ---------------------------------------------------------------------------------------------
 
 
-def machine() -> dict:
-    import onnx
-    import onnxruntime
-    import streamrnn
-    import torch
-
+def cpu_and_revision() -> tuple[str | None, str | None]:
+    """The CPU's model name and the source's git revision, for a run's description."""
     cpu_model = None
     if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as f:
@@ -454,6 +450,16 @@ def machine() -> dict:
                              text=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or None
     except OSError:
         git = None
+    return cpu_model, git
+
+
+def machine() -> dict:
+    import onnx
+    import onnxruntime
+    import streamrnn
+    import torch
+
+    cpu_model, git = cpu_and_revision()
     return {"processor": platform.processor(), "cpu_model": cpu_model, "machine": platform.machine(),
             "platform": platform.platform(), "cpu_count": os.cpu_count(),
             "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,

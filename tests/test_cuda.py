@@ -1,7 +1,7 @@
 # tests/test_cuda.py
 # The CUDA backend: device names and errors everywhere; on a GPU (tests marked `cuda`, skipped
-# without one), forward and streaming against the CPU backend over random configurations, GPU
-# arrays in and out, weights that follow the model, and bad input.
+# without one), forward, streaming and training against the CPU backend over random
+# configurations, GPU arrays in and out, weights that follow the model, and bad input.
 # Part of streamrnn, MIT licence.
 import numpy as np
 import pytest
@@ -181,8 +181,8 @@ def test_bad_input_on_the_gpu_is_a_clear_error_that_changes_nothing():
     with pytest.raises(ValueError) as excinfo:
         m(np.zeros((5, 2, 4), np.float32), (np.zeros((2, 2, 8), np.float32), np.zeros((3, 2, 8), np.float32)))
     assert_message_names(excinfo, "state")
-    with pytest.raises(NotImplementedError, match="train"):
-        m(np.zeros((5, 2, 4), np.float32), train=True)
+    with pytest.raises(ValueError, match="training forward"):
+        m.backward(np.zeros((5, 2, 8), np.float32))
     s = m.stream(2)
     s.step(np.ones((2, 4), np.float32))
     state = s.state
@@ -199,6 +199,64 @@ def test_bad_input_on_the_gpu_is_a_clear_error_that_changes_nothing():
     assert_close(s.state, state, 0.0)
     with pytest.raises(ValueError):
         sr.GRU(3, 4, bidirectional=True).to("cuda").stream(1)
+
+
+@cuda
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("trial", range(8))
+def test_training_on_the_gpu_matches_the_cpu(kind, trial):
+    rng = rng_for("cuda-train", kind, trial)
+    cfg = random_config(kind, rng)
+    cfg.pop("dropout", None)
+    if kind == "GRU":
+        cfg["reset_after"] = bool(rng.random() < 0.5)
+    cfg["residual"] = bool(rng.random() < 0.4)
+    cpu, gpu = _pair(kind, cfg, seed=trial)
+    T, B = int(rng.integers(1, 21)), [None, int(rng.integers(1, 40))][trial % 2]
+    x = random_input(rng, cfg, T, B)
+    state = random_state(rng, kind, cfg, B)
+    lengths = rng.integers(0, T + 1, size=B) if B is not None and rng.random() < 0.5 else None
+    y_cpu, s_cpu = cpu(x, state, lengths, train=True)
+    y_gpu, s_gpu = gpu(x, state, lengths, train=True)
+    assert_close(y_gpu, y_cpu, GPU_ATOL, "y")
+    dy = rng.standard_normal(y_cpu.shape).astype(np.float32)
+    dstate = random_state(rng, kind, cfg, B)
+    for _ in range(2):  # gradients add up over backward calls
+        dx_cpu, d0_cpu = cpu.backward(dy, dstate)
+        dx_gpu, d0_gpu = gpu.backward(dy, dstate)
+    assert_close(dx_gpu, dx_cpu, GPU_ATOL, "dx")
+    assert_close(d0_gpu, d0_cpu, GPU_ATOL, "dstate0")
+    for name, grad in cpu.grads().items():
+        assert_close(gpu.grads()[name], grad, 1e-3, name)
+
+
+@cuda
+def test_an_optimizer_step_after_a_gpu_backward_reaches_the_gpu():
+    cpu, gpu = _pair("LSTM", dict(input_size=4, hidden_size=16, num_layers=2, dropout=0.0), seed=11)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((12, 6, 4)).astype(np.float32)
+    target = rng.standard_normal((12, 6, 16)).astype(np.float32)
+    optimizers = [sr.optim.Adam([m], lr=1e-2) for m in (cpu, gpu)]
+    for _ in range(3):
+        for m, opt in zip((cpu, gpu), optimizers):
+            m.zero_grad()
+            y, _ = m(x, train=True)
+            m.backward(2.0 * (y - target) / y.size)
+            opt.step()
+    assert_close(gpu(x)[0], cpu(x)[0], 1e-4)
+
+
+@cuda
+def test_dropout_on_the_gpu_drops_in_training_only():
+    m = sr.GRU(8, 32, 2, dropout=0.5, seed=12).to("cuda")
+    x = np.random.default_rng(6).standard_normal((10, 4, 8)).astype(np.float32)
+    y_eval, _ = m(x)
+    y_a, _ = m(x, train=True)
+    y_b, _ = m(x, train=True)
+    assert not np.allclose(y_a, y_eval) and not np.allclose(y_a, y_b)
+    dx, _ = m.backward(np.ones_like(y_b))
+    assert dx.shape == x.shape and np.isfinite(dx).all()
+    assert_close(m(x)[0], y_eval, 0.0)
 
 
 @cuda
@@ -234,6 +292,24 @@ def test_torch_cuda_tensors_go_in_and_results_come_out_on_the_gpu():
     # A DeviceArray goes back in as it came out.
     y2, _ = gpu(x_d, (h, c))
     assert_close(y2.numpy(), cpu(x, (h_cpu, c_cpu))[0], GPU_ATOL)
+
+
+@torch_cuda
+def test_training_takes_gpu_gradients_and_gives_them_back_on_the_gpu():
+    cpu, gpu = _pair("GRU", dict(input_size=5, hidden_size=12, num_layers=2), seed=13)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((9, 4, 5)).astype(np.float32)
+    dy = rng.standard_normal((9, 4, 12)).astype(np.float32)
+    dh = rng.standard_normal((2, 4, 12)).astype(np.float32)
+    cpu(x, train=True)
+    dx_cpu, dh0_cpu = cpu.backward(dy, dh)
+    gpu(torch.from_numpy(x).cuda(), train=True)
+    dx, dh0 = gpu.backward(torch.from_numpy(dy).cuda(), torch.from_numpy(dh).cuda())
+    assert isinstance(dx, sr.cuda.DeviceArray) and isinstance(dh0, sr.cuda.DeviceArray)
+    assert_close(dx.numpy(), dx_cpu, GPU_ATOL)
+    assert_close(dh0.numpy(), dh0_cpu, GPU_ATOL)
+    for name, grad in cpu.grads().items():
+        assert_close(gpu.grads()[name], grad, 1e-3, name)
 
 
 @torch_cuda

@@ -16,6 +16,9 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <deque>
+#include <functional>
+#include <random>
 #include <mutex>
 #include <string>
 
@@ -145,16 +148,17 @@ public:
         check(cublasSetMathMode(blas_, allow ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
     }
 
-    /// C [M, N] = A [M, K] W [N, K]^T, all row-major: column-major C^T = W^T... as cuBLAS sees it,
-    /// C^T [N, M] = op(W) A^T with W read transposed.
-    void gemm(long long M, long long N, long long K, const float* A, long long lda, const float* W, long long ldw,
-              float* C, long long ldc)
+    /// C [M, N] = (or +=) op(A) [M, K] op(B) [K, N], all row-major. cuBLAS is column-major, where
+    /// each matrix reads as its transpose: it computes C^T = op(B)^T op(A)^T.
+    void gemm(bool trans_a, bool trans_b, long long M, long long N, long long K, const float* A, long long lda,
+              const float* B, long long ldb, float* C, long long ldc, bool accumulate)
     {
         if (M == 0 || N == 0)
             return;
-        const float one = 1.0f, zero = 0.0f;
-        check(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, blas_int(N), blas_int(M), blas_int(K), &one, W,
-                          blas_int(ldw), A, blas_int(lda), &zero, C, blas_int(ldc)),
+        const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+        check(cublasSgemm(blas_, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                          blas_int(N), blas_int(M), blas_int(K), &one, B, blas_int(ldb), A, blas_int(lda), &beta, C,
+                          blas_int(ldc)),
               "cublasSgemm");
     }
 
@@ -200,18 +204,23 @@ private:
     GpuBuffer<unsigned char> workspace_;
 };
 
-/// Scratch of stack.hpp for up to T steps of B rows, grown as calls need.
-struct Scratch {
-    GpuBuffer<float> memory[6];
-
-    gpu::StackBuffers reserve(const ModelSpec& spec, long long T, long long B)
+/// GPU memory handed out in order, and kept for the next call: after rewind(), the same requests
+/// get the same buffers, grown where a call needs more. The plans' allocate(floats) -> float*.
+class Pool {
+public:
+    float* operator()(long long count)
     {
-        GpuBuffer<float>* next = memory;
-        return gpu::StackBuffers::make(spec, T, B, [&](long long count) {
-            next->resize(count_of(count));
-            return (next++)->data();
-        });
+        if (next_ == blocks_.size())
+            blocks_.emplace_back();
+        GpuBuffer<float>& block = blocks_[next_++];
+        block.resize(count_of(count));
+        return block.data();
     }
+    void rewind() { next_ = 0; }
+
+private:
+    std::deque<GpuBuffer<float>> blocks_;  // a deque: blocks never move
+    std::size_t next_ = 0;
 };
 
 gpu::Rows rows(const float* data, long long T, long long B, long long width, bool batch_first)
@@ -288,15 +297,31 @@ struct DeviceModel::Impl {
     std::uint64_t version = ~std::uint64_t(0);
     bool allow_tf32 = false;
     std::unique_ptr<Executor> executor;
-    Scratch scratch;
-    GpuBuffer<float> x, y, h, c;
+    Pool scratch;  ///< a call's plan buffers
+    Pool io;       ///< a call's arrays on the GPU, for callers in host memory
     GpuBuffer<std::int64_t> lengths;
+    /// The last training forward's record, its sizes and lengths.
+    Pool record_memory;
+    gpu::RecordView record;
+    long long record_T = 0, record_B = 0;
+    bool recorded = false;  ///< whether the record holds a complete training forward
+    bool record_lengths = false;
+    GpuBuffer<std::int64_t> recorded_lengths;
+    GpuBuffer<float> gradients;
+    std::mt19937_64 dropout_rng{std::random_device{}()};
 
     void check_loaded() const
     {
         if (version == ~std::uint64_t(0))
             raise(ErrorKind::argument, "the model's weights were never loaded onto the GPU");
     }
+    void check_recorded() const
+    {
+        if (!recorded)
+            raise_no_training_forward("model");
+    }
+    void run_forward(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h, float* c,
+                     Memory memory, bool train);
 };
 
 DeviceModel::DeviceModel(const ModelSpec& spec, int device) : impl_(std::make_unique<Impl>())
@@ -346,51 +371,155 @@ void DeviceModel::set_allow_tf32(bool allow)
 void DeviceModel::forward(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h, float* c,
                           Memory memory)
 {
+    impl_->run_forward(x, T, B, lengths, y, h, c, memory, false);
+}
+
+void DeviceModel::forward_train(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h,
+                                float* c, Memory memory)
+{
+    impl_->run_forward(x, T, B, lengths, y, h, c, memory, true);
+}
+
+void DeviceModel::Impl::run_forward(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h,
+                                    float* c, Memory memory, bool train)
+{
     check_lengths(T, B, lengths);
-    Impl& m = *impl_;
-    std::lock_guard<std::mutex> guard(m.lock);
-    m.check_loaded();
-    DeviceScope scope(m.device);
-    const ModelSpec& spec = m.spec;
+    std::lock_guard<std::mutex> guard(lock);
+    check_loaded();
+    DeviceScope scope(device);
     const long long I = spec.input_size, Y = spec.directions() * spec.output_size();
     const long long cells = static_cast<long long>(spec.num_layers) * spec.directions();
-    const std::size_t x_bytes = count_of(T * B * I) * sizeof(float), y_bytes = count_of(T * B * Y) * sizeof(float);
-    const std::size_t h_bytes = count_of(cells * B * spec.output_size()) * sizeof(float);
-    const std::size_t c_bytes = spec.has_cell_state() ? count_of(cells * B * spec.hidden_size) * sizeof(float) : 0;
-    if (T == 0 || B == 0)
-        return;  // no step: the state stays as it is
+    const long long x_size = T * B * I, y_size = T * B * Y, h_size = cells * B * spec.output_size();
+    const long long c_size = spec.has_cell_state() ? cells * B * spec.hidden_size : 0;
+    if (train) {
+        recorded = false;  // until this one is complete
+        record_memory.rewind();
+        record = gpu::RecordView::make(spec, T, B, std::ref(record_memory));
+        record.dropout_seed = dropout_rng();
+    }
+    if (T == 0 || B == 0) {  // no step: the state stays as it is
+        if (train) {
+            record_T = T;
+            record_B = B;
+            record_lengths = false;
+            recorded = true;
+        }
+        return;
+    }
 
-    Executor& run = *m.executor;
-    const gpu::StackBuffers buffers = m.scratch.reserve(spec, T, B);
+    Executor& run = *executor;
+    scratch.rewind();
+    const gpu::StackBuffers buffers = gpu::StackBuffers::make(spec, T, B, std::ref(scratch));
     const float* x_run = x;
     float *y_run = y, *h_run = h, *c_run = c;
     if (memory == Memory::host) {
         // The caller's arrays are written only once every step has run: a failure leaves them alone.
-        m.x.resize(x_bytes / sizeof(float));
-        m.y.resize(y_bytes / sizeof(float));
-        m.h.resize(h_bytes / sizeof(float));
-        m.c.resize(c_bytes / sizeof(float));
-        run.copy(m.x.data(), x, x_bytes);
-        run.copy(m.h.data(), h, h_bytes);
-        run.copy(m.c.data(), c, c_bytes);
-        x_run = m.x.data();
-        y_run = m.y.data();
-        h_run = m.h.data();
-        c_run = c ? m.c.data() : nullptr;
+        io.rewind();
+        x_run = io(x_size);
+        y_run = io(y_size);
+        h_run = io(h_size);
+        c_run = c ? io(c_size) : nullptr;
+        run.copy(const_cast<float*>(x_run), x, count_of(x_size) * sizeof(float));
+        run.copy(h_run, h, count_of(h_size) * sizeof(float));
+        run.copy(c_run, c, count_of(c_size) * sizeof(float));
     }
-    const std::int64_t* lengths_run = nullptr;
+    GpuBuffer<std::int64_t>& lengths_copy = train ? recorded_lengths : this->lengths;
     if (lengths) {
-        m.lengths.resize(count_of(B));
-        run.copy(m.lengths.data(), lengths, count_of(B) * sizeof(std::int64_t));
-        lengths_run = m.lengths.data();
+        lengths_copy.resize(count_of(B));
+        run.copy(lengths_copy.data(), lengths, count_of(B) * sizeof(std::int64_t));
     }
-    gpu::run_stack(run, spec, m.weights.data(), rows(x_run, T, B, I, spec.batch_first),
-                   rows(y_run, T, B, Y, spec.batch_first), T, B, lengths_run, h_run, c_run, buffers);
+    const std::int64_t* lengths_run = lengths ? lengths_copy.data() : nullptr;
+    gpu::run_stack(run, spec, weights.data(), rows(x_run, T, B, I, spec.batch_first),
+                   rows(y_run, T, B, Y, spec.batch_first), T, B, lengths_run, h_run, c_run, buffers,
+                   train ? &record : nullptr);
     if (memory == Memory::host) {
         run.synchronize();  // every step ran: only the copies out are left
-        run.copy(y, y_run, y_bytes);
-        run.copy(h, h_run, h_bytes);
-        run.copy(c, c_run, c_bytes);
+        run.copy(y, y_run, count_of(y_size) * sizeof(float));
+        run.copy(h, h_run, count_of(h_size) * sizeof(float));
+        run.copy(c, c_run, count_of(c_size) * sizeof(float));
+    }
+    run.synchronize();
+    if (train) {
+        record_T = T;
+        record_B = B;
+        record_lengths = lengths != nullptr;
+        recorded = true;
+    }
+}
+
+Index DeviceModel::recorded_steps() const
+{
+    impl_->check_recorded();
+    return impl_->record_T;
+}
+
+Index DeviceModel::recorded_batch() const
+{
+    impl_->check_recorded();
+    return impl_->record_B;
+}
+
+void DeviceModel::backward(const float* dy, const float* dh_n, const float* dc_n, float* dx, float* dh0, float* dc0,
+                           Memory memory, float* gradients)
+{
+    Impl& m = *impl_;
+    std::lock_guard<std::mutex> guard(m.lock);
+    m.check_recorded();
+    DeviceScope scope(m.device);
+    const ModelSpec& spec = m.spec;
+    const long long T = m.record_T, B = m.record_B;
+    const long long I = spec.input_size, Y = spec.directions() * spec.output_size();
+    const long long cells = static_cast<long long>(spec.num_layers) * spec.directions();
+    const long long x_size = T * B * I, y_size = T * B * Y, h_size = cells * B * spec.output_size();
+    const long long c_size = spec.has_cell_state() ? cells * B * spec.hidden_size : 0;
+    const std::size_t parameters = static_cast<std::size_t>(spec.parameter_count());
+    Executor& run = *m.executor;
+
+    m.gradients.resize(parameters);
+    run.zero(m.gradients.data(), parameters * sizeof(float));
+    const float* dy_run = dy;
+    const float *dh_n_run = dh_n, *dc_n_run = dc_n;
+    float *dx_run = dx, *dh0_run = dh0, *dc0_run = dc0;
+    if (memory == Memory::host) {
+        m.io.rewind();
+        auto in = [&](const float* from, long long count) -> const float* {
+            if (!from)
+                return nullptr;
+            float* to = m.io(count);
+            run.copy(to, from, count_of(count) * sizeof(float));
+            return to;
+        };
+        dy_run = in(dy, y_size);
+        dh_n_run = in(dh_n, h_size);
+        dc_n_run = c_size ? in(dc_n, c_size) : nullptr;
+        dx_run = m.io(x_size);
+        dh0_run = m.io(h_size);
+        dc0_run = c_size ? m.io(c_size) : nullptr;
+    }
+    if (T > 0 && B > 0) {
+        m.scratch.rewind();
+        const gpu::BackBuffers buffers = gpu::BackBuffers::make(spec, T, B, std::ref(m.scratch));
+        gpu::backward_stack(run, spec, m.weights.data(), m.gradients.data(), m.record, T, B,
+                            m.record_lengths ? m.recorded_lengths.data() : nullptr, rows(dy_run, T, B, Y, spec.batch_first),
+                            dh_n_run, dc_n_run, rows(dx_run, T, B, I, spec.batch_first), dh0_run, dc0_run, buffers);
+    } else {
+        // No step: the state's gradient passes through as it came.
+        auto pass = [&](float* to, const float* from, long long count) {
+            if (from)
+                run.copy(to, from, count_of(count) * sizeof(float));
+            else
+                run.zero(to, count_of(count) * sizeof(float));
+        };
+        pass(dh0_run, dh_n_run, h_size);
+        if (dc0_run)
+            pass(dc0_run, dc_n_run, c_size);
+    }
+    run.synchronize();
+    run.copy(gradients, m.gradients.data(), parameters * sizeof(float));
+    if (memory == Memory::host) {
+        run.copy(dx, dx_run, count_of(x_size) * sizeof(float));
+        run.copy(dh0, dh0_run, count_of(h_size) * sizeof(float));
+        run.copy(dc0, dc0_run, count_of(c_size) * sizeof(float));
     }
     run.synchronize();
 }
@@ -399,7 +528,7 @@ struct DeviceStream::Impl {
     explicit Impl(bool allow_tf32) : executor(allow_tf32, std::size_t(4) << 20), graphs_tf32(allow_tf32) {}
 
     Executor executor;
-    Scratch scratch;
+    Pool scratch;
     gpu::StackBuffers buffers;
     GpuBuffer<float> h, c, x, y;             ///< state, and one block of steps in and out
     GpuBuffer<float, true> x_host, y_host;   ///< pinned: one step in and out, for host callers
@@ -434,7 +563,7 @@ DeviceStream::DeviceStream(std::shared_ptr<DeviceModel> model, Index batch) : mo
     s.y.resize(count_of(steps * batch * O));
     s.x_host.resize(count_of(batch * I));
     s.y_host.resize(count_of(batch * O));
-    s.buffers = s.scratch.reserve(spec, steps, batch);
+    s.buffers = gpu::StackBuffers::make(spec, steps, batch, std::ref(s.scratch));
     reset();
 }
 

@@ -52,6 +52,14 @@ struct StepArgs {
     const std::int64_t* lengths = nullptr;
     long long t = 0;
     bool relu = false;  ///< RNN: relu rather than tanh
+    /// A training forward's record of this step (LayerRecord's rows of step t), or null: the
+    /// activated gates [B, G], h and (LSTM) c before and after, and `extra` [B, H] (LSTM with
+    /// projection o * tanh(c'); GRU reset-after W_hn h + b_hn; reset-before r * h).
+    float* keep_gates = nullptr;
+    float* keep_h_prev = nullptr;
+    float* keep_c_prev = nullptr;
+    float* keep_c_next = nullptr;
+    float* keep_extra = nullptr;
 
     STREAMRNN_HD bool valid(int b) const { return !lengths || t < lengths[b]; }
     /// The pre-activation of gate column `col` of row b: x and h terms with both biases.
@@ -65,10 +73,59 @@ struct StepArgs {
     /// Writes the new h of row b, unit j, or leaves the state and outputs zero past its length.
     STREAMRNN_HD void emit(int b, int j, float value) const
     {
+        const long long at = (long long)b * H_out + j;
+        if (keep_h_prev)
+            keep_h_prev[at] = h[at];
         const bool keep = valid(b);
         if (keep)
-            h[b * H_out + j] = value;
+            h[at] = value;
         y[b * y_b_pitch + j] = keep ? value : 0.0f;
+    }
+    STREAMRNN_HD void keep_gate(int b, long long col, float value) const
+    {
+        if (keep_gates)
+            keep_gates[b * G + col] = value;
+    }
+};
+
+/// What one backward step of one layer and direction reads and writes, over B rows: the record of
+/// forward step t (StepArgs' keep_* rows), the gradients carried down the steps, and the
+/// gradients of this step's pre-activations, from which the caller's products make the rest.
+struct BackStepArgs {
+    int B = 0;
+    int H = 0;
+    int H_out = 0;
+    long long G = 0;
+    const float* gates = nullptr;   ///< [B, G]: activated
+    const float* h_prev = nullptr;  ///< [B, H_out]
+    const float* c_prev = nullptr;  ///< [B, H] (LSTM)
+    const float* c_next = nullptr;  ///< [B, H] (LSTM)
+    const float* extra = nullptr;   ///< [B, H] (see StepArgs::keep_extra)
+    /// dL/d(this step's output): row b at d_out + b * d_out_b_pitch.
+    const float* d_out = nullptr;
+    long long d_out_b_pitch = 0;
+    float* dh = nullptr;        ///< [B, H_out]: carried; in, dL/d(h after the step); out, before it
+    float* dh_total = nullptr;  ///< [B, H_out]: dh plus d_out (valid rows)
+    float* dh_kept = nullptr;   ///< [B, H_out]: dh_total of valid rows, for dW_hr (projection), or null
+    /// [B, H]: LSTM with projection, dh_total W_hr; GRU reset-before [B, H_out], dL/d(r * h).
+    const float* dm = nullptr;
+    float* dc = nullptr;        ///< [B, H] (LSTM): carried, updated in place
+    float* da_x = nullptr;      ///< [B, G]: dL/d(W_ih x + b_ih)
+    float* da_h = nullptr;      ///< [B, G]: dL/d(W_hh h + b_hh); da_x itself for LSTM and RNN
+    /// [B, H_out]: the part of dL/dh that does not go through W_hh (GRU: dh z, and d(r h) r for
+    /// reset-before); null for LSTM and RNN.
+    float* dh_direct = nullptr;
+    const float* dh_rec = nullptr;  ///< [B, H_out]: da_h W_hh, made by the caller's product
+    const std::int64_t* lengths = nullptr;
+    long long t = 0;
+    bool relu = false;
+
+    STREAMRNN_HD bool valid(int b) const { return !lengths || t < lengths[b]; }
+    /// Writes the gradient of gate column `col`: zero past the row's length, where the step did
+    /// not happen.
+    STREAMRNN_HD void set_da(float* da, int b, long long col, float value) const
+    {
+        da[b * G + col] = valid(b) ? value : 0.0f;
     }
 };
 
@@ -81,7 +138,46 @@ struct RnnElement {
     {
         const int b = int(i / a.H), j = int(i % a.H);
         const float v = a.pre(b, j);
-        a.emit(b, j, a.relu ? fmaxf(v, 0.0f) : tanhf(v));
+        const float h = a.relu ? fmaxf(v, 0.0f) : tanhf(v);
+        a.keep_gate(b, j, h);
+        a.emit(b, j, h);
+    }
+};
+
+/// The start of every backward step: dh_total = dh + d_out on valid rows.
+struct BackStartElement {
+    STREAMRNN_HD static long long count(const BackStepArgs& a) { return (long long)a.B * a.H_out; }
+    STREAMRNN_HD static void apply(const BackStepArgs& a, long long i)
+    {
+        const int b = int(i / a.H_out), j = int(i % a.H_out);
+        const bool valid = a.valid(b);
+        const float total = a.dh[i] + (valid ? a.d_out[b * a.d_out_b_pitch + j] : 0.0f);
+        a.dh_total[i] = total;
+        if (a.dh_kept)
+            a.dh_kept[i] = valid ? total : 0.0f;
+    }
+};
+
+/// The end of every backward step: dh = da_h W_hh (+ dh_direct), or, past the row's length, dh as
+/// it came (the step carried the state through).
+struct BackFinishElement {
+    STREAMRNN_HD static long long count(const BackStepArgs& a) { return (long long)a.B * a.H_out; }
+    STREAMRNN_HD static void apply(const BackStepArgs& a, long long i)
+    {
+        if (a.valid(int(i / a.H_out)))
+            a.dh[i] = a.dh_rec[i] + (a.dh_direct ? a.dh_direct[i] : 0.0f);
+    }
+};
+
+/// h' = act(a): da = dh' act'(a), in terms of h'.
+struct RnnBackElement {
+    STREAMRNN_HD static long long count(const BackStepArgs& a) { return (long long)a.B * a.H; }
+    STREAMRNN_HD static void apply(const BackStepArgs& a, long long i)
+    {
+        const int b = int(i / a.H), j = int(i % a.H);
+        const float h = a.gates[b * a.G + j];
+        const float slope = a.relu ? (h > 0.0f ? 1.0f : 0.0f) : 1.0f - h * h;
+        a.set_da(a.da_x, b, j, a.dh_total[i] * slope);
     }
 };
 
@@ -95,18 +191,46 @@ struct LstmElement {
         const float forget = sigmoid(a.pre(b, a.H + j));
         const float cell = tanhf(a.pre(b, 2 * a.H + j));
         const float out = sigmoid(a.pre(b, 3 * a.H + j));
-        float& c = a.c[(long long)b * a.H + j];
+        a.keep_gate(b, j, in);
+        a.keep_gate(b, a.H + j, forget);
+        a.keep_gate(b, 2 * a.H + j, cell);
+        a.keep_gate(b, 3 * a.H + j, out);
+        float& c = a.c[i];
         const float c_next = forget * c + in * cell;
         const float m = out * tanhf(c_next);
-        if (a.hidden) {
-            a.hidden[(long long)b * a.H + j] = m;  // ProjectionElement writes h and y
-            if (a.valid(b))
-                c = c_next;
-            return;
-        }
+        if (a.keep_c_prev)
+            a.keep_c_prev[i] = c;
         if (a.valid(b))
             c = c_next;
+        if (a.keep_c_next)
+            a.keep_c_next[i] = c;
+        if (a.hidden) {
+            a.hidden[i] = m;  // ProjectionElement writes h and y
+            if (a.keep_extra)
+                a.keep_extra[i] = m;
+            return;
+        }
         a.emit(b, j, m);
+    }
+};
+
+/// Back through c' = f c + i g, m = o tanh(c'), with dm = dh' (or dh' W_hr through a projection).
+struct LstmBackElement {
+    STREAMRNN_HD static long long count(const BackStepArgs& a) { return (long long)a.B * a.H; }
+    STREAMRNN_HD static void apply(const BackStepArgs& a, long long i)
+    {
+        const int b = int(i / a.H), j = int(i % a.H);
+        const float* gates = a.gates + b * a.G;
+        const float in = gates[j], forget = gates[a.H + j], cell = gates[2 * a.H + j], out = gates[3 * a.H + j];
+        const float tanh_c = tanhf(a.c_next[i]);
+        const float dm = a.dm ? a.dm[i] : a.dh_total[i];
+        const float dc = a.dc[i] + dm * out * (1.0f - tanh_c * tanh_c);
+        a.set_da(a.da_x, b, j, dc * cell * in * (1.0f - in));
+        a.set_da(a.da_x, b, a.H + j, dc * a.c_prev[i] * forget * (1.0f - forget));
+        a.set_da(a.da_x, b, 2 * a.H + j, dc * in * (1.0f - cell * cell));
+        a.set_da(a.da_x, b, 3 * a.H + j, dm * tanh_c * out * (1.0f - out));
+        if (a.valid(b))
+            a.dc[i] = dc * forget;
     }
 };
 
@@ -126,7 +250,11 @@ struct ResetElement {
     STREAMRNN_HD static void apply(const StepArgs& a, long long i)
     {
         const int b = int(i / a.H), j = int(i % a.H);
-        a.hidden[i] = sigmoid(a.pre(b, j)) * a.h[(long long)b * a.H_out + j];
+        const float r = sigmoid(a.pre(b, j));
+        a.keep_gate(b, j, r);
+        a.hidden[i] = r * a.h[(long long)b * a.H_out + j];
+        if (a.keep_extra)
+            a.keep_extra[i] = a.hidden[i];
     }
 };
 
@@ -146,9 +274,127 @@ struct GruElement {
             x_n += a.b_ih[n_col];
             h_n += a.b_hh[n_col];
         }
-        const float n = tanhf(reset_after ? x_n + sigmoid(a.pre(b, j)) * h_n : x_n + h_n);
+        float n;
+        if (reset_after) {
+            const float r = sigmoid(a.pre(b, j));
+            n = tanhf(x_n + r * h_n);
+            a.keep_gate(b, j, r);
+            if (a.keep_extra)
+                a.keep_extra[i] = h_n;
+        } else {
+            n = tanhf(x_n + h_n);  // r was kept by ResetElement
+        }
+        a.keep_gate(b, a.H + j, z);
+        a.keep_gate(b, n_col, n);
         const float h = a.h[(long long)b * a.H_out + j];
         a.emit(b, j, n + z * (h - n));
+    }
+};
+
+/// Back through h' = n + z (h - n): the z and n gates of both sides, and dh's direct part dh' z.
+/// Reset-after also the r gate: n = tanh(. + r * (W_hn h + b_hn)), extra = W_hn h + b_hn.
+/// Reset-before leaves r to GruResetBackElement, after the caller's product dm = da_n W_hn.
+template <bool reset_after>
+struct GruBackElement {
+    STREAMRNN_HD static long long count(const BackStepArgs& a) { return (long long)a.B * a.H; }
+    STREAMRNN_HD static void apply(const BackStepArgs& a, long long i)
+    {
+        const int b = int(i / a.H), j = int(i % a.H);
+        const float* gates = a.gates + b * a.G;
+        const float r = gates[j], z = gates[a.H + j], n = gates[2 * a.H + j];
+        const float h = a.h_prev[(long long)b * a.H_out + j];
+        const float dh = a.dh_total[i];
+        const float dn = dh * (1.0f - z) * (1.0f - n * n);  // dL/d(pre-activation of n)
+        const float dz = dh * (h - n) * z * (1.0f - z);
+        a.set_da(a.da_x, b, a.H + j, dz);
+        a.set_da(a.da_h, b, a.H + j, dz);
+        a.set_da(a.da_x, b, 2 * a.H + j, dn);
+        a.dh_direct[i] = dh * z;
+        if (reset_after) {
+            const float dr = dn * a.extra[i] * r * (1.0f - r);
+            a.set_da(a.da_x, b, j, dr);
+            a.set_da(a.da_h, b, j, dr);
+            a.set_da(a.da_h, b, 2 * a.H + j, dn * r);
+        } else {
+            a.set_da(a.da_h, b, 2 * a.H + j, dn);
+        }
+    }
+};
+
+/// GRU reset-before, the r gate: n = tanh(. + W_hn (r * h) + b_hn), dm = dL/d(r * h) = da_n W_hn.
+struct GruResetBackElement {
+    STREAMRNN_HD static long long count(const BackStepArgs& a) { return (long long)a.B * a.H; }
+    STREAMRNN_HD static void apply(const BackStepArgs& a, long long i)
+    {
+        const int b = int(i / a.H), j = int(i % a.H);
+        const float r = a.gates[b * a.G + j];
+        const float d_reset_h = a.dm[i];
+        const float dr = d_reset_h * a.h_prev[(long long)b * a.H_out + j] * r * (1.0f - r);
+        a.set_da(a.da_x, b, j, dr);
+        a.set_da(a.da_h, b, j, dr);
+        a.dh_direct[i] += d_reset_h * r;
+    }
+};
+
+/// Dropout between layers, as PyTorch's (inverted): data *= mask, each mask value 1 / keep with
+/// probability keep, else 0, drawn from a counter-based hash of (seed, i), so that any thread of
+/// any executor draws the same mask.
+struct DropoutArgs {
+    float* data = nullptr;
+    float* mask = nullptr;
+    long long count = 0;
+    std::uint64_t seed = 0;
+    float keep = 1.0f;
+};
+
+struct DropoutElement {
+    STREAMRNN_HD static long long count(const DropoutArgs& a) { return a.count; }
+    STREAMRNN_HD static void apply(const DropoutArgs& a, long long i)
+    {
+        // splitmix64 of the seed and the index: 24 random bits for a uniform in [0, 1).
+        std::uint64_t v = a.seed + 0x9E3779B97F4A7C15ULL * (std::uint64_t(i) + 1);
+        v = (v ^ (v >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        v = (v ^ (v >> 27)) * 0x94D049BB133111EBULL;
+        v ^= v >> 31;
+        const float uniform = float(v >> 40) * (1.0f / 16777216.0f);
+        a.mask[i] = uniform < a.keep ? 1.0f / a.keep : 0.0f;
+        a.data[i] *= a.mask[i];
+    }
+};
+
+/// to *= by, element by element (the dropout mask on a gradient); or to = value where by is null.
+struct ScaleArgs {
+    float* to = nullptr;
+    const float* by = nullptr;
+    long long count = 0;
+    float value = 0.0f;
+};
+
+struct ScaleElement {
+    STREAMRNN_HD static long long count(const ScaleArgs& a) { return a.count; }
+    STREAMRNN_HD static void apply(const ScaleArgs& a, long long i)
+    {
+        if (a.by)
+            a.to[i] *= a.by[i];
+        else
+            a.to[i] = a.value;
+    }
+};
+
+/// Copies T x B rows between two layouts (batch-first to time-major and back).
+struct CopyArgs {
+    Rows from;
+    Rows to;
+    long long T = 0;
+    long long B = 0;
+};
+
+struct CopyElement {
+    STREAMRNN_HD static long long count(const CopyArgs& a) { return a.T * a.B * a.to.width; }
+    STREAMRNN_HD static void apply(const CopyArgs& a, long long i)
+    {
+        const long long j = i % a.to.width, row = i / a.to.width;
+        a.to.row(row / a.B, row % a.B)[j] = a.from.row(row / a.B, row % a.B)[j];
     }
 };
 

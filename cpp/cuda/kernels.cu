@@ -39,5 +39,15 @@ template cudaError_t launch_elements<ResetElement>(const StepArgs&, cudaStream_t
 template cudaError_t launch_elements<GruElement<true>>(const StepArgs&, cudaStream_t);
 template cudaError_t launch_elements<GruElement<false>>(const StepArgs&, cudaStream_t);
 template cudaError_t launch_elements<ResidualElement>(const ResidualArgs&, cudaStream_t);
+template cudaError_t launch_elements<DropoutElement>(const DropoutArgs&, cudaStream_t);
+template cudaError_t launch_elements<ScaleElement>(const ScaleArgs&, cudaStream_t);
+template cudaError_t launch_elements<CopyElement>(const CopyArgs&, cudaStream_t);
+template cudaError_t launch_elements<BackStartElement>(const BackStepArgs&, cudaStream_t);
+template cudaError_t launch_elements<BackFinishElement>(const BackStepArgs&, cudaStream_t);
+template cudaError_t launch_elements<RnnBackElement>(const BackStepArgs&, cudaStream_t);
+template cudaError_t launch_elements<LstmBackElement>(const BackStepArgs&, cudaStream_t);
+template cudaError_t launch_elements<GruBackElement<true>>(const BackStepArgs&, cudaStream_t);
+template cudaError_t launch_elements<GruBackElement<false>>(const BackStepArgs&, cudaStream_t);
+template cudaError_t launch_elements<GruResetBackElement>(const BackStepArgs&, cudaStream_t);
 
 }  // namespace streamrnn::gpu

@@ -44,6 +44,13 @@ float* Trainable::gradient_buffer()
 
 void Trainable::zero_grad() { std::fill(gradients_.begin(), gradients_.end(), 0.0f); }
 
+void Trainable::add_gradients(const float* values)
+{
+    float* gradients = gradient_buffer();
+    for (std::size_t i = 0; i < parameters_.size(); ++i)
+        gradients[i] += values[i];
+}
+
 ParameterBlock Trainable::block()
 {
     ++version_;

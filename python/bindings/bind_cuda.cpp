@@ -153,7 +153,15 @@ DeviceView input_view(nb::handle obj, const char* name, int device)
     return device_view(obj, name, device);
 }
 
-nb::tuple forward(DeviceModel& model, nb::handle x_in, nb::handle state_in, nb::handle lengths_in)
+/// The state arrays as the call returns them: h, or (h, c) for an LSTM.
+nb::object state_object(DeviceArray&& h, std::optional<DeviceArray>& c)
+{
+    if (!c)
+        return nb::cast(std::move(h));
+    return nb::make_tuple(nb::cast(std::move(h)), nb::cast(std::move(*c)));
+}
+
+nb::tuple forward(DeviceModel& model, nb::handle x_in, nb::handle state_in, nb::handle lengths_in, bool train)
 {
     const ModelSpec& spec = model.spec();
     const int device = model.device();
@@ -174,7 +182,10 @@ nb::tuple forward(DeviceModel& model, nb::handle x_in, nb::handle state_in, nb::
         NumpyArray y_out = new_array(call.y, &y);
         {
             nb::gil_scoped_release release;
-            model.forward(x_host.data(), T, B, lengths_data, y, h, c, Memory::host);
+            if (train)
+                model.forward_train(x_host.data(), T, B, lengths_data, y, h, c, Memory::host);
+            else
+                model.forward(x_host.data(), T, B, lengths_data, y, h, c, Memory::host);
         }
         return nb::make_tuple(y_out, state);
     }
@@ -185,11 +196,60 @@ nb::tuple forward(DeviceModel& model, nb::handle x_in, nb::handle state_in, nb::
     read_state(state_in, spec, shape, false, h.data(), c ? c->data() : nullptr, "state", DeviceSource(device));
     {
         nb::gil_scoped_release release;
-        model.forward(x_gpu.data, T, B, lengths_data, y.data(), h.data(), c ? c->data() : nullptr, Memory::device);
+        float* c_data = c ? c->data() : nullptr;
+        if (train)
+            model.forward_train(x_gpu.data, T, B, lengths_data, y.data(), h.data(), c_data, Memory::device);
+        else
+            model.forward(x_gpu.data, T, B, lengths_data, y.data(), h.data(), c_data, Memory::device);
     }
-    nb::object state = c ? nb::object(nb::make_tuple(nb::cast(std::move(h)), nb::cast(std::move(*c))))
-                         : nb::cast(std::move(h));
+    nb::object state = state_object(std::move(h), c);
     return nb::make_tuple(nb::cast(std::move(y)), state);
+}
+
+/// (dx, dstate0, gradients) for dy and dstate after a training forward; dx and dstate0 in dy's
+/// memory, the weight gradients of this call as a NumPy array laid out as the parameters.
+nb::tuple backward(DeviceModel& model, nb::handle dy_in, nb::handle dstate_in)
+{
+    const ModelSpec& spec = model.spec();
+    const int device = model.device();
+    const long long T = model.recorded_steps(), B = model.recorded_batch();
+    const DeviceView dy_gpu = input_view(dy_in, "dy", device);
+    FloatArray dy_host;
+    if (!dy_gpu.found)
+        dy_host = to_floats(dy_in, "dy");
+    const bool batched = check_output_gradient(spec, dy_gpu.found ? dy_gpu.shape : shape_of(dy_host), "dy", T, B);
+    const StateShape shape = state_shape(spec, B, batched);
+    float* gradients;
+    NumpyArray gradients_out = new_array({static_cast<long long>(spec.parameter_count())}, &gradients);
+
+    if (!dy_gpu.found) {
+        std::vector<float> dh_n(static_cast<std::size_t>(element_count(shape.h)));
+        std::vector<float> dc_n(static_cast<std::size_t>(element_count(shape.c)));
+        read_state(dstate_in, spec, shape, false, dh_n.data(), dc_n.data(), "dstate");
+        float *dh0, *dc0, *dx;
+        nb::object dstate0 = new_state(spec, shape, &dh0, &dc0);
+        NumpyArray dx_out = new_array(input_shape(spec, T, B, batched), &dx);
+        {
+            nb::gil_scoped_release release;
+            model.backward(dy_host.data(), dh_n.data(), dc_n.empty() ? nullptr : dc_n.data(), dx, dh0, dc0,
+                           Memory::host, gradients);
+        }
+        return nb::make_tuple(dx_out, dstate0, gradients_out);
+    }
+    DeviceArray dh_n(shape.h, device), dh0(shape.h, device), dx(input_shape(spec, T, B, batched), device);
+    std::optional<DeviceArray> dc_n, dc0;
+    if (spec.has_cell_state()) {
+        dc_n.emplace(shape.c, device);
+        dc0.emplace(shape.c, device);
+    }
+    read_state(dstate_in, spec, shape, false, dh_n.data(), dc_n ? dc_n->data() : nullptr, "dstate",
+               DeviceSource(device));
+    {
+        nb::gil_scoped_release release;
+        model.backward(dy_gpu.data, dh_n.data(), dc_n ? dc_n->data() : nullptr, dx.data(), dh0.data(),
+                       dc0 ? dc0->data() : nullptr, Memory::device, gradients);
+    }
+    return nb::make_tuple(nb::cast(std::move(dx)), state_object(std::move(dh0), dc0), gradients_out);
 }
 
 nb::object step(DeviceStream& stream, nb::handle x_in, nb::handle out_in)
@@ -399,7 +459,9 @@ NB_MODULE(_cuda, m)
             },
             "parameters"_a, "version"_a, "Copies the weights in (laid out as the engine's Model.parameters).")
         .def_prop_rw("allow_tf32", &DeviceModel::allow_tf32, &DeviceModel::set_allow_tf32)
-        .def("forward", &forward, "x"_a, "state"_a.none(), "lengths"_a.none())
+        .def("forward", &forward, "x"_a, "state"_a.none(), "lengths"_a.none(), "train"_a = false)
+        .def("backward", &backward, "dy"_a, "dstate"_a.none(),
+             "Back through the last forward with train=True: (dx, dstate0, this call's weight gradients).")
         .def(
             "stream",
             [](std::shared_ptr<DeviceModel> model, long long batch) {

@@ -56,23 +56,6 @@ nb::tuple forward(Model& model, nb::handle x_in, nb::handle state_in, nb::handle
     return nb::make_tuple(y_out, state);
 }
 
-/// The gradient of a whole-sequence output: shaped like y of the recorded forward, batched or
-/// (with B == 1) not. Returns whether it is batched.
-bool check_output_gradient(const Model& model, const FloatArray& dy, const char* name, long long T, long long B)
-{
-    const ModelSpec& spec = model.spec();
-    const long long Y = spec.directions() * spec.output_size();
-    const Shape batched = spec.batch_first ? Shape{B, T, Y} : Shape{T, B, Y};
-    const Shape got = shape_of(dy);
-    if (got == batched)
-        return true;
-    if (B == 1 && got == Shape{T, Y})
-        return false;
-    throw_shape(name, shape_str(batched) + (B == 1 ? " or unbatched " + shape_str({T, Y}) : "") +
-                          ", the shape of the training forward's y",
-                got);
-}
-
 /// dx and dstate0 for dy and dstate (see Model::backward), shaped like the forward's x and state.
 nb::tuple backward(Model& model, const float* dy, bool batched, nb::handle dstate_in)
 {
@@ -86,12 +69,8 @@ nb::tuple backward(Model& model, const float* dy, bool batched, nb::handle dstat
     float* dh0;
     float* dc0;
     nb::object dstate0 = new_state(spec, shape, &dh0, &dc0);
-    Shape x_shape = spec.is_cell ? Shape{B, spec.input_size}
-                    : spec.batch_first ? Shape{B, T, spec.input_size} : Shape{T, B, spec.input_size};
-    if (!batched)
-        x_shape.erase(x_shape.begin() + (spec.is_cell || spec.batch_first ? 0 : 1));
     float* dx;
-    NumpyArray dx_out = new_array(x_shape, &dx);
+    NumpyArray dx_out = new_array(input_shape(spec, T, B, batched), &dx);
     {
         nb::gil_scoped_release release;
         model.backward(dy, dh_n.data(), dc_n.empty() ? nullptr : dc_n.data(), dx, dh0, dc0, sequence_threads);
@@ -103,7 +82,7 @@ nb::tuple layer_backward(Model& model, nb::handle dy_in, nb::handle dstate_in)
 {
     const ForwardRecord& record = model.record();
     const FloatArray dy = to_floats(dy_in, "dy");
-    const bool batched = check_output_gradient(model, dy, "dy", record.T, record.B);
+    const bool batched = check_output_gradient(model.spec(), shape_of(dy), "dy", record.T, record.B);
     return backward(model, dy.data(), batched, dstate_in);
 }
 
@@ -206,7 +185,16 @@ void bind_model(nb::module_& m)
         .def("load_state_dict", &load_state_dict, "state_dict"_a,
              "Copies the tensors in; strict about keys and shapes.")
         .def("grads", &gradients, "Accumulated gradients, keyed like state_dict().")
-        .def("zero_grad", &Trainable::zero_grad, "Sets the accumulated gradients to zero.");
+        .def("zero_grad", &Trainable::zero_grad, "Sets the accumulated gradients to zero.")
+        .def(
+            "add_gradients",
+            [](Trainable& model, FloatArray gradients) {
+                if (gradients.size() != model.parameter_count())
+                    throw ArgumentError("gradients: expected " + std::to_string(model.parameter_count()) +
+                                        " floats, got " + std::to_string(gradients.size()));
+                model.add_gradients(gradients.data());
+            },
+            "gradients"_a, "Adds gradients laid out as parameter_view() (a GPU backward's) into grads().");
 
     nb::class_<Model, Trainable>(m, "Model", "The engine behind every streamrnn layer and cell (see streamrnn.LSTM etc.).")
         .def(

@@ -127,6 +127,28 @@ Shape step_output_shape(const ModelSpec& spec, long long B, const Shape& x_shape
     return unbatched ? Shape{spec.output_size()} : Shape{B, spec.output_size()};
 }
 
+bool check_output_gradient(const ModelSpec& spec, const Shape& got, const char* name, long long T, long long B)
+{
+    const long long Y = spec.directions() * spec.output_size();
+    const Shape batched = spec.batch_first ? Shape{B, T, Y} : Shape{T, B, Y};
+    if (got == batched)
+        return true;
+    if (B == 1 && got == Shape{T, Y})
+        return false;
+    throw_shape(name, shape_str(batched) + (B == 1 ? " or unbatched " + shape_str({T, Y}) : "") +
+                          ", the shape of the training forward's y",
+                got);
+}
+
+Shape input_shape(const ModelSpec& spec, long long T, long long B, bool batched)
+{
+    Shape shape = spec.is_cell ? Shape{B, spec.input_size}
+                  : spec.batch_first ? Shape{B, T, spec.input_size} : Shape{T, B, spec.input_size};
+    if (!batched)
+        shape.erase(shape.begin() + (spec.is_cell || spec.batch_first ? 0 : 1));
+    return shape;
+}
+
 long long stream_index(long long i, long long B)
 {
     if (i < -B || i >= B)

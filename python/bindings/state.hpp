@@ -51,6 +51,13 @@ struct SequenceShape {
 };
 SequenceShape sequence_shape(const ModelSpec& spec, const Shape& x_shape, nb::handle lengths);
 
+/// The gradient of a whole-sequence output, of shape `got`: shaped like y of the recorded forward
+/// (T steps, B rows), batched or (with B == 1) not. Returns whether it is batched; ValueError
+/// naming `name` otherwise.
+bool check_output_gradient(const ModelSpec& spec, const Shape& got, const char* name, long long T, long long B);
+/// x's shape for T steps of B rows (a cell's: B rows), batched or not: the shape of dx.
+Shape input_shape(const ModelSpec& spec, long long T, long long B, bool batched);
+
 /// y's shape for a stream's step(x) of B streams: (B, H_out), or (H_out,) for x (I,) with B == 1.
 Shape step_output_shape(const ModelSpec& spec, long long B, const Shape& x_shape);
 /// Stream i of B for reset(i), negative i counting from the end; IndexError outside [-B, B).

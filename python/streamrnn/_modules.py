@@ -179,7 +179,13 @@ class _Layer(_Module):
         (None: zeros). dx is shaped like x, dstate0 (dL/d(initial state)) like the state. The
         weights' gradients add into grads() until zero_grad(). Truncated BPTT over a long stream:
         carry the state from chunk to chunk (its values, not its graph), backward each chunk.
+        On a GPU, dy and dstate may be GPU arrays (dx and dstate0 then are too), and the weights'
+        gradients come back to grads(), where the optimizers read them.
         """
+        if self._device_model is not None:
+            dx, dstate0, gradients = self._device_model.backward(dy, dstate)
+            self._core.add_gradients(gradients)
+            return dx, dstate0
         return self._core.backward(dy, dstate)
 
     def stream(self, batch: int = 1) -> "Union[_core.Stream, DeviceStream]":

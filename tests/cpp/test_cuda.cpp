@@ -70,6 +70,46 @@ TEST_CASE("DeviceModel::forward gives Model::forward's outputs, from host and fr
         }
 }
 
+TEST_CASE("DeviceModel's training forward and backward give Model::backward's gradients")
+{
+    unsigned seed = 300;
+    for (const ModelCase& k : model_cases()) {
+        const ModelSpec spec = k.spec(11, 20);
+        CAPTURE(kind_name(k.kind));
+        CAPTURE(seed);
+        Model model(spec, seed);
+        const long long T = 23, B = 9, Y = spec.directions() * spec.output_size();
+        const long long cells = spec.num_layers * spec.directions();
+        ForwardCase input(model, T, B, k.with_lengths, seed += 5);
+        const std::vector<float> dy = random_values(std::size_t(T * B * Y), seed + 1);
+        const std::vector<float> dh_n = random_values(std::size_t(cells * B * spec.output_size()), seed + 2);
+        const std::vector<float> dc_n = random_values(std::size_t(cells * B * spec.hidden_size), seed + 3);
+        const bool lstm = spec.has_cell_state();
+        float* no_c = nullptr;
+
+        std::vector<float> y(input.y.size()), h = input.h0, c = input.c0;
+        model.forward_train(input.x.data(), T, B, input.lengths_data(), y.data(), h.data(), lstm ? c.data() : no_c);
+        std::vector<float> dx(input.x.size()), dh0(h.size()), dc0(c.size());
+        model.zero_grad();
+        model.backward(dy.data(), dh_n.data(), lstm ? dc_n.data() : nullptr, dx.data(), dh0.data(),
+                       lstm ? dc0.data() : no_c);
+
+        auto device = on_gpu(model);
+        std::vector<float> y_gpu(y.size()), h_gpu = input.h0, c_gpu = input.c0;
+        device->forward_train(input.x.data(), T, B, input.lengths_data(), y_gpu.data(), h_gpu.data(),
+                              lstm ? c_gpu.data() : no_c, cuda::Memory::host);
+        check_close(y_gpu, y, 1e-4f);
+        CHECK(device->recorded_steps() == T);
+        std::vector<float> dx_gpu(dx.size()), dh0_gpu(dh0.size()), dc0_gpu(dc0.size()), grads(model.parameter_count());
+        device->backward(dy.data(), dh_n.data(), lstm ? dc_n.data() : nullptr, dx_gpu.data(), dh0_gpu.data(),
+                         lstm ? dc0_gpu.data() : no_c, cuda::Memory::host, grads.data());
+        check_close(dx_gpu, dx, 1e-4f);
+        check_close(dh0_gpu, dh0, 1e-4f);
+        check_close(dc0_gpu, dc0, 1e-4f);
+        check_close(grads, std::vector<float>(model.gradients().begin(), model.gradients().end()), 5e-4f);
+    }
+}
+
 TEST_CASE("a DeviceStream gives a Stream's outputs step by step and in chunks, and resets as it does")
 {
     for (CellKind kind : {CellKind::lstm, CellKind::gru, CellKind::rnn_tanh}) {
@@ -137,6 +177,10 @@ TEST_CASE("bad arguments are errors that change nothing")
     const std::int64_t too_long[] = {3};
     CHECK_THROWS_AS(device->forward(x.data(), 2, 1, too_long, y.data(), h.data(), c.data(), cuda::Memory::host),
                     ArgumentError);
+    std::vector<float> grads(model.parameter_count());
+    CHECK_THROWS_AS(device->backward(y.data(), nullptr, nullptr, x.data(), h.data(), c.data(), cuda::Memory::host,
+                                     grads.data()),
+                    ArgumentError);  // no training forward
     spec.bidirectional = true;
     CHECK_THROWS_AS(cuda::DeviceStream(std::make_shared<cuda::DeviceModel>(spec, 0), 1), ArgumentError);
 }

@@ -8,6 +8,7 @@
 
 #include "streamrnn/stream.hpp"
 
+#include <functional>
 #include <memory>
 
 namespace {
@@ -17,15 +18,15 @@ using namespace streamrnn::testing;
 
 /// The executor's operations as plain loops.
 struct HostOps {
-    void gemm(long long M, long long N, long long K, const float* A, long long lda, const float* W, long long ldw,
-              float* C, long long ldc)
+    void gemm(bool trans_a, bool trans_b, long long M, long long N, long long K, const float* A, long long lda,
+              const float* B, long long ldb, float* C, long long ldc, bool accumulate)
     {
         for (long long m = 0; m < M; ++m)
             for (long long n = 0; n < N; ++n) {
                 float sum = 0.0f;
                 for (long long k = 0; k < K; ++k)
-                    sum += A[m * lda + k] * W[n * ldw + k];
-                C[m * ldc + n] = sum;
+                    sum += (trans_a ? A[k * lda + m] : A[m * lda + k]) * (trans_b ? B[n * ldb + k] : B[k * ldb + n]);
+                C[m * ldc + n] = (accumulate ? C[m * ldc + n] : 0.0f) + sum;
             }
     }
     template <typename Element, typename Args>
@@ -36,18 +37,19 @@ struct HostOps {
     }
 };
 
+/// Host memory for a plan's buffers: allocate(floats) -> float*, kept until the end of the test.
+struct HostMemory {
+    std::vector<std::vector<float>> blocks;
+    float* operator()(long long count) { return blocks.emplace_back(std::size_t(count)).data(); }
+};
+
 /// The plan's scratch for T steps of B rows, in host memory.
 struct HostScratch {
-    std::vector<std::vector<float>> memory;
+    HostMemory memory;
     gpu::StackBuffers buffers;
 
     HostScratch(const ModelSpec& spec, long long T, long long B)
-    {
-        memory.reserve(6);
-        buffers = gpu::StackBuffers::make(spec, T, B, [&](long long count) {
-            return memory.emplace_back(std::size_t(count)).data();
-        });
-    }
+        : buffers(gpu::StackBuffers::make(spec, T, B, std::ref(memory))) {}
 };
 
 gpu::Rows rows_of(float* data, long long T, long long B, long long width, bool batch_first)
@@ -107,4 +109,84 @@ TEST_CASE("the GPU plan run step by step gives a stream's outputs")
                            scratch.buffers);
         check_close(y, y_cpu);
     }
+}
+
+TEST_CASE("the GPU plan of a training forward and its backward give Model::backward's gradients")
+{
+    unsigned seed = 40;
+    for (const ModelCase& k : model_cases()) {
+        const ModelSpec spec = k.spec(6, 7);
+        CAPTURE(kind_name(k.kind));
+        CAPTURE(seed);
+        Model model(spec, seed);
+        const long long T = 5, B = 3, I = spec.input_size, Y = spec.directions() * spec.output_size();
+        const long long cells = spec.num_layers * spec.directions(), H = spec.hidden_size, H_out = spec.output_size();
+        ForwardCase input(model, T, B, k.with_lengths, seed += 5);
+        const std::vector<float> dy = random_values(std::size_t(T * B * Y), seed + 1);
+        const std::vector<float> dh_n = random_values(std::size_t(cells * B * H_out), seed + 2);
+        const std::vector<float> dc_n = random_values(std::size_t(cells * B * H), seed + 3);
+        const bool lstm = spec.has_cell_state();
+
+        std::vector<float> y(std::size_t(T * B * Y)), h = input.h0, c = input.c0;
+        model.forward_train(input.x.data(), T, B, input.lengths_data(), y.data(), h.data(), lstm ? c.data() : nullptr);
+        std::vector<float> dx(std::size_t(T * B * I)), dh0(h.size()), dc0(c.size());
+        model.zero_grad();
+        model.backward(dy.data(), dh_n.data(), lstm ? dc_n.data() : nullptr, dx.data(), dh0.data(),
+                       lstm ? dc0.data() : nullptr);
+        const std::vector<float> expected_grads(model.gradients().begin(), model.gradients().end());
+
+        HostOps ops;
+        HostMemory memory;
+        const gpu::StackBuffers buffers = gpu::StackBuffers::make(spec, T, B, std::ref(memory));
+        const gpu::RecordView record = gpu::RecordView::make(spec, T, B, std::ref(memory));
+        const gpu::BackBuffers back = gpu::BackBuffers::make(spec, T, B, std::ref(memory));
+        std::vector<float> x = input.x, y_gpu(y.size()), h_gpu = input.h0, c_gpu = input.c0;
+        gpu::run_stack(ops, spec, model.parameters(), rows_of(x.data(), T, B, I, k.batch_first),
+                       rows_of(y_gpu.data(), T, B, Y, k.batch_first), T, B, input.lengths_data(), h_gpu.data(),
+                       lstm ? c_gpu.data() : nullptr, buffers, &record);
+        check_close(y_gpu, y);
+        check_close(h_gpu, h);
+
+        std::vector<float> dy_copy = dy, dx_gpu(dx.size(), -1.0f), dh0_gpu(dh0.size()), dc0_gpu(dc0.size());
+        std::vector<float> grads(model.parameter_count(), 0.0f);
+        gpu::backward_stack(ops, spec, model.parameters(), grads.data(), record, T, B, input.lengths_data(),
+                            rows_of(dy_copy.data(), T, B, Y, k.batch_first), dh_n.data(), lstm ? dc_n.data() : nullptr,
+                            rows_of(dx_gpu.data(), T, B, I, k.batch_first), dh0_gpu.data(),
+                            lstm ? dc0_gpu.data() : nullptr, back);
+        check_close(dx_gpu, dx, 5e-5f);
+        check_close(dh0_gpu, dh0, 5e-5f);
+        check_close(dc0_gpu, dc0, 5e-5f);
+        check_close(grads, expected_grads, 1e-4f);
+    }
+}
+
+TEST_CASE("dropout in the GPU plan keeps about 1 - p of the units, scaled, and backward uses the same mask")
+{
+    ModelSpec spec;
+    spec.kind = CellKind::gru;
+    spec.input_size = 8;
+    spec.hidden_size = 8;
+    spec.num_layers = 2;
+    spec.dropout = 0.25;
+    const Model model(spec, 3);
+    const long long T = 40, B = 8, I = 8;
+    HostOps ops;
+    HostMemory memory;
+    const gpu::StackBuffers buffers = gpu::StackBuffers::make(spec, T, B, std::ref(memory));
+    gpu::RecordView record = gpu::RecordView::make(spec, T, B, std::ref(memory));
+    record.dropout_seed = 12345;
+    std::vector<float> x = random_values(std::size_t(T * B * I), 1), y(std::size_t(T * B * 8)), h(2 * B * 8);
+    gpu::run_stack(ops, spec, model.parameters(), rows_of(x.data(), T, B, I, false), rows_of(y.data(), T, B, 8, false),
+                   T, B, nullptr, h.data(), nullptr, buffers, &record);
+    const float* mask = record.masks[1];
+    long long kept = 0;
+    for (long long i = 0; i < T * B * I; ++i) {
+        REQUIRE((mask[i] == 0.0f || std::abs(mask[i] - 1.0f / 0.75f) < 1e-6f));
+        kept += mask[i] != 0.0f;
+    }
+    CHECK(std::abs(double(kept) / double(T * B * I) - 0.75) < 0.03);
+    // The second layer's input is the first layer's output times the mask: zero where dropped.
+    for (long long i = 0; i < T * B * I; ++i)
+        if (mask[i] == 0.0f)
+            REQUIRE(record.inputs[1][i] == 0.0f);
 }

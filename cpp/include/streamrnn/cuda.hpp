@@ -82,6 +82,21 @@ public:
     void forward(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h, float* c,
                  Memory memory);
 
+    /// Training forward: forward() that also keeps on the GPU what backward() reads (replacing
+    /// what an earlier one kept), with dropout (spec().dropout) between layers. The masks come
+    /// from a hash of a seed drawn per call, so they differ from the CPU engine's.
+    void forward_train(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h, float* c,
+                       Memory memory);
+    /// Backpropagation through time over the last forward_train, with Model::backward's arguments
+    /// (dh_n, dc_n null for zeros) in `memory`. The weight gradients of this call are written to
+    /// `gradients`, spec().parameter_count() floats in host memory laid out as the parameters.
+    /// ArgumentError without a training forward.
+    void backward(const float* dy, const float* dh_n, const float* dc_n, float* dx, float* dh0, float* dc0,
+                  Memory memory, float* gradients);
+    /// The steps and rows of the last forward_train; ArgumentError without one.
+    Index recorded_steps() const;
+    Index recorded_batch() const;
+
     struct Impl;
 
 private:

@@ -43,6 +43,8 @@ public:
     /// The gradient buffer, made (zero) on first use; backward passes add into it.
     float* gradient_buffer();
     void zero_grad();
+    /// Adds parameter_count() gradients, laid out as the parameters (computed elsewhere: on a GPU).
+    void add_gradients(const float* values);
     /// The parameters and gradients for an optimizer (grads null before the first backward);
     /// counts as a change of the weights.
     ParameterBlock block();
