@@ -272,21 +272,27 @@ void copy_memory(void* to, const void* from, std::size_t bytes)
         check(cudaMemcpy(to, from, bytes, cudaMemcpyDefault), "cudaMemcpy");
 }
 
+// From the device's stream-ordered memory pool: a call's results come and go without the device
+// synchronisation that cudaMalloc and cudaFree cost.
 DeviceBuffer::DeviceBuffer(std::size_t count, int device) : count_(count), device_(device)
 {
     DeviceScope scope(device);
     void* p = nullptr;
-    check(cudaMalloc(&p, std::max<std::size_t>(count, 1) * sizeof(float)), "cudaMalloc");
+    check(cudaMallocAsync(&p, std::max<std::size_t>(count, 1) * sizeof(float), cudaStreamPerThread),
+          "cudaMallocAsync");
     data_ = static_cast<float*>(p);
-    if (const cudaError_t zeroed = cudaMemset(data_, 0, count * sizeof(float)); zeroed != cudaSuccess) {
-        cudaFree(data_);
-        check(zeroed, "cudaMemset");
+    cudaError_t status = cudaMemsetAsync(data_, 0, count * sizeof(float), cudaStreamPerThread);
+    if (status == cudaSuccess)
+        status = cudaStreamSynchronize(cudaStreamPerThread);  // ready for any stream once this returns
+    if (status != cudaSuccess) {
+        cudaFreeAsync(data_, cudaStreamPerThread);
+        check(status, "cudaMemsetAsync");
     }
 }
 
 DeviceBuffer::~DeviceBuffer()
 {
-    release_on(device_, [&] { cudaFree(data_); });
+    release_on(device_, [&] { cudaFreeAsync(data_, cudaStreamPerThread); });
 }
 
 struct DeviceModel::Impl {
