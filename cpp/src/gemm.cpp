@@ -27,6 +27,7 @@ struct Vector {
     static Vector broadcast(const float* p) { return {_mm512_set1_ps(*p)}; }
     void store(float* p) const { _mm512_storeu_ps(p, v); }
     void multiply_add(Vector a, Vector b) { v = _mm512_fmadd_ps(a.v, b.v, v); }
+    void add(Vector a) { v = _mm512_add_ps(v, a.v); }
 };
 #elif defined(__AVX2__) && defined(__FMA__)
 struct Vector {
@@ -38,6 +39,7 @@ struct Vector {
     static Vector broadcast(const float* p) { return {_mm256_broadcast_ss(p)}; }
     void store(float* p) const { _mm256_storeu_ps(p, v); }
     void multiply_add(Vector a, Vector b) { v = _mm256_fmadd_ps(a.v, b.v, v); }
+    void add(Vector a) { v = _mm256_add_ps(v, a.v); }
 };
 #else
 struct Vector {
@@ -75,6 +77,44 @@ void tile(const float* a, Index a_pitch, Index a_step, const float* p, Index K, 
         low[r].store(c + r * c_pitch);
         high[r].store(c + r * c_pitch + Vector::width);
     }
+}
+
+/// One row: c [1, panel] (+)= a [1, K] P^T for one panel P. A tile of one row is bound by the
+/// latency of its two accumulators' multiply-adds; splitting k four ways gives 8 independent
+/// chains, and the panel is still read in order (one stream, as the prefetcher likes it).
+void row_tile(const float* a, Index a_step, const float* p, Index K, float* c, bool accumulate) noexcept
+{
+    constexpr int ways = 4;
+    Vector low[ways], high[ways];
+#pragma GCC unroll 4
+    for (int q = 0; q < ways; ++q)
+        low[q] = high[q] = Vector::zero();
+    if (accumulate) {
+        low[0] = Vector::load(c);
+        high[0] = Vector::load(c + Vector::width);
+    }
+    Index k = 0;
+    for (; k + ways <= K; k += ways, p += ways * panel, a += ways * a_step) {
+#pragma GCC unroll 4
+        for (int q = 0; q < ways; ++q) {
+            const Vector x = Vector::broadcast(a + q * a_step);
+            low[q].multiply_add(Vector::load(p + q * panel), x);
+            high[q].multiply_add(Vector::load(p + q * panel + Vector::width), x);
+        }
+    }
+    for (; k < K; ++k, p += panel, a += a_step) {
+        const Vector x = Vector::broadcast(a);
+        low[0].multiply_add(Vector::load(p), x);
+        high[0].multiply_add(Vector::load(p + Vector::width), x);
+    }
+    low[0].add(low[1]);
+    low[2].add(low[3]);
+    low[0].add(low[2]);
+    high[0].add(high[1]);
+    high[2].add(high[3]);
+    high[0].add(high[2]);
+    low[0].store(c);
+    high[0].store(c + Vector::width);
 }
 
 /// tile<R> for the R < tile_rows rows left at the end of a.
@@ -153,6 +193,11 @@ void PackedWeights::multiply_transposed(Strided a, Index first, MatMap c, bool a
             for (Index j0 = 0; j0 < cols; j0 += panel) {
                 const float* p = panels_.data() + (first + j0) * K + k0 * panel;
                 const Index width = std::min(panel, cols - j0);
+                if (m_end - m1 == 1 && width == panel) {
+                    row_tile(a.data + m1 * a.row_stride + k0 * a.col_stride, a.col_stride, p, depth,
+                             c.data() + m1 * c.outerStride() + j0, add);
+                    continue;
+                }
                 for (Index m0 = m1; m0 < m_end; m0 += Vector::tile_rows) {
                     const Index rows = std::min<Index>(Vector::tile_rows, m_end - m0);
                     const float* a_tile = a.data + m0 * a.row_stride + k0 * a.col_stride;

@@ -89,11 +89,12 @@ void set_batch(ForwardRecord& record, Index T, Index B, const std::int64_t* leng
 }
 
 /// Whether transposed copies of every layer's weights are small enough to pay (WeightCopies).
-/// Where the packed kernel runs, it is as fast for one row once the weights outgrow L1 (H = 64
-/// LSTM, 64 KiB: 0.39 against 0.42 us) and faster past it (H = 128: 1.58 against 1.87 us).
+/// Where the packed kernel runs it is faster for one row past 32 KiB of weights per layer (bench_step,
+/// batch 1: LSTM H = 64 steps in 0.89 us against 1.22, H = 128 in 2.5 against 4.3); at H = 32 the
+/// transposed copies are still faster (0.24 against 0.27 us).
 bool transposed_pays(const ModelSpec& spec)
 {
-    const Index max_floats = PackedWeights::available() ? Index(1) << 15 : Index(1) << 18;
+    const Index max_floats = PackedWeights::available() ? Index(1) << 13 : Index(1) << 18;
     for (int layer = 0; layer < spec.num_layers; ++layer)
         if (Index(spec.gate_rows()) * (spec.layer_input_size(layer) + spec.output_size()) > max_floats)
             return false;
