@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -75,36 +76,38 @@ def main() -> None:
         print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.steps)))
         return
 
-    # The floor: the step's multiply-adds (forward 1x, backward 2x the products) at this machine's
-    # single-thread GEMM rate, measured here with NumPy on the same shapes.
-    import numpy as np
-
-    a = np.random.default_rng(0).standard_normal((T * B, I + H)).astype(np.float32)
-    w = np.random.default_rng(1).standard_normal((I + H, 4 * H)).astype(np.float32)
-    flops = 2.0 * T * B * (I + H) * 4 * H
-    start = time.perf_counter()
-    for _ in range(5):
-        a @ w
-    gflops = 5 * flops / (time.perf_counter() - start) / 1e9
-    floor_ms = 3 * LAYERS * flops / (gflops * 1e9) * 1e3
-
     rows = []
     for threads in (1, 2):
         for contender in ("streamrnn", "torch"):
             out = subprocess.run([sys.executable, __file__, "--steps", str(args.steps), "--worker", contender,
                                   str(threads)], check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
+    # The floor: the step's multiply-adds (forward 1x, backward 2x the products) at this machine's
+    # single-thread GEMM rate (bench/suite.py's: the faster of torch.mm and streamrnn's Linear) on
+    # the step's product shape, divided by the threads. Measured after the workers ran: a child
+    # process starts with its parent's peak memory (Linux keeps ru_maxrss across exec), so the
+    # parent stays small while they run.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from suite import gemm_rate
+
+    gflops, rate_of = gemm_rate(T * B, I + H, 4 * H)
+    flops = 2.0 * T * B * (I + H) * 4 * H
+    floor_ms = 3 * LAYERS * flops / (gflops * 1e9) * 1e3
+
     print(f"LSTM {LAYERS}x{H}, B={B}, T={T}, I={I}: training step (forward + backward + Adam)")
-    print(f"GEMM floor: {floor_ms:.1f} ms at {gflops:.1f} GFLOP/s (NumPy, this machine, "
-          f"threads as NumPy's default)")
-    print(f"{'contender':<12}{'threads':>8}{'median ms':>11}{'best ms':>9}{'peak +MiB':>11}{'vs torch':>10}")
+    print(f"GEMM floor: {floor_ms:.1f} ms on one thread, at {gflops:.1f} GFLOP/s ({rate_of}'s single-thread "
+          f"product, this machine), divided by the threads")
+    print(f"{'contender':<12}{'threads':>8}{'median ms':>11}{'best ms':>9}{'peak +MiB':>11}{'vs torch':>10}"
+          f"{'vs floor':>10}")
     for row in rows:
         torch_ms = next(r["ms"] for r in rows if r["contender"] == "torch" and r["threads"] == row["threads"])
+        row["floor_ratio"] = row["ms"] / (floor_ms / row["threads"])
         print(f"{row['contender']:<12}{row['threads']:>8}{row['ms']:>11.1f}{row['best_ms']:>9.1f}"
-              f"{row['peak_added_mib']:>11.1f}{torch_ms / row['ms']:>9.2f}x")
+              f"{row['peak_added_mib']:>11.1f}{torch_ms / row['ms']:>9.2f}x{row['floor_ratio']:>9.2f}x")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"floor_ms": floor_ms, "rows": rows}, f, indent=1)
+            json.dump({"floor_ms": floor_ms, "gflops_per_thread": gflops, "rate_of": rate_of, "rows": rows}, f,
+                      indent=1)
 
 
 if __name__ == "__main__":
