@@ -655,6 +655,26 @@ def test_a_batch_split_across_threads_gives_the_single_thread_result(kind, threa
     assert_close(actual[1], expected[1], what="state")
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_one_long_row_with_a_second_thread_projecting_ahead_gives_the_single_thread_result(kind, bidirectional):
+    # T past two chunks of 192 steps, and not a multiple of them: the second thread projects the
+    # inputs a chunk ahead of the scan (backwards for the reverse direction), identically.
+    rng = rng_for("projecting-ahead", kind, bidirectional)
+    cfg = dict(input_size=64, hidden_size=64, num_layers=2, bidirectional=bidirectional, batch_first=True)
+    m = make_sr(kind, cfg, seed=3)
+    x = random_input(rng, cfg, 450, 1)
+    state = random_state(rng, kind, cfg, 1)
+    expected = m(x, state)
+    sr.set_num_threads(2)
+    try:
+        actual = m(x, state)
+    finally:
+        sr.set_num_threads(1)
+    assert_identical(actual[0], expected[0], what="y")
+    assert_identical(actual[1], expected[1], what="state")
+
+
 def test_set_num_threads_refuses_fewer_than_one():
     with pytest.raises(ValueError, match="threads"):
         sr.set_num_threads(0)

@@ -9,6 +9,7 @@
 #include "threads.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <optional>
 #include <random>
@@ -366,28 +367,68 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
 
     // The input projection of every step in one product: gates [T, B, G] = x W_ih^T + b_ih.
     // A time-major x is one evenly spaced block of T * B rows; otherwise each row of the batch is.
-    float* gates = record ? record->gates.data() : ws.gates_.data();
-    auto project = [&](ConstMatMap rows, MatMap out) {
-        if (w.w_ih_packed)
-            w.w_ih_packed->multiply_transposed(Strided::of(rows), 0, out, false, ws.threads_);
-        else
-            ws.gemm_->multiply_transposed(rows, w.input_weights(), out, false);
-    };
-    if (T * B == 1 && w.w_ih_t) {
-        mat(gates, 1, G).noalias() = mat(x.data, 1, x.width) * mat(w.w_ih_t, x.width, G);
-    } else if (x.t_pitch == B * x.b_pitch) {
-        project(mat(x.data, T * B, x.width, x.b_pitch), mat(gates, T * B, G));
-    } else {
-        for (Index b = 0; b < B; ++b)
-            project(mat(x.row(0, b), T, x.width, x.t_pitch), mat(gates + b * G, T, G, B * G));
-    }
     // LSTM and RNN add b_hh to every gate as they add b_ih: the two summed once (refresh_copies)
     // go in with the projection, not b_hh in every step.
-    if (!ws.biases_.empty()) {
-        mat(gates, T * B, G).rowwise() += Eigen::Map<const Eigen::RowVectorXf>(ws.biases_[cell].data(), G);
+    float* gates = record ? record->gates.data() : ws.gates_.data();
+    const float* bias = ws.biases_.empty() ? w.b_ih : ws.biases_[cell].data();
+    if (!ws.biases_.empty())
         w.b_hh = nullptr;
-    } else if (w.b_ih) {
-        mat(gates, T * B, G).rowwise() += Eigen::Map<const Eigen::RowVectorXf>(w.b_ih, G);
+    auto project = [&](ConstMatMap rows, MatMap out, int threads) {
+        if (w.w_ih_packed)
+            w.w_ih_packed->multiply_transposed(Strided::of(rows), 0, out, false, threads);
+        else
+            ws.gemm_->multiply_transposed(rows, w.input_weights(), out, false);
+        if (bias)
+            out.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias, G);
+    };
+    // Steps [t0, t1) of every row.
+    auto project_steps = [&](Index t0, Index t1, int threads) {
+        if (x.t_pitch == B * x.b_pitch) {
+            project(mat(x.row(t0, 0), (t1 - t0) * B, x.width, x.b_pitch), mat(gates + t0 * B * G, (t1 - t0) * B, G),
+                    threads);
+        } else {
+            for (Index b = 0; b < B; ++b)
+                project(mat(x.row(t0, b), t1 - t0, x.width, x.t_pitch), mat(gates + (t0 * B + b) * G, t1 - t0, G, B * G),
+                        threads);
+        }
+    };
+    bool pipelined = false;
+#if STREAMRNN_THREADS
+    // One row's steps run one after another, so a second thread has nothing to share in them: it
+    // projects the inputs ahead of the scan instead, a chunk at a time, and the scan waits only
+    // for the first. Chunks are whole blocks of the packed product, so every value is the one
+    // the single product gives.
+    constexpr Index chunk = 192;
+    std::atomic<Index> projected{0};  // steps ready, counted in the scan's order
+    std::thread producer;
+    if (B == 1 && ws.threads_ > 1 && T >= 2 * chunk && w.w_ih_packed) {
+        auto produce = [&] {
+            const Index chunks = (T + chunk - 1) / chunk;
+            for (Index i = 0; i < chunks; ++i) {
+                const Index k = direction == 1 ? chunks - 1 - i : i;
+                const Index t0 = k * chunk, t1 = std::min(T, t0 + chunk);
+                project_steps(t0, t1, 1);
+                projected.store(direction == 1 ? T - t0 : t1, std::memory_order_release);
+            }
+        };
+#if STREAMRNN_HAS_EXCEPTIONS
+        try {
+            producer = std::thread(produce);
+            pipelined = true;
+        } catch (...) {  // no thread to be had: the scan projects as it would alone
+        }
+#else
+        producer = std::thread(produce);
+        pipelined = true;
+#endif
+    }
+#endif
+    if (T * B == 1 && w.w_ih_t) {
+        mat(gates, 1, G).noalias() = mat(x.data, 1, x.width) * mat(w.w_ih_t, x.width, G);
+        if (bias)
+            mat(gates, 1, G) += mat(bias, 1, G);
+    } else if (!pipelined) {
+        project_steps(0, T, ws.threads_);
     }
 
     // State ping-pongs between two buffers, h [B, H_out] then c [B, H] in each.
@@ -403,6 +444,10 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
 
     for (Index s = 0; s < T; ++s) {
         const Index t = direction == 1 ? T - 1 - s : s;
+#if STREAMRNN_THREADS
+        while (pipelined && projected.load(std::memory_order_acquire) <= s)
+            std::this_thread::yield();
+#endif
         const float* prev = state[0];
         StepState step{mat(prev, B, H_out), mat(prev + B * H_out, B, C), h_of(state[1]), c_of(state[1])};
         cell_forward_step(spec_, w, mat(gates + t * B * G, B, G), step, buffers);
@@ -426,6 +471,10 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
     mat(h, B, H_out) = h_of(state[0]);
     if (has_c)
         mat(c, B, H) = c_of(state[0]);
+#if STREAMRNN_THREADS
+    if (producer.joinable())
+        producer.join();
+#endif
 }
 
 Index Model::training_parts(Index T, Index B, int threads)
