@@ -468,8 +468,8 @@ def sequence_table(settings: dict) -> tuple:
                   f"{row['torch nn']['steps_per_s']:>10,.0f}{row['ort']['steps_per_s']:>10,.0f}"
                   f"{row['ratios']['torch nn/ours']:>11.2f}x{row['ratios']['ort/ours']:>9.2f}x"
                   f"{row['gemm_floor']['ms']:>12.2f}{row['ratios']['ours/floor']:>10.2f}x", flush=True)
-    print("streamrnn splits the batch across threads (sr.set_num_threads); a row of B = 1 shares only its input "
-          "projection (one product over all steps), its steps run on one thread.\n"
+    print("streamrnn splits the batch across threads (sr.set_num_threads); for a row of B = 1 the second thread "
+          "projects the inputs a chunk of steps ahead of the scan, which runs on one thread.\n"
           "GEMM floor: 2 x T x B x G x (I + H) flops (input and recurrent products; gates not counted) at one "
           "thread's float32 GEMM rate (the faster of torch.mm and streamrnn's Linear on the T*B x I x G product), "
           "divided by the threads.")

@@ -126,7 +126,8 @@ public:
     ///   lengths: [B] or null; each in [0, T]. Steps at or past a row's length give zeros in y and
     ///      leave its state alone; the reverse direction starts at the row's last valid step.
     ///   threads: the batch is split across this many threads (at most B), each running the whole
-    ///      stack on its rows; one row shares its products over all steps instead.
+    ///      stack on its rows; for one row a second thread projects the inputs ahead of the scan
+    ///      (sequences of 384 steps or more), or the threads share the product of all steps.
     /// Throws ArgumentError for a length outside [0, T]; std::length_error (a 32-bit host) or
     /// std::bad_alloc when the buffers for T x B rows do not fit in memory.
     void forward(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h, float* c,
