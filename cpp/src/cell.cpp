@@ -15,6 +15,8 @@ void recurrent_product(const CellWeights& w, ConstMatMap h, Index first, Index c
 {
     if (w.w_hh_t && h.rows() == 1) {
         // One row times W_hh^T column by column: short rows make dot products per gate row slow.
+        if (row_times(h.data(), w.output_size, w.w_hh_t + first, w.gate_rows, cols, out.data(), accumulate))
+            return;
         const ConstMatMap w_t = mat(w.w_hh_t + first, w.output_size, cols, w.gate_rows);
         if (accumulate)
             out.noalias() += h * w_t;

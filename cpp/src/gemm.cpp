@@ -265,4 +265,65 @@ void multiply(Strided a, Strided b, MatMap c, bool accumulate, int threads)
         c.noalias() = map(a) * map(b);
 }
 
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+namespace {
+
+/// row_times for V vectors of columns, k split two ways for twice the chains of multiply-adds.
+template <int V>
+void row_times_vectors(const float* a, Index K, const float* w, Index w_pitch, float* out, bool accumulate) noexcept
+{
+    Vector even[V], odd[V];
+#pragma GCC unroll 8
+    for (int v = 0; v < V; ++v) {
+        even[v] = accumulate ? Vector::load(out + v * Vector::width) : Vector::zero();
+        odd[v] = Vector::zero();
+    }
+    Index k = 0;
+    for (; k + 2 <= K; k += 2) {
+        const Vector x0 = Vector::broadcast(a + k), x1 = Vector::broadcast(a + k + 1);
+        const float* row = w + k * w_pitch;
+#pragma GCC unroll 8
+        for (int v = 0; v < V; ++v) {
+            even[v].multiply_add(Vector::load(row + v * Vector::width), x0);
+            odd[v].multiply_add(Vector::load(row + w_pitch + v * Vector::width), x1);
+        }
+    }
+    if (k < K) {
+        const Vector x0 = Vector::broadcast(a + k);
+#pragma GCC unroll 8
+        for (int v = 0; v < V; ++v)
+            even[v].multiply_add(Vector::load(w + k * w_pitch + v * Vector::width), x0);
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < V; ++v) {
+        even[v].add(odd[v]);
+        even[v].store(out + v * Vector::width);
+    }
+}
+
+}  // namespace
+#endif
+
+bool row_times(const float* a, Index K, const float* w, Index w_pitch, Index cols, float* out, bool accumulate) noexcept
+{
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+    if (cols % Vector::width != 0)
+        return false;
+    switch (cols / Vector::width) {
+    case 1: row_times_vectors<1>(a, K, w, w_pitch, out, accumulate); return true;
+    case 2: row_times_vectors<2>(a, K, w, w_pitch, out, accumulate); return true;
+    case 3: row_times_vectors<3>(a, K, w, w_pitch, out, accumulate); return true;
+    case 4: row_times_vectors<4>(a, K, w, w_pitch, out, accumulate); return true;
+    case 5: row_times_vectors<5>(a, K, w, w_pitch, out, accumulate); return true;
+    case 6: row_times_vectors<6>(a, K, w, w_pitch, out, accumulate); return true;
+    case 7: row_times_vectors<7>(a, K, w, w_pitch, out, accumulate); return true;
+    case 8: row_times_vectors<8>(a, K, w, w_pitch, out, accumulate); return true;
+    default: return false;
+    }
+#else
+    (void)a, (void)K, (void)w, (void)w_pitch, (void)cols, (void)out, (void)accumulate;
+    return false;
+#endif
+}
+
 }  // namespace streamrnn

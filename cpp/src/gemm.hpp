@@ -105,4 +105,11 @@ private:
 /// Eigen. Allocates.
 void multiply(Strided a, Strided b, MatMap c, bool accumulate, int threads = 1);
 
+/// out [1, cols] = (or +=) a [1, K] w [K, cols], w's rows `w_pitch` apart: one row times a
+/// transposed copy of small weights (CellWeights::w_ih_t, w_hh_t), the row of out held in
+/// registers. False, and nothing done, where no such kernel fits (cols not a whole number of
+/// vectors, or more than eight; no AVX2 or AVX-512): the caller then takes Eigen's product.
+bool row_times(const float* a, Index K, const float* w, Index w_pitch, Index cols, float* out,
+               bool accumulate) noexcept;
+
 }  // namespace streamrnn

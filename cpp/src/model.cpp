@@ -92,7 +92,7 @@ void set_batch(ForwardRecord& record, Index T, Index B, const std::int64_t* leng
 /// Whether transposed copies of every layer's weights are small enough to pay (WeightCopies).
 /// Where the packed kernel runs it is faster for one row past 32 KiB of weights per layer (bench_step,
 /// batch 1: LSTM H = 64 steps in 0.89 us against 1.22, H = 128 in 2.5 against 4.3); at H = 32 the
-/// transposed copies are still faster (0.24 against 0.27 us).
+/// transposed copies are still faster (0.21 against 0.27 us).
 bool transposed_pays(const ModelSpec& spec)
 {
     const Index max_floats = PackedWeights::available() ? Index(1) << 13 : Index(1) << 18;
@@ -424,7 +424,8 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
     }
 #endif
     if (T * B == 1 && w.w_ih_t) {
-        mat(gates, 1, G).noalias() = mat(x.data, 1, x.width) * mat(w.w_ih_t, x.width, G);
+        if (!row_times(x.data, x.width, w.w_ih_t, G, G, gates, false))
+            mat(gates, 1, G).noalias() = mat(x.data, 1, x.width) * mat(w.w_ih_t, x.width, G);
         if (bias)
             mat(gates, 1, G) += mat(bias, 1, G);
     } else if (!pipelined) {

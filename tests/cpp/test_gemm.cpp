@@ -55,3 +55,29 @@ TEST_CASE("PackedWeights multiplies as Eigen does, for every remainder of rows, 
                     }
                 }
 }
+
+TEST_CASE("row_times multiplies one row as Eigen does, where it has a kernel, and declines elsewhere")
+{
+    const Index width = PackedWeights::available() ? PackedWeights::panel_width / 2 : 0;  // one vector
+    for (Index vectors = 1; vectors <= 9; ++vectors)
+        for (Index K : {Index(1), Index(2), Index(7), Index(32)})
+            for (bool accumulate : {false, true}) {
+                CAPTURE(vectors);
+                CAPTURE(K);
+                CAPTURE(accumulate);
+                const Index cols = std::max<Index>(vectors * width, 3), pitch = cols + 5;
+                const auto a = testing::random_values(static_cast<std::size_t>(K), 4);
+                const auto w = testing::random_values(static_cast<std::size_t>(K * pitch), 5);
+                std::vector<float> out = testing::random_values(static_cast<std::size_t>(cols + 1), 6);
+                const std::vector<float> before = out;
+                Matrix expected = accumulate ? Matrix(mat(before.data(), 1, cols)) : Matrix::Zero(1, cols);
+                expected.noalias() += mat(a.data(), 1, K) * mat(w.data(), K, cols, pitch);
+                const bool done = row_times(a.data(), K, w.data(), pitch, cols, out.data(), accumulate);
+                CHECK(done == (width > 0 && vectors <= 8));
+                if (done)
+                    CHECK((mat(out.data(), 1, cols) - expected).cwiseAbs().maxCoeff() <= 1e-5f * float(K));
+                else
+                    CHECK(out == before);  // declined: nothing written
+                CHECK(out.back() == before.back());  // never past its columns
+            }
+}
