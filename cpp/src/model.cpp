@@ -179,16 +179,18 @@ Model::Model(const ModelSpec& spec, std::uint64_t seed) : Model(spec)
 CellWeights cell_weights(const ModelSpec& spec, const float* parameters, int layer, int direction)
 {
     // Offsets as tensor_table lays them out: every cell's tensors have the same sizes but for
-    // W_ih, whose width is the layer's input size.
+    // W_ih, whose width is the layer's input size (the model's input for layer 0, D * H_out past
+    // it). O(1): a stream computes this for every layer of every step.
     const std::uint64_t G = static_cast<std::uint64_t>(spec.gate_rows());
     const std::uint64_t H = static_cast<std::uint64_t>(spec.hidden_size);
     const std::uint64_t H_out = static_cast<std::uint64_t>(spec.output_size());
     const std::uint64_t P = static_cast<std::uint64_t>(spec.proj_size);
+    const std::uint64_t D = static_cast<std::uint64_t>(spec.directions());
     const std::uint64_t rest = G * H_out + (spec.bias ? 2 * G : 0) + P * H;  // all but W_ih
-    std::uint64_t offset = 0;
-    for (int l = 0; l <= layer; ++l)
-        for (int d = 0; d < spec.directions() && (l < layer || d < direction); ++d)
-            offset += G * static_cast<std::uint64_t>(spec.layer_input_size(l)) + rest;
+    const std::uint64_t first_cell = G * static_cast<std::uint64_t>(spec.input_size) + rest;
+    const std::uint64_t later_cell = G * D * H_out + rest;
+    const std::uint64_t cell = static_cast<std::uint64_t>(layer) * D + static_cast<std::uint64_t>(direction);
+    const std::uint64_t offset = layer == 0 ? cell * first_cell : D * first_cell + (cell - D) * later_cell;
     CellWeights w;
     w.input_size = spec.layer_input_size(layer);
     w.hidden_size = spec.hidden_size;
