@@ -28,7 +28,6 @@ rounding: the parity check allows a max abs difference of 1e-4. torch runs cuDNN
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import platform
 import subprocess
@@ -38,7 +37,7 @@ import time
 import numpy as np
 
 # bench/suite.py, the CPU suite, found next to this file: importing it loads NumPy alone.
-from suite import Run, cpu_and_revision, fmt, stats, timed
+from suite import Run, cpu_and_revision, fmt, rotate, stats, timed
 
 DEVICE = "cuda"
 TOLERANCE = 1e-4  # max abs difference allowed between streamrnn's GPU outputs and torch's
@@ -59,22 +58,10 @@ SETTINGS = {
 
 def alternate(runs: dict[str, Run], rounds: int, calls: int, warmup: int) -> dict[str, np.ndarray]:
     """Microseconds per call of every contender: `warmup` calls of each, then `rounds` rounds of
-    `calls` calls of each, in an order that rotates each round so that none always follows the same
-    one. The collector is off during a contender's calls, so that no collection lands in one
-    contender's time alone; one collection before the rounds clears what the set-up left."""
+    `calls` calls of each, rotated as suite.rotate does (the collector off during each)."""
     for run in runs.values():
         run(warmup)
-    names = list(runs)
-    samples: dict[str, list] = {name: [] for name in names}
-    gc.collect()
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            gc.disable()
-            try:
-                samples[name].append(runs[name](calls))
-            finally:
-                gc.enable()
-    return {name: np.concatenate(parts) for name, parts in samples.items()}
+    return rotate(runs, rounds, {name: calls for name in runs})
 
 
 def ms_stats(times: np.ndarray, steps: int) -> dict:

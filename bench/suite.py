@@ -69,6 +69,12 @@ def measure(runs: dict[str, Run], rounds: int, chunk_s: float) -> dict[str, np.n
         counts[name] = int(np.clip(chunk_s * 1e6 / per_call, 1, 200_000))
         if counts[name] >= 4:
             run(counts[name] // 4)  # and a warm-up at full pace, for caches and clocks
+    return rotate(runs, rounds, counts)
+
+
+def rotate(runs: dict[str, Run], rounds: int, counts: dict[str, int]) -> dict[str, np.ndarray]:
+    """`rounds` rounds of counts[name] calls of each contender, in an order that rotates each round
+    so that none always follows the same one: microseconds per call of each."""
     names = list(runs)
     samples: dict[str, list] = {name: [] for name in names}
     # A collection landing inside one contender's chunk would be charged to it alone, so the
