@@ -111,31 +111,6 @@ NumpyArray to_numpy(const DeviceArray& array)
     return out;
 }
 
-/// The state's arrays from host or GPU arrays.
-struct DeviceSource : ArraySource {
-    explicit DeviceSource(int device_) : device(device_) {}
-    const float* view(nb::handle value, const std::string& name, Shape& shape, nb::object& keep) const override
-    {
-        if (nb::isinstance<DeviceArray>(value)) {
-            const DeviceArray& array = nb::cast<const DeviceArray&>(value);
-            shape = array.shape;
-            keep = nb::borrow(value);
-            return array.data();
-        }
-        DeviceView device_array = device_view(value, name, device);
-        if (!device_array.found)
-            return ArraySource::view(value, name, shape, keep);
-        shape = device_array.shape;
-        keep = device_array.keep.is_valid() ? device_array.keep : nb::borrow(value);
-        return device_array.data;
-    }
-    void copy(float* to, const float* from, std::size_t count) const override
-    {
-        cuda::copy_memory(to, from, count * sizeof(float));
-    }
-    int device;
-};
-
 /// x as a GPU array: a DeviceArray of ours, or any other GPU array; found false for host arrays.
 DeviceView input_view(nb::handle obj, const char* name, int device)
 {
@@ -152,6 +127,25 @@ DeviceView input_view(nb::handle obj, const char* name, int device)
     }
     return device_view(obj, name, device);
 }
+
+/// The state's arrays from host or GPU arrays.
+struct DeviceSource : ArraySource {
+    explicit DeviceSource(int device_) : device(device_) {}
+    const float* view(nb::handle value, const std::string& name, Shape& shape, nb::object& keep) const override
+    {
+        DeviceView device_array = input_view(value, name.c_str(), device);
+        if (!device_array.found)
+            return ArraySource::view(value, name, shape, keep);
+        shape = device_array.shape;
+        keep = device_array.keep.is_valid() ? device_array.keep : nb::borrow(value);
+        return device_array.data;
+    }
+    void copy(float* to, const float* from, std::size_t count) const override
+    {
+        cuda::copy_memory(to, from, count * sizeof(float));
+    }
+    int device;
+};
 
 /// The state arrays as the call returns them: h, or (h, c) for an LSTM.
 nb::object state_object(DeviceArray&& h, std::optional<DeviceArray>& c)
@@ -175,20 +169,13 @@ nb::tuple forward(DeviceModel& model, nb::handle x_in, nb::handle state_in, nb::
     const StateShape shape = state_shape(spec, B, call.batched);
     const std::int64_t* lengths_data = call.lengths_data();
 
-    if (!x_gpu.found) {
-        float *h, *c, *y;
-        nb::object state = new_state(spec, shape, &h, &c);
-        read_state(state_in, spec, shape, false, h, c);
-        NumpyArray y_out = new_array(call.y, &y);
-        {
-            nb::gil_scoped_release release;
+    if (!x_gpu.found)
+        return host_sequence_call(spec, call, shape, state_in, [&](float* h, float* c, float* y) {
             if (train)
                 model.forward_train(x_host.data(), T, B, lengths_data, y, h, c, Memory::host);
             else
                 model.forward(x_host.data(), T, B, lengths_data, y, h, c, Memory::host);
-        }
-        return nb::make_tuple(y_out, state);
-    }
+        });
     DeviceArray y(call.y, device), h(shape.h, device);
     std::optional<DeviceArray> c;
     if (spec.has_cell_state())
@@ -223,18 +210,12 @@ nb::tuple backward(DeviceModel& model, nb::handle dy_in, nb::handle dstate_in)
     NumpyArray gradients_out = new_array({static_cast<long long>(spec.parameter_count())}, &gradients);
 
     if (!dy_gpu.found) {
-        std::vector<float> dh_n(static_cast<std::size_t>(element_count(shape.h)));
-        std::vector<float> dc_n(static_cast<std::size_t>(element_count(shape.c)));
-        read_state(dstate_in, spec, shape, false, dh_n.data(), dc_n.data(), "dstate");
-        float *dh0, *dc0, *dx;
-        nb::object dstate0 = new_state(spec, shape, &dh0, &dc0);
-        NumpyArray dx_out = new_array(input_shape(spec, T, B, batched), &dx);
-        {
-            nb::gil_scoped_release release;
-            model.backward(dy_host.data(), dh_n.data(), dc_n.empty() ? nullptr : dc_n.data(), dx, dh0, dc0,
-                           Memory::host, gradients);
-        }
-        return nb::make_tuple(dx_out, dstate0, gradients_out);
+        const nb::tuple out = host_backward_call(
+            spec, shape, input_shape(spec, T, B, batched), dstate_in,
+            [&](const float* dh_n, const float* dc_n, float* dx, float* dh0, float* dc0) {
+                model.backward(dy_host.data(), dh_n, dc_n, dx, dh0, dc0, Memory::host, gradients);
+            });
+        return nb::make_tuple(out[0], out[1], gradients_out);
     }
     DeviceArray dh_n(shape.h, device), dh0(shape.h, device), dx(input_shape(spec, T, B, batched), device);
     std::optional<DeviceArray> dc_n, dc0;

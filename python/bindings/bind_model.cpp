@@ -38,22 +38,14 @@ nb::tuple forward(Model& model, nb::handle x_in, nb::handle state_in, nb::handle
     const Shape x_shape = shape_of(x);
     const SequenceShape call = sequence_shape(spec, x_shape, lengths_in);
     const long long T = call.T, B = call.B;
-    const StateShape shape = state_shape(spec, B, call.batched);
-    float* h;
-    float* c;
-    nb::object state = new_state(spec, shape, &h, &c);
-    read_state(state_in, spec, shape, false, h, c);
-
-    float* y;
-    NumpyArray y_out = new_array(call.y, &y);
-    {
-        nb::gil_scoped_release release;
-        if (train)
-            model.forward_train(x.data(), T, B, call.lengths_data(), y, h, c, sequence_threads);
-        else
-            model.forward(x.data(), T, B, call.lengths_data(), y, h, c, sequence_threads);
-    }
-    return nb::make_tuple(y_out, state);
+    return host_sequence_call(spec, call, state_shape(spec, B, call.batched), state_in,
+                              [&](float* h, float* c, float* y) {
+                                  if (train)
+                                      model.forward_train(x.data(), T, B, call.lengths_data(), y, h, c,
+                                                          sequence_threads);
+                                  else
+                                      model.forward(x.data(), T, B, call.lengths_data(), y, h, c, sequence_threads);
+                              });
 }
 
 /// dx and dstate0 for dy and dstate (see Model::backward), shaped like the forward's x and state.
@@ -61,21 +53,10 @@ nb::tuple backward(Model& model, const float* dy, bool batched, nb::handle dstat
 {
     const ModelSpec& spec = model.spec();
     const long long T = model.record().T, B = model.record().B;
-    const StateShape shape = state_shape(spec, B, batched);
-    std::vector<float> dh_n(static_cast<std::size_t>(element_count(shape.h)));
-    std::vector<float> dc_n(static_cast<std::size_t>(element_count(shape.c)));
-    read_state(dstate_in, spec, shape, false, dh_n.data(), dc_n.data(), "dstate");
-
-    float* dh0;
-    float* dc0;
-    nb::object dstate0 = new_state(spec, shape, &dh0, &dc0);
-    float* dx;
-    NumpyArray dx_out = new_array(input_shape(spec, T, B, batched), &dx);
-    {
-        nb::gil_scoped_release release;
-        model.backward(dy, dh_n.data(), dc_n.empty() ? nullptr : dc_n.data(), dx, dh0, dc0, sequence_threads);
-    }
-    return nb::make_tuple(dx_out, dstate0);
+    return host_backward_call(spec, state_shape(spec, B, batched), input_shape(spec, T, B, batched), dstate_in,
+                              [&](const float* dh_n, const float* dc_n, float* dx, float* dh0, float* dc0) {
+                                  model.backward(dy, dh_n, dc_n, dx, dh0, dc0, sequence_threads);
+                              });
 }
 
 nb::tuple layer_backward(Model& model, nb::handle dy_in, nb::handle dstate_in)

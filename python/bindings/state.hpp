@@ -71,4 +71,42 @@ nb::object new_state(const ModelSpec& spec, const StateShape& shape, float** h, 
 /// A NumPy copy of the state: h, or (h, c) for an LSTM.
 nb::object make_state(const ModelSpec& spec, const StateShape& shape, const float* h, const float* c);
 
+/// A whole-sequence call on host arrays, for either backend: new NumPy y and state, the initial
+/// state read from `state_in` into them, and run(h, c, y) called with the GIL released.
+/// Returns (y, state).
+template <typename Run>
+nb::tuple host_sequence_call(const ModelSpec& spec, const SequenceShape& call, const StateShape& shape,
+                             nb::handle state_in, Run run)
+{
+    float *h, *c, *y;
+    nb::object state = new_state(spec, shape, &h, &c);
+    read_state(state_in, spec, shape, false, h, c);
+    NumpyArray y_out = new_array(call.y, &y);
+    {
+        nb::gil_scoped_release release;
+        run(h, c, y);
+    }
+    return nb::make_tuple(y_out, state);
+}
+
+/// A backward call on host arrays, for either backend: dL/d(final state) read from `dstate_in`
+/// (zeros for None), new NumPy dx and dstate0, and run(dh_n, dc_n, dx, dh0, dc0) called with the
+/// GIL released (dc_n null unless LSTM). Returns (dx, dstate0).
+template <typename Run>
+nb::tuple host_backward_call(const ModelSpec& spec, const StateShape& shape, const Shape& x_shape,
+                             nb::handle dstate_in, Run run)
+{
+    std::vector<float> dh_n(static_cast<std::size_t>(element_count(shape.h)));
+    std::vector<float> dc_n(static_cast<std::size_t>(element_count(shape.c)));
+    read_state(dstate_in, spec, shape, false, dh_n.data(), dc_n.data(), "dstate");
+    float *dh0, *dc0, *dx;
+    nb::object dstate0 = new_state(spec, shape, &dh0, &dc0);
+    NumpyArray dx_out = new_array(x_shape, &dx);
+    {
+        nb::gil_scoped_release release;
+        run(dh_n.data(), dc_n.empty() ? nullptr : dc_n.data(), dx, dh0, dc0);
+    }
+    return nb::make_tuple(dx_out, dstate0);
+}
+
 }  // namespace streamrnn::python
