@@ -207,13 +207,15 @@ def test_longer_sequences_and_wider_layers_keep_gradients_within_tolerance(kind)
 @pytest.mark.parametrize("kind", KINDS)
 def test_two_threads_give_the_training_forward_and_gradients_of_one(kind, batch):
     """24 rows: too few to split, so threads share the products over all steps (their columns),
-    which must not change a bit. 40 rows: two parts of the batch, each on its own thread; the
-    rows' outputs and input gradients are the same bits, and the weight gradients, summed over
-    the parts, agree to rounding."""
+    while one thread projects the inputs a chunk of steps at a time (layers this wide: 10 steps
+    of an LSTM, 14 of a GRU); neither may change a bit. 40 rows: two parts of the batch, each on
+    its own thread; the rows' outputs and input gradients are the same bits, and the weight
+    gradients, summed over the parts, agree to rounding."""
     rng = rng_for("threads", kind, batch)
-    cfg = dict(input_size=33, hidden_size=40, num_layers=2, bidirectional=True, bias=True, batch_first=True)
+    hidden = 128 if batch == 24 else 40
+    cfg = dict(input_size=33, hidden_size=hidden, num_layers=2, bidirectional=True, bias=True, batch_first=True)
     m = make_sr(kind, cfg, seed=4)
-    x, dy = _input(rng, cfg, 30, batch), randn(rng, batch, 30, 80)
+    x, dy = _input(rng, cfg, 30, batch), randn(rng, batch, 30, 2 * hidden)
     state = random_state(rng, kind, cfg, batch)
     dstate = _random_dstate(rng, kind, cfg, batch)
     lengths = rng.integers(0, 31, size=batch)

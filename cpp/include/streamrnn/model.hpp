@@ -73,8 +73,10 @@ class Workspace {
 public:
     /// `recording`: for a training forward, whose gates and layer outputs go to a ForwardRecord.
     /// `copies`: the copies of the weights to keep (made from the model on its first run, and
-    /// again whenever its weights change).
-    Workspace(const ModelSpec& spec, Index max_steps, Index batch, bool recording = false, WeightCopies copies = {});
+    /// again whenever its weights change). `threads`: for a whole-sequence call's input
+    /// projections.
+    Workspace(const ModelSpec& spec, Index max_steps, Index batch, bool recording = false, WeightCopies copies = {},
+              int threads = 1);
     Workspace(Workspace&&) noexcept;
     Workspace& operator=(Workspace&&) noexcept;
     ~Workspace();
@@ -86,7 +88,10 @@ private:
     friend class Model;
     Index max_steps_;
     Index batch_;
-    Buffer gates_;       ///< [T, B, G], time-major
+    /// [T_p, B, G], time-major: the input projections of T_p = projected_steps_ steps, all T where
+    /// a second thread projects ahead of the scan, else a chunk that stays in cache for the scan.
+    Buffer gates_;
+    Index projected_steps_ = 0;
     Buffer layer_out_[2]; ///< [T, B, D * H_out] each: outputs of alternate layers
     Buffer state_[2];    ///< [B, H_out + H]: h and c before and after a step
     Buffer recurrent_;   ///< [B, G]
