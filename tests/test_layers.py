@@ -193,6 +193,48 @@ def test_input_projections_made_a_chunk_of_steps_at_a_time_match_torch(kind, bat
         assert_close(s, s_ref, what=f"state with lengths {lengths}")
 
 
+@pytest.mark.parametrize("rows", [4, 1], ids=["packed-copies", "transposed-copies"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_call_sees_weights_loaded_or_trained_after_an_earlier_call(kind, rows):
+    # The model keeps copies of its weights made for whole-sequence calls (packed, or transposed
+    # for one row) between calls: a change of the weights must reach the next call.
+    rng = rng_for("weights after call", kind, rows)
+    cfg = dict(input_size=6, hidden_size=16, num_layers=2)
+    m = make_sr(kind, cfg, seed=2)
+    x = random_input(rng, cfg, 40, rows)
+
+    def assert_runs_its_weights(what):
+        fresh = make_sr(kind, cfg)
+        fresh.load_state_dict(m.state_dict())
+        assert_identical(m(x)[0], fresh(x)[0], what=what)
+
+    assert_runs_its_weights("first call")
+    m.load_state_dict({k: v * 0.5 for k, v in m.state_dict().items()})
+    assert_runs_its_weights("after load_state_dict")
+    y, _ = m(x, train=True)
+    m.backward(np.ones_like(y))
+    sr.optim.SGD(m, lr=0.1).step()
+    assert_runs_its_weights("after an optimizer step")
+
+
+def test_calls_from_many_threads_at_once_give_the_result_of_one():
+    # Calls release the GIL; the copies of the weights they share are made once, under a lock.
+    import concurrent.futures
+    rng = rng_for("concurrent calls")
+    cfg = dict(input_size=32, hidden_size=64, num_layers=2)
+    m = make_sr("LSTM", cfg, seed=3)
+    xs = [random_input(rng, cfg, 30, 8) for _ in range(8)]
+    fresh = make_sr("LSTM", cfg)
+    fresh.load_state_dict(m.state_dict())
+    expected = [fresh(x)[0] for x in xs]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            m.load_state_dict(m.state_dict())  # a new version: the first calls make the copies again
+            results = list(pool.map(lambda x: m(x)[0], xs))
+            for y, y_ref in zip(results, expected):
+                assert_identical(y, y_ref, what="y of a concurrent call")
+
+
 def test_dropout_between_layers_does_nothing_in_inference():
     rng = rng_for("dropout")
     cfg = dict(input_size=4, hidden_size=6, num_layers=3, dropout=0.9)

@@ -13,6 +13,9 @@
 #include <cmath>
 #include <optional>
 #include <random>
+#if STREAMRNN_THREADS
+#include <mutex>
+#endif
 
 namespace streamrnn {
 
@@ -137,25 +140,59 @@ bool projects_ahead(Index B, int threads)
 
 }  // namespace
 
+/// Copies of a model's weights that make a run's products faster (WeightCopies says which), each
+/// per layer and direction or empty, made from one version of the weights.
+struct DerivedWeights {
+    DerivedWeights(const ModelSpec& spec, WeightCopies copies)
+    {
+        for (int layer = 0; layer < spec.num_layers; ++layer)
+            for (int direction = 0; direction < spec.directions(); ++direction) {
+                const Index I_l = spec.layer_input_size(layer), G = spec.gate_rows(), H_out = spec.output_size();
+                if (copies.transposed_input)
+                    transposed_ih.emplace_back(buffer_size({I_l, G}));
+                if (copies.transposed)
+                    transposed_hh.emplace_back(buffer_size({H_out, G}));
+                if (spec.bias && spec.kind != CellKind::gru)
+                    biases.emplace_back(static_cast<std::size_t>(G));
+                if (copies.packed) {
+                    packed_ih.emplace_back(G, I_l);
+                    // One row with W_hh^T multiplies that instead.
+                    if (!copies.transposed)
+                        packed_hh.emplace_back(G, H_out);
+                }
+            }
+    }
+
+    std::vector<Buffer> transposed_ih;
+    std::vector<Buffer> transposed_hh;
+    std::vector<Buffer> biases;  ///< b_ih + b_hh (LSTM, RNN)
+    std::vector<PackedWeights> packed_ih;
+    std::vector<PackedWeights> packed_hh;
+    std::uint64_t version = ~std::uint64_t(0);  ///< the model version they were made from
+};
+
+/// Model::shared_copies's copies, one set for each choice of WeightCopies.
+struct Model::CopyCache {
+    static std::size_t slot(WeightCopies which)
+    {
+        return std::size_t(which.transposed) << 2 | std::size_t(which.transposed_input) << 1 | std::size_t(which.packed);
+    }
+#if STREAMRNN_THREADS
+    std::mutex mutex;  // whole-sequence calls on other threads may share the model
+#endif
+    std::shared_ptr<DerivedWeights> sets[8];
+};
+
 Workspace::Workspace(const ModelSpec& spec, Index max_steps, Index batch, bool recording, WeightCopies copies,
                      int threads)
-    : max_steps_(max_steps), batch_(batch), threads_(std::max(threads, 1))
+    : Workspace(spec, max_steps, batch, recording, std::make_shared<DerivedWeights>(spec, copies), threads)
 {
-    for (int layer = 0; layer < spec.num_layers; ++layer)
-        for (int direction = 0; direction < spec.directions(); ++direction) {
-            const Index I_l = spec.layer_input_size(layer), G = spec.gate_rows(), H_out = spec.output_size();
-            if (copies.transposed_input)
-                transposed_ih_.emplace_back(buffer_size({I_l, G}));
-            if (copies.transposed)
-                transposed_hh_.emplace_back(buffer_size({H_out, G}));
-            if (spec.bias && spec.kind != CellKind::gru)
-                biases_.emplace_back(static_cast<std::size_t>(G));
-            if (copies.packed) {
-                packed_ih_.emplace_back(G, I_l);
-                if (batch > 1 || !copies.transposed)
-                    packed_hh_.emplace_back(G, H_out);
-            }
-        }
+}
+
+Workspace::Workspace(const ModelSpec& spec, Index max_steps, Index batch, bool recording,
+                     std::shared_ptr<DerivedWeights> copies, int threads)
+    : max_steps_(max_steps), batch_(batch), copies_(std::move(copies)), threads_(std::max(threads, 1))
+{
     // Sizes checked: on a 32-bit host these products overflow Index long before memory runs out.
     const Index rows = checked_size({max_steps, batch});
     const Index H = spec.hidden_size;
@@ -181,7 +218,9 @@ Workspace::Workspace(Workspace&&) noexcept = default;
 Workspace& Workspace::operator=(Workspace&&) noexcept = default;
 Workspace::~Workspace() = default;
 
-Model::Model(const ModelSpec& spec) : Trainable(tensor_table(spec)), spec_(spec), dropout_rng_(std::random_device{}())
+Model::Model(const ModelSpec& spec)
+    : Trainable(tensor_table(spec)), spec_(spec), dropout_rng_(std::random_device{}()),
+      copy_cache_(std::make_unique<CopyCache>())
 {
 }
 
@@ -266,7 +305,7 @@ void Model::forward(const float* x, Index T, Index B, const std::int64_t* length
 #endif
     if (parts == 1) {
         // One part: the copies of the weights that pay over this call's steps and rows.
-        Workspace ws(spec_, T, B, false, weight_copies_for(spec_, T, B, false), threads);
+        Workspace ws(spec_, T, B, false, shared_copies(weight_copies_for(spec_, T, B, false)), threads);
         run(xs, ys, T, B, lengths, h, c, ws);
         return;
     }
@@ -283,7 +322,8 @@ void Model::forward(const float* x, Index T, Index B, const std::int64_t* length
     std::vector<Part> work;
     for (Index p = 0; p < parts; ++p) {
         const Index first = p * B / parts, rows = (p + 1) * B / parts - first;
-        work.push_back({first, rows, Workspace(spec_, T, rows, false, weight_copies_for(spec_, T, rows, false)),
+        work.push_back({first, rows,
+                        Workspace(spec_, T, rows, false, shared_copies(weight_copies_for(spec_, T, rows, false)), 1),
                         Buffer(buffer_size({cells, rows, H_out})), Buffer(buffer_size({cells, rows, H}))});
     }
     auto copy_rows = [&](Part& part, bool into_part) {
@@ -313,32 +353,47 @@ void Model::run(ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t*
     run_recorded(x, y, T, B, lengths, h, c, ws, nullptr, nullptr);
 }
 
-void Model::refresh_copies(Workspace& ws) const noexcept
+void Model::refresh_copies(DerivedWeights& copies) const noexcept
 {
     for (int layer = 0; layer < spec_.num_layers; ++layer)
         for (int direction = 0; direction < spec_.directions(); ++direction) {
             const CellWeights w = weights(layer, direction);
             const std::size_t cell = static_cast<std::size_t>(layer * spec_.directions() + direction);
-            if (!ws.transposed_ih_.empty())
-                mat(ws.transposed_ih_[cell].data(), w.input_size, w.gate_rows) = w.input_weights().transpose();
-            if (!ws.transposed_hh_.empty())
-                mat(ws.transposed_hh_[cell].data(), w.output_size, w.gate_rows) = w.recurrent_weights().transpose();
-            if (!ws.biases_.empty())
-                mat(ws.biases_[cell].data(), 1, w.gate_rows) =
+            if (!copies.transposed_ih.empty())
+                mat(copies.transposed_ih[cell].data(), w.input_size, w.gate_rows) = w.input_weights().transpose();
+            if (!copies.transposed_hh.empty())
+                mat(copies.transposed_hh[cell].data(), w.output_size, w.gate_rows) = w.recurrent_weights().transpose();
+            if (!copies.biases.empty())
+                mat(copies.biases[cell].data(), 1, w.gate_rows) =
                     mat(w.b_ih, 1, w.gate_rows) + mat(w.b_hh, 1, w.gate_rows);
-            if (!ws.packed_ih_.empty())
-                ws.packed_ih_[cell].pack(w.input_weights());
-            if (!ws.packed_hh_.empty())
-                ws.packed_hh_[cell].pack(w.recurrent_weights());
+            if (!copies.packed_ih.empty())
+                copies.packed_ih[cell].pack(w.input_weights());
+            if (!copies.packed_hh.empty())
+                copies.packed_hh[cell].pack(w.recurrent_weights());
         }
-    ws.copies_version_ = version();
+    copies.version = version();
+}
+
+std::shared_ptr<DerivedWeights> Model::shared_copies(WeightCopies which) const
+{
+#if STREAMRNN_THREADS
+    const std::lock_guard<std::mutex> lock(copy_cache_->mutex);
+#endif
+    std::shared_ptr<DerivedWeights>& copies = copy_cache_->sets[CopyCache::slot(which)];
+    // A new set, not the old one refreshed: calls still running may hold the old one.
+    if (!copies || copies->version != version()) {
+        auto fresh = std::make_shared<DerivedWeights>(spec_, which);
+        refresh_copies(*fresh);
+        copies = std::move(fresh);
+    }
+    return copies;
 }
 
 void Model::run_recorded(ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t* lengths, float* h,
                          float* c, Workspace& ws, ForwardRecord* record, std::mt19937_64* rng) const noexcept
 {
-    if (ws.copies_version_ != version())
-        refresh_copies(ws);
+    if (ws.copies_->version != version())
+        refresh_copies(*ws.copies_);
     const int D = spec_.directions();
     const Index H_out = spec_.output_size();
     const Index H = spec_.hidden_size;
@@ -381,14 +436,15 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
     const Index H = w.hidden_size;
     const Index H_out = w.output_size;
     const std::size_t cell = static_cast<std::size_t>(layer * spec_.directions() + direction);
-    if (!ws.transposed_ih_.empty() && B == 1)
-        w.w_ih_t = ws.transposed_ih_[cell].data();
-    if (!ws.transposed_hh_.empty() && B == 1)
-        w.w_hh_t = ws.transposed_hh_[cell].data();
-    if (!ws.packed_ih_.empty())
-        w.w_ih_packed = &ws.packed_ih_[cell];
-    if (!ws.packed_hh_.empty())
-        w.w_hh_packed = &ws.packed_hh_[cell];
+    const DerivedWeights& copies = *ws.copies_;
+    if (!copies.transposed_ih.empty() && B == 1)
+        w.w_ih_t = copies.transposed_ih[cell].data();
+    if (!copies.transposed_hh.empty() && B == 1)
+        w.w_hh_t = copies.transposed_hh[cell].data();
+    if (!copies.packed_ih.empty())
+        w.w_ih_packed = &copies.packed_ih[cell];
+    if (!copies.packed_hh.empty())
+        w.w_hh_packed = &copies.packed_hh[cell];
 
     // The input projections of many steps in one product: gates [T, B, G] = x W_ih^T + b_ih, all
     // steps at once or a chunk at a time (projection_chunk). A time-major x is one evenly spaced
@@ -396,8 +452,8 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
     // they add b_ih: the two summed once (refresh_copies) go in with the projection, not b_hh in
     // every step.
     float* const gates = record ? record->gates.data() : ws.gates_.data();
-    const float* bias = ws.biases_.empty() ? w.b_ih : ws.biases_[cell].data();
-    if (!ws.biases_.empty())
+    const float* bias = copies.biases.empty() ? w.b_ih : copies.biases[cell].data();
+    if (!copies.biases.empty())
         w.b_hh = nullptr;
     auto project = [&](ConstMatMap rows, MatMap out, int threads) {
         if (w.w_ih_packed)
@@ -581,7 +637,7 @@ void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* 
     if (parts == 1) {
         record->parts.clear();
         prepare_record(*record, T, B, lengths);
-        Workspace ws(spec_, T, B, true, weight_copies_for(spec_, T, B, false), threads);
+        Workspace ws(spec_, T, B, true, shared_copies(weight_copies_for(spec_, T, B, false)), threads);
         run_training(xs, ys, T, B, h, c, ws, *record, dropout_rng_);
         record_ = std::move(record);
         return;
@@ -610,7 +666,7 @@ void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* 
         if (!part.record)
             part.record = std::make_unique<ForwardRecord>();
         prepare_record(*part.record, T, rows, lengths ? lengths + part.first : nullptr);
-        work.push_back({Workspace(spec_, T, rows, true, weight_copies_for(spec_, T, rows, false)),
+        work.push_back({Workspace(spec_, T, rows, true, shared_copies(weight_copies_for(spec_, T, rows, false)), 1),
                         Buffer(buffer_size({cells, rows, H_out})), Buffer(buffer_size({cells, rows, H})),
                         std::mt19937_64(dropout_rng_())});
         copy_state_rows(h, B, part.first, work.back().h.data(), rows, 0, cells, rows, H_out);

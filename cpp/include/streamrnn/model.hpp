@@ -67,6 +67,8 @@ struct WeightCopies {
 /// for life) or one whole-sequence call's.
 WeightCopies weight_copies_for(const ModelSpec& spec, Index T, Index B, bool streaming);
 
+struct DerivedWeights;
+
 /// Buffers for running a stack over up to max_steps x batch rows; a Stream owns one for life,
 /// a whole-sequence call makes one sized to its input.
 class Workspace {
@@ -86,6 +88,9 @@ public:
 
 private:
     friend class Model;
+    /// With copies of the weights shared with other workspaces (Model::shared_copies).
+    Workspace(const ModelSpec& spec, Index max_steps, Index batch, bool recording,
+              std::shared_ptr<DerivedWeights> copies, int threads);
     Index max_steps_;
     Index batch_;
     /// [T_p, B, G], time-major: the input projections of T_p = projected_steps_ steps, all T where
@@ -97,12 +102,7 @@ private:
     Buffer recurrent_;   ///< [B, G]
     Buffer hidden_;      ///< [B, H]
     std::unique_ptr<GemmSpace> gemm_; ///< packing space for every product of a run
-    std::vector<Buffer> transposed_ih_;     ///< per layer and direction, or empty
-    std::vector<Buffer> transposed_hh_;     ///< per layer and direction, or empty
-    std::vector<Buffer> biases_;            ///< per layer and direction b_ih + b_hh (LSTM, RNN), or empty
-    std::vector<PackedWeights> packed_ih_;  ///< per layer and direction, or empty
-    std::vector<PackedWeights> packed_hh_;  ///< per layer and direction (B > 1), or empty
-    std::uint64_t copies_version_ = ~std::uint64_t(0); ///< the model version the copies were made from
+    std::shared_ptr<DerivedWeights> copies_;  ///< the copies of the weights (WeightCopies) it runs with
     int threads_ = 1;  ///< threads for the input projection of all steps (whole-sequence calls)
 };
 
@@ -133,6 +133,9 @@ public:
     ///   threads: the batch is split across this many threads (at most B), each running the whole
     ///      stack on its rows; for one row a second thread projects the inputs ahead of the scan
     ///      (sequences of 384 steps or more), or the threads share the product of all steps.
+    /// The copies of the weights that speed up its products (packed, transposed) are kept for the
+    /// calls after it until the weights change: as much memory again as the weights. Calls from
+    /// several threads at once may share the model.
     /// Throws ArgumentError for a length outside [0, T]; std::length_error (a 32-bit host) or
     /// std::bad_alloc when the buffers for T x B rows do not fit in memory.
     void forward(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h, float* c,
@@ -172,8 +175,12 @@ private:
     /// The training forward of B rows into a prepared record.
     void run_training(ConstSeqView x, SeqView y, Index T, Index B, float* h, float* c, Workspace& ws,
                       ForwardRecord& record, std::mt19937_64& rng) const;
-    /// Makes ws's copies of the weights those of the current version (no allocation).
-    void refresh_copies(Workspace& ws) const noexcept;
+    /// Makes `copies` those of the weights' current version (no allocation).
+    void refresh_copies(DerivedWeights& copies) const noexcept;
+    /// Copies of the weights of the current version, shared by the whole-sequence calls that want
+    /// the same ones (made on the first, and again after the weights change): packing them is a
+    /// pass over the weights that a call need not repeat.
+    std::shared_ptr<DerivedWeights> shared_copies(WeightCopies which) const;
     void run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index T, Index B,
                    const std::int64_t* lengths, float* h, float* c, Workspace& ws, LayerRecord* record) const noexcept;
     /// backward() over the rows of one record (the whole batch's, or a part's), weight gradients
@@ -186,9 +193,12 @@ private:
     void backward_layer(const ForwardRecord& record, int layer, int direction, ConstSeqView d_out, float* d_in,
                         float* dh, float* dc, float* gradients, int threads) const;
 
+    struct CopyCache;
+
     ModelSpec spec_;
     std::unique_ptr<ForwardRecord> record_;
     std::mt19937_64 dropout_rng_;
+    std::unique_ptr<CopyCache> copy_cache_;
 };
 
 }  // namespace streamrnn
