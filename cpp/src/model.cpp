@@ -832,6 +832,11 @@ void Model::backward_layer(const ForwardRecord& record, int layer, int direction
     float* da_h = da_h_own.empty() ? da_x.data() : da_h_own.data();
     Buffer dh_steps(w.w_hr ? buffer_size({T, B, H_out}) : 0);  // dL/dh' (projection)
     Matrix dh_total(B, H_out), dh_prev(B, H_out), dc_prev(B, C);
+    // The bias gradients, summed step by step while each step's dA is in cache (a sum over all
+    // T * B rows afterwards is a pass over them in memory).
+    const bool two_sides = da_h != da_x.data();
+    Eigen::RowVectorXf db_x = Eigen::RowVectorXf::Zero(w.b_ih ? G : 0);
+    Eigen::RowVectorXf db_h = Eigen::RowVectorXf::Zero(w.b_ih && two_sides ? G : 0);
 
     for (Index s = 0; s < T; ++s) {
         const Index t = direction == 1 ? s : T - 1 - s;  // the forward's order, reversed
@@ -869,6 +874,11 @@ void Model::backward_layer(const ForwardRecord& record, int layer, int direction
         dh_in = dh_prev;
         if (C)
             mat(dc, B, C) = dc_prev;
+        if (w.b_ih) {
+            db_x += grads.da_x.colwise().sum();
+            if (two_sides)
+                db_h += grads.da_h.colwise().sum();
+        }
     }
 
     // Weight gradients, one product each over all T * B rows: dW += dA^T (layer input).
@@ -890,8 +900,8 @@ void Model::backward_layer(const ForwardRecord& record, int layer, int direction
         multiply(Strided::of(DA_h).transposed(), H_prev, mat(grad_of(w.w_hh), G, H_out), true, threads);
     }
     if (w.b_ih) {
-        mat(grad_of(w.b_ih), 1, G) += DA_x.colwise().sum();
-        mat(grad_of(w.b_hh), 1, G) += DA_h.colwise().sum();
+        mat(grad_of(w.b_ih), 1, G) += db_x;
+        mat(grad_of(w.b_hh), 1, G) += two_sides ? db_h : db_x;
     }
     if (w.w_hr)
         multiply(Strided::of(mat(static_cast<const float*>(dh_steps.data()), rows, H_out)).transposed(),
