@@ -519,15 +519,11 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
     // The step whose gates are at `gates` (the chunk's first, or 0 where gates holds all T).
     Index gates_first = 0;
 
-    // State ping-pongs between two buffers, h [B, H_out] then c [B, H] in each.
-    float* state[2] = {ws.state_[0].data(), ws.state_[1].data()};
-    const bool has_c = c != nullptr;
-    const Index C = has_c ? H : 0;
-    auto h_of = [&](float* s) { return mat(s, B, H_out); };
-    auto c_of = [&](float* s) { return mat(s + B * H_out, B, C); };
-    h_of(state[0]) = mat(h, B, H_out);
-    if (has_c)
-        c_of(state[0]) = mat(c, B, H);
+    // The first step reads the caller's state where it is; the next states ping-pong between two
+    // buffers, h [B, H_out] then c [B, H] in each, and the last is copied back.
+    const Index C = c ? H : 0;
+    const float* h_prev = h;
+    const float* c_prev = c;
     const StepBuffers buffers{ws.recurrent_.data(), ws.hidden_.data(), ws.gemm_.get()};
 
     for (Index s = 0; s < T; ++s) {
@@ -543,8 +539,8 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
         while (pipelined && projected.load(std::memory_order_acquire) <= s)
             std::this_thread::yield();
 #endif
-        const float* prev = state[0];
-        StepState step{mat(prev, B, H_out), mat(prev + B * H_out, B, C), h_of(state[1]), c_of(state[1])};
+        float* next = ws.state_[s % 2].data();
+        StepState step{mat(h_prev, B, H_out), mat(c_prev, B, C), mat(next, B, H_out), mat(next + B * H_out, B, C)};
         cell_forward_step(spec_, w, mat(gates + (t - gates_first) * B * G, B, G), step, buffers);
         auto y_t = y.step(t, B);
         y_t = step.h_next;
@@ -561,11 +557,14 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
         }
         if (record)
             keep_step(*record, t, step, buffers, w, spec_);
-        std::swap(state[0], state[1]);
+        h_prev = next;
+        c_prev = next + B * H_out;
     }
-    mat(h, B, H_out) = h_of(state[0]);
-    if (has_c)
-        mat(c, B, H) = c_of(state[0]);
+    if (T > 0) {
+        std::copy_n(h_prev, B * H_out, h);
+        if (c)
+            std::copy_n(c_prev, B * H, c);
+    }
 #if STREAMRNN_THREADS
     if (producer.joinable())
         producer.join();
