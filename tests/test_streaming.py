@@ -105,6 +105,22 @@ def test_streaming_in_chunks_longer_than_the_internal_block_equals_the_whole_seq
         assert_close(s.state, s_ref, what=f"state after chunks {sizes}")
 
 
+@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_steps_of_one_row_of_a_wide_model_equal_the_whole_sequence(variant, residual):
+    # Weights past 32 KiB a layer: a stream of one row multiplies them packed rather than
+    # transposed (where the CPU has the packed kernel).
+    rng = rng_for("wide steps", variant, residual)
+    kind, cfg, m = _make(variant, rng, 2, num_layers=2, batch_first=False, input_size=64, hidden_size=72,
+                         bias=True, residual=residual)
+    x = random_input(rng, cfg, 12, 1)
+    y_ref, s_ref = m(x)
+    s = m.stream()
+    y = np.stack([s.step(x_t) for x_t in x])
+    assert_close(y, y_ref, what=f"stepped y for {cfg}")
+    assert_close(s.state, s_ref, what="stepped state")
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_streaming_after_setting_the_state_equals_the_call_with_that_state(variant):
     rng = rng_for("set state", variant)

@@ -44,7 +44,15 @@ Stream::Stream(std::shared_ptr<const Model> model, Index batch)
         c_.assign(buffer_size({spec.num_layers, batch, spec.hidden_size}), 0.0f);
 }
 
-void Stream::step(const float* x, float* y) noexcept { process(x, y, 1); }
+void Stream::step(const float* x, float* y) noexcept
+{
+    if (batch_ > 1) {
+        process(x, y, 1);
+        return;
+    }
+    const FlushDenormals flushed(flush_denormals_);
+    model_->step_row(x, y, h_.data(), c_.empty() ? nullptr : c_.data(), workspace_);
+}
 
 void Stream::process(const float* x, float* y, Index T) noexcept
 {

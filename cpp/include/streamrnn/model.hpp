@@ -164,6 +164,10 @@ public:
     void run(ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t* lengths, float* h, float* c,
              Workspace& ws) const noexcept;
 
+    /// run() for one step of one row (a Stream of batch 1), without the views and chunks that a
+    /// longer run needs. Allocates nothing.
+    void step_row(const float* x, float* y, float* h, float* c, Workspace& ws) const noexcept;
+
 private:
     /// run(), and with a record: every layer's input, gates and states kept, dropout drawn from rng.
     void run_recorded(ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t* lengths, float* h, float* c,
@@ -181,6 +185,9 @@ private:
     /// the same ones (made on the first, and again after the weights change): packing them is a
     /// pass over the weights that a call need not repeat.
     std::shared_ptr<DerivedWeights> shared_copies(WeightCopies which) const;
+    /// The weights of a layer and direction as a run over B rows multiplies them: with the copies
+    /// that ws keeps, and b_hh folded into b_ih where they keep the sum.
+    CellWeights run_weights(int layer, int direction, const Workspace& ws, Index B) const noexcept;
     void run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index T, Index B,
                    const std::int64_t* lengths, float* h, float* c, Workspace& ws, LayerRecord* record) const noexcept;
     /// backward() over the rows of one record (the whole batch's, or a part's), weight gradients
