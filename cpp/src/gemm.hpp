@@ -64,11 +64,12 @@ struct Strided {
 /// repeats: the input projection of a whole sequence, and the recurrent product of every step
 /// of a batch. Eigen repacks W on each product, a pass over all the weights per step; here W is
 /// laid out once in panels of `panel_width` rows, each stored k-major ([K][panel_width]), which
-/// the kernel streams while it keeps a tile of c in registers. Built where the ISA has a kernel
-/// (AVX-512, or AVX2 with FMA): elsewhere `available` is false and Eigen's GemmSpace serves.
+/// the kernel streams while it keeps a tile of c in registers. Available where the CPU runs one
+/// of the kernels (AVX-512, or AVX2 with FMA: panel_kernels.hpp), whatever the build's flags;
+/// elsewhere `available` is false and Eigen's GemmSpace serves.
 class PackedWeights {
 public:
-    /// Rows of W per panel: 2 vectors of the widest ISA built for; 0 without a kernel.
+    /// Rows of W per panel: 2 vectors of the kernels chosen for this CPU; 0 without them.
     static const Index panel_width;
     static bool available() { return panel_width > 0; }
 
@@ -108,7 +109,7 @@ void multiply(Strided a, Strided b, MatMap c, bool accumulate, int threads = 1);
 /// out [1, cols] = (or +=) a [1, K] w [K, cols], w's rows `w_pitch` apart: one row times a
 /// transposed copy of small weights (CellWeights::w_ih_t, w_hh_t), the row of out held in
 /// registers. False, and nothing done, where no such kernel fits (cols not a whole number of
-/// vectors, or more than eight; no AVX2 or AVX-512): the caller then takes Eigen's product.
+/// vectors, or more than eight; no kernels for this CPU): the caller then takes Eigen's product.
 bool row_times(const float* a, Index K, const float* w, Index w_pitch, Index cols, float* out,
                bool accumulate) noexcept;
 

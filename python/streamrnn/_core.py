@@ -2,7 +2,8 @@
 # Part of streamrnn, MIT licence.
 """streamrnn's C++ engine. The package carries it built for several instruction sets (on x86-64:
 baseline, AVX2+FMA, AVX-512); this imports the widest that the CPU runs. STREAMRNN_ENGINE set to
-"baseline" or "avx2" caps the choice (to measure a build, or to rule one out)."""
+"baseline" or "avx2" caps the choice (to measure a build, or to rule one out), and caps the
+matrix kernels alike, which every build chooses at run time (STREAMRNN_KERNELS, unless set)."""
 
 import importlib
 import os
@@ -30,6 +31,8 @@ def _import():
     features = _cpu_features()
     cap = os.environ.get("STREAMRNN_ENGINE", "avx512")
     names = [name for name, _ in _BUILDS]
+    if cap in names:  # read by the engine as it loads
+        os.environ.setdefault("STREAMRNN_KERNELS", "none" if cap == "baseline" else cap)
     allowed = names[names.index(cap):] if cap in names else names
     for name, needs in _BUILDS:
         if name not in allowed or not all(features.get(feature, False) for feature in needs):

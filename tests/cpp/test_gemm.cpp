@@ -3,13 +3,39 @@
 #include <doctest/doctest.h>
 
 #include "gemm.hpp"
+#include "panel_kernels.hpp"
 
 #include "random_values.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 using namespace streamrnn;
+
+TEST_CASE("The matrix kernels are the widest that the CPU runs, within STREAMRNN_KERNELS")
+{
+    const PanelKernels* kernels = panel_kernels();
+    const std::string name = kernels ? kernels->name : "none";
+    MESSAGE("matrix kernels: " << name);
+    CHECK(PackedWeights::panel_width == (kernels ? kernels->panel_width : 0));
+    const char* cap_value = std::getenv("STREAMRNN_KERNELS");
+    const std::string cap = cap_value ? cap_value : "";
+    if (cap == "none")
+        CHECK(name == "none");
+#if defined(__x86_64__) && defined(__GNUC__)
+    // GCC and Clang on x86-64 build both (cpp/CMakeLists.txt), whatever the build's own flags.
+    __builtin_cpu_init();
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (cap != "none" && cap != "avx2" && __builtin_cpu_supports("avx512f"))
+        CHECK(name == "avx512");
+    else if (cap != "none" && avx2)
+        CHECK(name == "avx2");
+    else
+        CHECK(name == "none");
+#endif
+}
 
 TEST_CASE("PackedWeights multiplies as Eigen does, for every remainder of rows, panels and depth")
 {
