@@ -129,7 +129,8 @@ namespace {
 Index projection_chunk(Index B, Index G)
 {
     constexpr Index chunk_floats = Index(1) << 17;
-    return std::max<Index>(1, chunk_floats / std::max<Index>(B * G, 1));
+    // Divided twice: on a 32-bit host B * G may overflow (the buffers' sizes are checked later).
+    return std::max<Index>(1, chunk_floats / std::max<Index>(B, 1) / std::max<Index>(G, 1));
 }
 
 /// Whether a second thread projects one row's inputs ahead of the scan (Model::run_layer).

@@ -153,9 +153,11 @@ TEST_CASE("a bidirectional model or an empty batch cannot stream")
 TEST_CASE("on a 32-bit host, buffers of more floats than Index counts throw instead of wrapping around" *
           doctest::skip(sizeof(Index) > 4))
 {
-    SUBCASE("a long sequence: T * B * G")
+    SUBCASE("the record of a long training sequence: T * B * G")
     {
         // LSTM gates: T x 4H = (2^18 + 1) x 2^14 floats, 2^32 + 2^14, which wraps around to 2^14.
+        // (A forward keeps a chunk of steps' gates, not all T: it would run, for minutes under
+        // qemu.)
         ModelSpec spec;
         spec.kind = CellKind::lstm;
         spec.input_size = 1;
@@ -165,7 +167,6 @@ TEST_CASE("on a 32-bit host, buffers of more floats than Index counts throw inst
         const Index T = (Index(1) << 18) + 1;
         std::vector<float> x(static_cast<std::size_t>(T), 0.5f), y(x.size());
         std::vector<float> h(1), c(static_cast<std::size_t>(spec.hidden_size));
-        CHECK_THROWS_AS(model.forward(x.data(), T, 1, nullptr, y.data(), h.data(), c.data()), std::length_error);
         CHECK_THROWS_AS(model.forward_train(x.data(), T, 1, nullptr, y.data(), h.data(), c.data()), std::length_error);
     }
     SUBCASE("a wide stream: batch * G")
