@@ -71,14 +71,16 @@ void PackedWeights::pack(Strided w) noexcept
     }
 }
 
-void PackedWeights::multiply_transposed(Strided a, Index first, MatMap c, bool accumulate) const noexcept
+void PackedWeights::multiply_transposed(Strided a, Index first, MatMap c, bool accumulate,
+                                        const float* bias) const noexcept
 {
     if (const PanelKernels* kernels = panel_kernels())
         kernels->multiply(panels_.data(), depth_, a.data, a.row_stride, a.col_stride, first, c.rows(), c.cols(),
-                          c.data(), c.outerStride(), accumulate);
+                          c.data(), c.outerStride(), accumulate, bias);
 }
 
-void PackedWeights::multiply_transposed(Strided a, Index first, MatMap c, bool accumulate, int threads) const
+void PackedWeights::multiply_transposed(Strided a, Index first, MatMap c, bool accumulate, int threads,
+                                        const float* bias) const
 {
     // A thread costs tens of microseconds to start: worth it from about a million multiply-adds
     // each. Parts split the columns at panel boundaries.
@@ -86,14 +88,14 @@ void PackedWeights::multiply_transposed(Strided a, Index first, MatMap c, bool a
     const Index panels = (c.cols() + panel_width - 1) / std::max<Index>(panel_width, 1);
     const Index parts = std::clamp<Index>(c.rows() * c.cols() * depth_ / min_work, 1, std::min<Index>(threads, panels));
     if (parts <= 1) {
-        multiply_transposed(a, first, c, accumulate);
+        multiply_transposed(a, first, c, accumulate, bias);
         return;
     }
     run_parallel(parts, [&](Index part) {
         const Index begin = part * panels / parts * panel_width;
         const Index end = std::min(c.cols(), (part + 1) * panels / parts * panel_width);
         const MatMap columns = mat(c.data() + begin, c.rows(), end - begin, c.outerStride());
-        multiply_transposed(a, first + begin, columns, accumulate);
+        multiply_transposed(a, first + begin, columns, accumulate, bias ? bias + begin : nullptr);
     });
 }
 

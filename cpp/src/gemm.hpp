@@ -83,16 +83,19 @@ public:
     /// Whether a product may start at row `first` of W: at a panel's start.
     bool starts_panel(Index first) const { return first % panel_width == 0; }
 
-    /// c [M, cols] = a [M, K] W[first : first + cols]^T, or += when `accumulate`; `first` at a
-    /// panel's start; a of any strides, c row-major with any row pitch. Allocates nothing.
-    void multiply_transposed(Strided a, Index first, MatMap c, bool accumulate) const noexcept;
+    /// c [M, cols] = a [M, K] W[first : first + cols]^T, or += when `accumulate`, and + bias [cols]
+    /// in every row where given (a layer's input projection, its bias in the same pass); `first`
+    /// at a panel's start; a of any strides, c row-major with any row pitch. Allocates nothing.
+    void multiply_transposed(Strided a, Index first, MatMap c, bool accumulate,
+                             const float* bias = nullptr) const noexcept;
     void multiply_transposed(ConstMatMap a, Index first, MatMap c, bool accumulate) const noexcept
     {
         multiply_transposed(Strided::of(a), first, c, accumulate);
     }
     /// multiply_transposed() with its columns split across up to `threads` threads, where the
     /// product is large enough to repay starting them. Allocates (the threads).
-    void multiply_transposed(Strided a, Index first, MatMap c, bool accumulate, int threads) const;
+    void multiply_transposed(Strided a, Index first, MatMap c, bool accumulate, int threads,
+                             const float* bias = nullptr) const;
 
 private:
     Index rows_;

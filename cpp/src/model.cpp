@@ -453,15 +453,17 @@ CellWeights Model::run_weights(int layer, int direction, const Workspace& ws, In
 namespace {
 
 /// out [M, G] = rows [M, I] W_ih^T + b_ih (where there is a bias), through the packed W_ih where
-/// w carries it, on up to `threads` threads.
+/// w carries it, on up to `threads` threads. The bias goes in first on every path (project_row
+/// too), so that a stream's steps and a whole sequence round alike.
 void project_rows(const CellWeights& w, ConstMatMap rows, MatMap out, GemmSpace& gemm, int threads)
 {
-    if (w.w_ih_packed)
-        w.w_ih_packed->multiply_transposed(Strided::of(rows), 0, out, false, threads);
-    else
-        gemm.multiply_transposed(rows, w.input_weights(), out, false);
+    if (w.w_ih_packed) {
+        w.w_ih_packed->multiply_transposed(Strided::of(rows), 0, out, false, threads, w.b_ih);
+        return;
+    }
     if (w.b_ih)
-        out.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(w.b_ih, w.gate_rows);
+        out.rowwise() = Eigen::Map<const Eigen::RowVectorXf>(w.b_ih, w.gate_rows);
+    gemm.multiply_transposed(rows, w.input_weights(), out, w.b_ih != nullptr);
 }
 
 /// gates [1, G] = x [1, I] W_ih^T + b_ih for one row, through W_ih^T (w.w_ih_t): the bias first,

@@ -50,19 +50,34 @@ struct Vector {
 
 constexpr Index panel = 2 * Vector::width;
 
-/// c [R, panel] (+)= a [R, K] P^T for one panel P ([K][panel]); a's element (r, k) at
+/// Where a tile's accumulators start: c's rows when accumulating, else zero; plus the bias, a
+/// row of `panel` (or null).
+struct Start {
+    bool accumulate;
+    const float* bias;
+
+    void load(const float* c, Vector& low, Vector& high) const
+    {
+        low = accumulate ? Vector::load(c) : Vector::zero();
+        high = accumulate ? Vector::load(c + Vector::width) : Vector::zero();
+        if (bias) {
+            low.add(Vector::load(bias));
+            high.add(Vector::load(bias + Vector::width));
+        }
+    }
+};
+
+/// c [R, panel] = start + a [R, K] P^T for one panel P ([K][panel]); a's element (r, k) at
 /// a[r * a_pitch + k * a_step], c's rows `c_pitch` apart.
 template <int R>
 void tile(const float* a, Index a_pitch, Index a_step, const float* p, Index K, float* c, Index c_pitch,
-          bool accumulate) noexcept
+          Start start) noexcept
 {
     // The row loops unrolled at any optimisation level, so that the tile stays in registers.
     Vector low[R], high[R];
 #pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
-        low[r] = accumulate ? Vector::load(c + r * c_pitch) : Vector::zero();
-        high[r] = accumulate ? Vector::load(c + r * c_pitch + Vector::width) : Vector::zero();
-    }
+    for (int r = 0; r < R; ++r)
+        start.load(c + r * c_pitch, low[r], high[r]);
     for (Index k = 0; k < K; ++k, p += panel, a += a_step) {
         const Vector w_low = Vector::load(p), w_high = Vector::load(p + Vector::width);
 #pragma GCC unroll 16
@@ -79,20 +94,17 @@ void tile(const float* a, Index a_pitch, Index a_step, const float* p, Index K, 
     }
 }
 
-/// One row: c [1, panel] (+)= a [1, K] P^T for one panel P. A tile of one row is bound by the
-/// latency of its two accumulators' multiply-adds; splitting k four ways gives 8 independent
+/// One row: c [1, panel] = start + a [1, K] P^T for one panel P. A tile of one row is bound by
+/// the latency of its two accumulators' multiply-adds; splitting k four ways gives 8 independent
 /// chains, and the panel is still read in order (one stream, as the prefetcher likes it).
-void row_tile(const float* a, Index a_step, const float* p, Index K, float* c, bool accumulate) noexcept
+void row_tile(const float* a, Index a_step, const float* p, Index K, float* c, Start start) noexcept
 {
     constexpr int ways = 4;
     Vector low[ways], high[ways];
 #pragma GCC unroll 4
-    for (int q = 0; q < ways; ++q)
+    for (int q = 1; q < ways; ++q)
         low[q] = high[q] = Vector::zero();
-    if (accumulate) {
-        low[0] = Vector::load(c);
-        high[0] = Vector::load(c + Vector::width);
-    }
+    start.load(c, low[0], high[0]);
     Index k = 0;
     for (; k + ways <= K; k += ways, p += ways * panel, a += ways * a_step) {
 #pragma GCC unroll 4
@@ -120,28 +132,28 @@ void row_tile(const float* a, Index a_step, const float* p, Index K, float* c, b
 /// tile<R> for the R < tile_rows rows left at the end of a.
 template <int R = 1>
 void short_tile(int rows, const float* a, Index a_pitch, Index a_step, const float* p, Index K, float* c,
-                Index c_pitch, bool accumulate) noexcept
+                Index c_pitch, Start start) noexcept
 {
     if constexpr (R < Vector::tile_rows) {
         if (rows == R)
-            tile<R>(a, a_pitch, a_step, p, K, c, c_pitch, accumulate);
+            tile<R>(a, a_pitch, a_step, p, K, c, c_pitch, start);
         else
-            short_tile<R + 1>(rows, a, a_pitch, a_step, p, K, c, c_pitch, accumulate);
+            short_tile<R + 1>(rows, a, a_pitch, a_step, p, K, c, c_pitch, start);
     }
 }
 
-/// c [rows, panel] (+)= a [rows, K] P^T, rows <= tile_rows.
+/// c [rows, panel] = start + a [rows, K] P^T, rows <= tile_rows.
 void any_tile(Index rows, const float* a, Index a_pitch, Index a_step, const float* p, Index K, float* c,
-              Index c_pitch, bool accumulate) noexcept
+              Index c_pitch, Start start) noexcept
 {
     if (rows == Vector::tile_rows)
-        tile<Vector::tile_rows>(a, a_pitch, a_step, p, K, c, c_pitch, accumulate);
+        tile<Vector::tile_rows>(a, a_pitch, a_step, p, K, c, c_pitch, start);
     else
-        short_tile(static_cast<int>(rows), a, a_pitch, a_step, p, K, c, c_pitch, accumulate);
+        short_tile(static_cast<int>(rows), a, a_pitch, a_step, p, K, c, c_pitch, start);
 }
 
 void multiply(const float* panels, Index K, const float* a, Index a_row_stride, Index a_col_stride, Index first,
-              Index M, Index cols, float* c, Index c_pitch, bool accumulate)
+              Index M, Index cols, float* c, Index c_pitch, bool accumulate, const float* bias)
 {
     // Blocks of a small enough to stay in L2 while every panel passes by them once; a long depth
     // in slices, so that a tile's slice of a and of the panel stay in L1.
@@ -149,15 +161,18 @@ void multiply(const float* panels, Index K, const float* a, Index a_row_stride, 
     constexpr Index depth_slice = 256;
     for (Index k0 = 0; k0 < K; k0 += depth_slice) {
         const Index depth = smaller(depth_slice, K - k0);
+        // The bias goes in with the first slice; later slices add to what it left.
         const bool add = accumulate || k0 > 0;
+        const float* slice_bias = k0 == 0 ? bias : nullptr;
         for (Index m1 = 0; m1 < M; m1 += block_rows) {
             const Index m_end = smaller(M, m1 + block_rows);
             for (Index j0 = 0; j0 < cols; j0 += panel) {
                 const float* p = panels + (first + j0) * K + k0 * panel;
                 const Index width = smaller(panel, cols - j0);
+                const Start start{add, slice_bias ? slice_bias + j0 : nullptr};
                 if (m_end - m1 == 1 && width == panel) {
                     row_tile(a + m1 * a_row_stride + k0 * a_col_stride, a_col_stride, p, depth, c + m1 * c_pitch + j0,
-                             add);
+                             start);
                     continue;
                 }
                 for (Index m0 = m1; m0 < m_end; m0 += Vector::tile_rows) {
@@ -165,16 +180,18 @@ void multiply(const float* panels, Index K, const float* a, Index a_row_stride, 
                     const float* a_tile = a + m0 * a_row_stride + k0 * a_col_stride;
                     float* c_tile = c + m0 * c_pitch + j0;
                     if (width == panel) {
-                        any_tile(rows, a_tile, a_row_stride, a_col_stride, p, depth, c_tile, c_pitch, add);
+                        any_tile(rows, a_tile, a_row_stride, a_col_stride, p, depth, c_tile, c_pitch, start);
                         continue;
                     }
                     // The last columns, fewer than a panel: the tile goes through a buffer of
-                    // full width, and only its first `width` columns reach c.
+                    // full width, which starts as c would, and only its first `width` columns
+                    // reach c.
                     alignas(64) float part[Vector::tile_rows * panel];
                     for (Index r = 0; r < rows; ++r)
                         for (Index j = 0; j < width; ++j)
-                            part[r * panel + j] = add ? c_tile[r * c_pitch + j] : 0.0f;
-                    any_tile(rows, a_tile, a_row_stride, a_col_stride, p, depth, part, panel, add);
+                            part[r * panel + j] = (add ? c_tile[r * c_pitch + j] : 0.0f) +
+                                                  (start.bias ? start.bias[j] : 0.0f);
+                    any_tile(rows, a_tile, a_row_stride, a_col_stride, p, depth, part, panel, Start{true, nullptr});
                     for (Index r = 0; r < rows; ++r)
                         for (Index j = 0; j < width; ++j)
                             c_tile[r * c_pitch + j] = part[r * panel + j];

@@ -13,12 +13,12 @@ struct PanelKernels {
     const char* name;
     /// Rows of W per panel (PackedWeights): two vectors.
     std::ptrdiff_t panel_width;
-    /// c [M, cols] (+)= a [M, K] W[first : first + cols]^T, W packed in panels of [K][panel_width]
-    /// from `panels`; `first` at a panel's start; a's element (m, k) at
-    /// a[m * a_row_stride + k * a_col_stride]; c's rows c_pitch apart.
+    /// c [M, cols] (+)= a [M, K] W[first : first + cols]^T (+ bias [cols] in every row, where not
+    /// null), W packed in panels of [K][panel_width] from `panels`; `first` at a panel's start;
+    /// a's element (m, k) at a[m * a_row_stride + k * a_col_stride]; c's rows c_pitch apart.
     void (*multiply)(const float* panels, std::ptrdiff_t K, const float* a, std::ptrdiff_t a_row_stride,
                      std::ptrdiff_t a_col_stride, std::ptrdiff_t first, std::ptrdiff_t M, std::ptrdiff_t cols,
-                     float* c, std::ptrdiff_t c_pitch, bool accumulate);
+                     float* c, std::ptrdiff_t c_pitch, bool accumulate, const float* bias);
     /// out [1, cols] (+)= a [1, K] w [K, cols] (row_times, gemm.hpp), for cols a whole number of
     /// vectors, at most eight.
     void (*row_times)(const float* a, std::ptrdiff_t K, const float* w, std::ptrdiff_t w_pitch, std::ptrdiff_t cols,

@@ -47,15 +47,18 @@ TEST_CASE("PackedWeights multiplies as Eigen does, for every remainder of rows, 
     for (Index N : {Index(1), P - 1, P, 3 * P + 5})
         for (Index K : {Index(1), Index(7), Index(64)})
             for (Index M : {Index(1), Index(5), Index(13), Index(40), Index(100)})
-                for (bool accumulate : {false, true}) {
+                for (int start = 0; start < 3; ++start) {
+                    // 0: c = a W^T; 1: c += a W^T; 2: c = a W^T + bias.
+                    const bool accumulate = start == 1, biased = start == 2;
                     CAPTURE(N);
                     CAPTURE(K);
                     CAPTURE(M);
-                    CAPTURE(accumulate);
+                    CAPTURE(start);
                     // a and c with row pitches wider than their rows, as the engine's views have.
                     const auto a_values = testing::random_values(static_cast<std::size_t>(M * (K + 3)), 1);
                     const auto w_values = testing::random_values(static_cast<std::size_t>(N * K), 2);
                     const auto c_values = testing::random_values(static_cast<std::size_t>(M * (N + 2)), 3);
+                    const auto bias = testing::random_values(static_cast<std::size_t>(N), 7);
                     const ConstMatMap a = mat(a_values.data(), M, K, K + 3), w = mat(w_values.data(), N, K);
                     PackedWeights packed(N, K), from_transpose(N, K);
                     packed.pack(w);
@@ -68,9 +71,13 @@ TEST_CASE("PackedWeights multiplies as Eigen does, for every remainder of rows, 
                         MatMap c = mat(c_data.data(), M, cols, N + 2);
                         Matrix expected = accumulate ? Matrix(c) : Matrix::Zero(M, cols);
                         expected.noalias() += a * w.middleRows(first, cols).transpose();
+                        if (biased)
+                            expected.rowwise() += mat(bias.data() + first, 1, cols).row(0);
+                        const float* b = biased ? bias.data() + first : nullptr;
                         std::vector<float> c_twin = c_data;
-                        from_transpose.multiply_transposed(a, first, mat(c_twin.data(), M, cols, N + 2), accumulate);
-                        packed.multiply_transposed(a, first, c, accumulate);
+                        from_transpose.multiply_transposed(Strided::of(a), first, mat(c_twin.data(), M, cols, N + 2),
+                                                           accumulate, b);
+                        packed.multiply_transposed(Strided::of(a), first, c, accumulate, b);
                         CHECK(c_twin == c_data);
                         CHECK((c - expected).cwiseAbs().maxCoeff() <= 1e-4f * std::max(1.0f, float(K)));
                         // Nothing past the product's columns is written.
