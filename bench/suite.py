@@ -511,6 +511,7 @@ def machine() -> dict:
             "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
             "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
             "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "streamrnn": streamrnn.__version__,
+            "streamrnn_engine": streamrnn._core.ENGINE, "STREAMRNN_KERNELS": os.environ.get("STREAMRNN_KERNELS"),
             "git": git, "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
