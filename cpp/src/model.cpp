@@ -535,14 +535,15 @@ void Model::run_layer(int layer, int direction, ConstSeqView x, SeqView y, Index
     // steps at once or a chunk at a time (projection_chunk). A time-major x is one evenly spaced
     // block of rows; otherwise each row of the batch is.
     float* const gates = record ? record->gates.data() : ws.gates_.data();
-    auto project = [&](ConstMatMap rows, MatMap out, int threads) { project_rows(w, rows, out, *ws.gemm_, threads); };
     // Steps [t0, t1) of every row, into `out` from step t0 on.
     auto project_steps = [&](Index t0, Index t1, float* out, int threads) {
         if (x.t_pitch == B * x.b_pitch) {
-            project(mat(x.row(t0, 0), (t1 - t0) * B, x.width, x.b_pitch), mat(out, (t1 - t0) * B, G), threads);
+            project_rows(w, mat(x.row(t0, 0), (t1 - t0) * B, x.width, x.b_pitch), mat(out, (t1 - t0) * B, G),
+                         *ws.gemm_, threads);
         } else {
             for (Index b = 0; b < B; ++b)
-                project(mat(x.row(t0, b), t1 - t0, x.width, x.t_pitch), mat(out + b * G, t1 - t0, G, B * G), threads);
+                project_rows(w, mat(x.row(t0, b), t1 - t0, x.width, x.t_pitch), mat(out + b * G, t1 - t0, G, B * G),
+                             *ws.gemm_, threads);
         }
     };
     bool pipelined = false;

@@ -164,8 +164,8 @@ public:
     void run(ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t* lengths, float* h, float* c,
              Workspace& ws) const noexcept;
 
-    /// run() for one step of one row (a Stream of batch 1), without the views and chunks that a
-    /// longer run needs. Allocates nothing.
+    /// run() for one step of one row of a unidirectional model (a Stream of batch 1), without the
+    /// views and chunks that a longer run needs. Allocates nothing.
     void step_row(const float* x, float* y, float* h, float* c, Workspace& ws) const noexcept;
 
 private:
