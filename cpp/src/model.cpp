@@ -381,8 +381,10 @@ std::shared_ptr<DerivedWeights> Model::shared_copies(WeightCopies which) const
     const std::lock_guard<std::mutex> lock(copy_cache_->mutex);
 #endif
     std::shared_ptr<DerivedWeights>& copies = copy_cache_->sets[CopyCache::slot(which)];
-    // A new set, not the old one refreshed: calls still running may hold the old one.
+    // A new set, not the old one refreshed: calls still running may hold the old one. The cache
+    // lets go of it first, so that the two are not both alive for its sake.
     if (!copies || copies->version != version()) {
+        copies.reset();
         auto fresh = std::make_shared<DerivedWeights>(spec_, which);
         refresh_copies(*fresh);
         copies = std::move(fresh);
@@ -707,7 +709,9 @@ void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* 
     if (parts == 1) {
         record->parts.clear();
         prepare_record(*record, T, B, lengths);
-        Workspace ws(spec_, T, B, true, shared_copies(weight_copies_for(spec_, T, B, false)), threads);
+        // Copies of its own, not the model's shared ones: training changes the weights after every
+        // step, and copies kept through backward would only add to its peak memory.
+        Workspace ws(spec_, T, B, true, weight_copies_for(spec_, T, B, false), threads);
         run_training(xs, ys, T, B, h, c, ws, *record, dropout_rng_);
         record_ = std::move(record);
         return;
@@ -736,7 +740,7 @@ void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* 
         if (!part.record)
             part.record = std::make_unique<ForwardRecord>();
         prepare_record(*part.record, T, rows, lengths ? lengths + part.first : nullptr);
-        work.push_back({Workspace(spec_, T, rows, true, shared_copies(weight_copies_for(spec_, T, rows, false)), 1),
+        work.push_back({Workspace(spec_, T, rows, true, weight_copies_for(spec_, T, rows, false), 1),
                         Buffer(buffer_size({cells, rows, H_out})), Buffer(buffer_size({cells, rows, H})),
                         std::mt19937_64(dropout_rng_())});
         copy_state_rows(h, B, part.first, work.back().h.data(), rows, 0, cells, rows, H_out);

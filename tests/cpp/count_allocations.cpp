@@ -59,16 +59,3 @@ void* operator new(std::size_t size)
 }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-
-// The engine's buffers (CacheLineAllocator): counted here, since aligned_alloc does not come
-// through malloc.
-void* operator new(std::size_t size, std::align_val_t align)
-{
-    ++allocations;
-    const std::size_t alignment = static_cast<std::size_t>(align);
-    if (void* p = std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment + (size ? 0 : alignment)))
-        return p;
-    throw std::bad_alloc();
-}
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
