@@ -135,7 +135,8 @@ public:
     ///      (sequences of 384 steps or more), or the threads share the product of all steps.
     /// The copies of the weights that speed up its products (packed, transposed) are kept for the
     /// calls after it until the weights change: as much memory again as the weights. Calls from
-    /// several threads at once may share the model.
+    /// several threads at once may share the model (in a build without threads, STREAMRNN_THREADS
+    /// = 0, no lock guards those copies: calls on one model must not overlap).
     /// Throws ArgumentError for a length outside [0, T]; std::length_error (a 32-bit host) or
     /// std::bad_alloc when the buffers for T x B rows do not fit in memory.
     void forward(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h, float* c,
