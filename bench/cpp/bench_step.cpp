@@ -10,6 +10,8 @@
 
 #include "count_allocations.hpp"
 
+#include <Eigen/Core>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -74,7 +76,8 @@ int main(int argc, char** argv)
                 long allocated = 0;
                 const double ns = median_ns(batches, calls, allocated, [&] { stream.step(x.data(), y.data()); });
                 const ModelSpec spec = spec_of(kind, hidden, hidden, layers);
-                Matrix weights = Matrix::Random(spec.gate_rows(), 2 * hidden);
+                using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+                RowMajor weights = RowMajor::Random(spec.gate_rows(), 2 * hidden);
                 Eigen::VectorXf input = Eigen::VectorXf::Random(2 * hidden), gates(spec.gate_rows());
                 long unused = 0;
                 const double floor_ns =

@@ -4,6 +4,8 @@
 
 #include "streamrnn/errors.hpp"
 
+#include "views.hpp"
+
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -42,16 +44,19 @@ Linear::Linear(int in_features, int out_features, bool bias, std::uint64_t seed)
     // bounds come to 1/sqrt(in).
     std::mt19937_64 engine(seed);
     const float bound = 1.0f / std::sqrt(static_cast<float>(in_features));
+    Update initial = update();
     for (const TensorInfo& tensor : tensors_)
-        fill_uniform(tensor, bound, engine);
+        fill_uniform(initial.data(), tensor, bound, engine);
+    initial.commit();
 }
 
 void Linear::forward(const float* x, Index N, float* y) const
 {
+    const Weights weights = this->weights();  // one version throughout, whatever other threads write
     auto out = mat(y, N, out_);
-    out.noalias() = mat(x, N, in_) * mat(parameters(), out_, in_).transpose();
+    out.noalias() = mat(x, N, in_) * mat(weights.data(), out_, in_).transpose();
     if (bias_)
-        out.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(parameters() + Index(out_) * in_, out_);
+        out.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(weights.data() + Index(out_) * in_, out_);
 }
 
 void Linear::forward_train(const float* x, Index N, float* y)
@@ -71,12 +76,13 @@ Index Linear::recorded_rows() const
 void Linear::backward(const float* dy, float* dx)
 {
     const ConstMatMap d_out = mat(dy, recorded_rows(), out_);
-    float* grads = gradient_buffer();
+    GradientLease lease = lease_gradients("backward");
+    float* grads = lease.make();
     mat(grads, out_, in_).noalias() += d_out.transpose() * mat(input_.data(), rows_, in_);
     if (bias_)
         mat(grads + Index(out_) * in_, 1, out_) += d_out.colwise().sum();
     if (dx)
-        mat(dx, rows_, in_).noalias() = d_out * mat(parameters(), out_, in_);
+        mat(dx, rows_, in_).noalias() = d_out * mat(weights().data(), out_, in_);
 }
 
 // ---- Embedding: y = W[ids] ----------------------------------------------------------------
@@ -92,10 +98,13 @@ Embedding::Embedding(int num_embeddings, int embedding_dim, int padding_idx, std
     // N(0, 1) by Box-Muller over uniform floats made by hand, the same on every platform.
     std::mt19937_64 engine(seed);
     auto uniform = [&] { return (static_cast<double>(engine() >> 11) + 0.5) * (1.0 / 9007199254740992.0); };
-    for (std::size_t i = 0; i < parameters_.size(); ++i)
-        parameters_[i] = static_cast<float>(std::sqrt(-2.0 * std::log(uniform())) * std::cos(6.283185307179586 * uniform()));
+    Update initial = update();
+    for (std::size_t i = 0; i < initial.size(); ++i)
+        initial.data()[i] =
+            static_cast<float>(std::sqrt(-2.0 * std::log(uniform())) * std::cos(6.283185307179586 * uniform()));
     if (padding_idx >= 0)
-        mat(parameters_.data() + Index(padding_idx) * dim_, 1, dim_).setZero();
+        mat(initial.data() + Index(padding_idx) * dim_, 1, dim_).setZero();
+    initial.commit();
 }
 
 void Embedding::check_ids(const std::int64_t* ids, Index N) const
@@ -109,8 +118,9 @@ void Embedding::check_ids(const std::int64_t* ids, Index N) const
 
 void Embedding::forward(const std::int64_t* ids, Index N, float* y) const
 {
+    const Weights weights = this->weights();
     for (Index i = 0; i < N; ++i)
-        mat(y + i * dim_, 1, dim_) = mat(parameters() + ids[i] * dim_, 1, dim_);
+        mat(y + i * dim_, 1, dim_) = mat(weights.data() + ids[i] * dim_, 1, dim_);
 }
 
 void Embedding::forward_train(const std::int64_t* ids, Index N, float* y)
@@ -130,7 +140,8 @@ Index Embedding::recorded_rows() const
 void Embedding::backward(const float* dy)
 {
     recorded_rows();
-    float* grads = gradient_buffer();
+    GradientLease lease = lease_gradients("backward");
+    float* grads = lease.make();
     for (std::size_t i = 0; i < ids_.size(); ++i)
         if (ids_[i] != padding_idx_)
             mat(grads + ids_[i] * dim_, 1, dim_) += mat(dy + Index(i) * dim_, 1, dim_);

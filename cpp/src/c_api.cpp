@@ -5,6 +5,7 @@
 #include "streamrnn/streamrnn.h"
 
 #include "streamrnn/model_file.hpp"
+#include "streamrnn/spec.hpp"
 #include "streamrnn/stream.hpp"
 
 #include <algorithm>
@@ -99,26 +100,49 @@ streamrnn_status check_count(const char* function, const char* name, size_t coun
     return STREAMRNN_OK;
 }
 
-/// Checks the arguments of a state access, then runs copy(state, size) on the state `which` of
-/// `stream` (a const stream gives a const state).
-template <typename StreamHandle, typename Copy>
-streamrnn_status access_state(const char* function, StreamHandle* stream, streamrnn_state which, const float* values,
-                              size_t count, Copy copy) noexcept
+/// The status of a stream call that ran (`done`) or found the stream in use on another thread.
+streamrnn_status ran(const char* function, const streamrnn::Stream& stream, bool done) noexcept
+{
+    if (done)
+        return STREAMRNN_OK;
+    const char* holder = stream.busy_with();
+    return failure(STREAMRNN_ERROR_BUSY, "%s: another thread is in %s on this stream, which is for one thread at a time",
+                   function, holder ? holder : "a call");
+}
+
+/// Checks the arguments of a state access: the state `which` of `stream`, `count` floats.
+streamrnn_status check_state(const char* function, const streamrnn_stream* stream, streamrnn_state which,
+                             const float* values, size_t count) noexcept
 {
     if (!stream || !values)
         return failure(STREAMRNN_ERROR_ARGUMENT, "%s: %s is null", function, stream ? "values" : "stream");
-    auto& engine_stream = stream->stream;
-    const ModelSpec& spec = engine_stream.model().spec();
-    const size_t cells = static_cast<size_t>(spec.num_layers) * static_cast<size_t>(engine_stream.batch());
+    const ModelSpec& spec = stream->stream.model().spec();
     const bool cell_state = which == STREAMRNN_STATE_C;
     if (which != STREAMRNN_STATE_H && !(cell_state && spec.has_cell_state()))
         return failure(STREAMRNN_ERROR_ARGUMENT, "%s: which: this %s has no such state", function,
                        streamrnn::kind_name(spec.kind));
-    const size_t size = cells * static_cast<size_t>(cell_state ? spec.hidden_size : spec.output_size());
-    if (streamrnn_status status = check_count(function, "count", count, size, "L x B x state width"))
+    const size_t size = cell_state ? stream->stream.c_size() : stream->stream.h_size();
+    return check_count(function, "count", count, size, "L x B x state width");
+}
+
+/// Checks the arrays of `steps` steps of a stream's rows: x of x_count floats, y of y_count.
+streamrnn_status check_steps(const char* function, const streamrnn_stream* stream, size_t steps, const float* x,
+                             size_t x_count, const float* y, size_t y_count) noexcept
+{
+    if (!stream || !x || !y)
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: %s is null", function, !stream ? "stream" : !x ? "x" : "y");
+    const ModelSpec& spec = stream->stream.model().spec();
+    const auto B = static_cast<size_t>(stream->stream.batch());
+    const auto I = static_cast<size_t>(spec.input_size), O = static_cast<size_t>(spec.output_size());
+    // The engine indexes arrays with ptrdiff_t; no real array is longer, but a wrong `steps` could
+    // make the products below wrap. B * I and B * O are below 2^44, so 64 bits hold the bound.
+    const unsigned long long widest = static_cast<unsigned long long>(B) * std::max(I, O);
+    if (steps > static_cast<unsigned long long>(PTRDIFF_MAX) / widest)
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: steps: %zu steps of %zu streams are more than memory holds",
+                       function, steps, B);
+    if (streamrnn_status status = check_count(function, "x_count", x_count, steps * B * I, "steps x B x I"))
         return status;
-    copy(cell_state ? engine_stream.c() : engine_stream.h(), size);
-    return STREAMRNN_OK;
+    return check_count(function, "y_count", y_count, steps * B * O, "steps x B x O");
 }
 
 }  // namespace
@@ -214,52 +238,41 @@ streamrnn_status streamrnn_stream_batch(const streamrnn_stream* stream, size_t* 
 streamrnn_status streamrnn_stream_step(streamrnn_stream* stream, const float* x, size_t x_count, float* y,
                                        size_t y_count)
 {
-    return streamrnn_stream_process(stream, 1, x, x_count, y, y_count);
+    if (streamrnn_status status = check_steps(__func__, stream, 1, x, x_count, y, y_count))
+        return status;
+    return ran(__func__, stream->stream, stream->stream.step(x, y));
 }
 
 streamrnn_status streamrnn_stream_process(streamrnn_stream* stream, size_t steps, const float* x, size_t x_count,
                                           float* y, size_t y_count)
 {
-    STREAMRNN_REQUIRE(stream);
-    STREAMRNN_REQUIRE(x);
-    STREAMRNN_REQUIRE(y);
-    const ModelSpec& spec = stream->stream.model().spec();
-    const auto B = static_cast<size_t>(stream->stream.batch());
-    const auto I = static_cast<size_t>(spec.input_size), O = static_cast<size_t>(spec.output_size());
-    // The engine indexes arrays with ptrdiff_t; no real array is longer, but a wrong `steps` could
-    // make the products below wrap. B * I and B * O are below 2^44, so 64 bits hold the bound.
-    const unsigned long long widest = static_cast<unsigned long long>(B) * std::max(I, O);
-    if (steps > static_cast<unsigned long long>(PTRDIFF_MAX) / widest)
-        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: steps: %zu steps of %zu streams are more than memory holds",
-                       __func__, steps, B);
-    if (streamrnn_status status = check_count(__func__, "x_count", x_count, steps * B * I, "steps x B x I"))
+    if (streamrnn_status status = check_steps(__func__, stream, steps, x, x_count, y, y_count))
         return status;
-    if (streamrnn_status status = check_count(__func__, "y_count", y_count, steps * B * O, "steps x B x O"))
-        return status;
-    if (steps > 0)
-        stream->stream.process(x, y, static_cast<Index>(steps));
-    return STREAMRNN_OK;
+    return ran(__func__, stream->stream, steps == 0 || stream->stream.process(x, y, static_cast<Index>(steps)));
 }
 
 streamrnn_status streamrnn_stream_get_state(const streamrnn_stream* stream, streamrnn_state which, float* values,
                                             size_t count)
 {
-    return access_state(__func__, stream, which, values, count,
-                        [&](const float* state, size_t size) { std::copy(state, state + size, values); });
+    if (streamrnn_status status = check_state(__func__, stream, which, values, count))
+        return status;
+    const bool cell = which == STREAMRNN_STATE_C;
+    return ran(__func__, stream->stream, stream->stream.get_state(cell ? nullptr : values, cell ? values : nullptr));
 }
 
 streamrnn_status streamrnn_stream_set_state(streamrnn_stream* stream, streamrnn_state which, const float* values,
                                             size_t count)
 {
-    return access_state(__func__, stream, which, values, count,
-                        [&](float* state, size_t size) { std::copy(values, values + size, state); });
+    if (streamrnn_status status = check_state(__func__, stream, which, values, count))
+        return status;
+    const bool cell = which == STREAMRNN_STATE_C;
+    return ran(__func__, stream->stream, stream->stream.set_state(cell ? nullptr : values, cell ? values : nullptr));
 }
 
 streamrnn_status streamrnn_stream_reset(streamrnn_stream* stream)
 {
     STREAMRNN_REQUIRE(stream);
-    stream->stream.reset();
-    return STREAMRNN_OK;
+    return ran(__func__, stream->stream, stream->stream.reset());
 }
 
 streamrnn_status streamrnn_stream_reset_row(streamrnn_stream* stream, size_t row)
@@ -268,8 +281,7 @@ streamrnn_status streamrnn_stream_reset_row(streamrnn_stream* stream, size_t row
     const auto batch = static_cast<size_t>(stream->stream.batch());
     if (row >= batch)
         return failure(STREAMRNN_ERROR_ARGUMENT, "%s: row: expected 0 to %zu, got %zu", __func__, batch - 1, row);
-    stream->stream.reset(static_cast<Index>(row));
-    return STREAMRNN_OK;
+    return ran(__func__, stream->stream, stream->stream.reset(static_cast<Index>(row)));
 }
 
 streamrnn_status streamrnn_stream_set_flush_denormals(streamrnn_stream* stream, int flush)

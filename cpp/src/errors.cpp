@@ -21,6 +21,7 @@ void raise(ErrorKind kind, const std::string& message, int error_number)
     case ErrorKind::range: throw std::out_of_range(message);
     case ErrorKind::length: throw std::length_error(message);
     case ErrorKind::device: throw DeviceError(message);
+    case ErrorKind::busy: throw ConcurrencyError(message);
     default: throw ArgumentError(message);
     }
 #else

@@ -36,11 +36,66 @@ void size_state(Buffer& buffer, std::size_t size)
                                        " to " + std::to_string(size));
 }
 
+/// The gradients of `modules`, held for the call `call`, as blocks (values null). ArgumentError for a
+/// module named twice.
+struct HeldGradients {
+    HeldGradients(const Modules& modules, const char* call)
+    {
+        for (std::size_t k = 0; k < modules.size(); ++k) {
+            require(modules[k] != nullptr, std::string(call) + ": module " + std::to_string(k) + " is null");
+            for (std::size_t j = 0; j < k; ++j)
+                require(modules[j] != modules[k], std::string(call) + ": module " + std::to_string(k) +
+                                                      " is module " + std::to_string(j) + " again");
+        }
+        leases.reserve(modules.size());
+        for (Trainable* module : modules) {
+            leases.push_back(module->lease_gradients(call));
+            blocks.push_back({nullptr, leases.back().data(), module->parameter_count()});
+        }
+    }
+    std::vector<Trainable::GradientLease> leases;
+    std::vector<ParameterBlock> blocks;
+};
+
+/// One step of `optimizer` over `modules`: each module's new weights made in a copy of its own
+/// and published whole once the step is done.
+template <typename Optimizer>
+void step_modules(Optimizer& optimizer, const Modules& modules)
+{
+    HeldGradients held(modules, "optimizer step");
+    std::vector<Trainable::Update> updates;
+    updates.reserve(modules.size());
+    for (std::size_t k = 0; k < modules.size(); ++k)
+        if (held.blocks[k].grads) {  // a module without gradients is left alone
+            updates.push_back(modules[k]->update());
+            held.blocks[k].values = updates.back().data();
+        }
+    optimizer.step(held.blocks);
+    for (Trainable::Update& update : updates)
+        update.commit();
+}
+
 }  // namespace
+
+double clip_grad_norm(const Modules& modules, double max_norm, double norm_type)
+{
+    HeldGradients held(modules, "clip_grad_norm");
+    return clip_grad_norm(held.blocks, max_norm, norm_type);
+}
+
+void clip_grad_value(const Modules& modules, double clip_value)
+{
+    HeldGradients held(modules, "clip_grad_value");
+    clip_grad_value(held.blocks, clip_value);
+}
+
+void SGD::step(const Modules& modules) { step_modules(*this, modules); }
+void Adam::step(const Modules& modules) { step_modules(*this, modules); }
 
 double clip_grad_norm(const std::vector<ParameterBlock>& blocks, double max_norm, double norm_type)
 {
     require(norm_type > 0.0, "norm_type: expected a positive number, got " + std::to_string(norm_type));
+    require(max_norm >= 0.0, "max_norm: expected a non-negative number, got " + std::to_string(max_norm));
     const bool infinity = std::isinf(norm_type);
     double total = 0.0;
     for (const ParameterBlock& block : blocks) {

@@ -1,8 +1,12 @@
-// cpp/src/sizes.hpp: buffer sizes as products of dimensions, checked so that they cannot wrap around.
+// cpp/src/sizes.hpp: buffer sizes as products of dimensions, checked so that they cannot wrap around,
+// and a call's lengths, checked against its steps.
 // Part of streamrnn, MIT licence.
 #pragma once
 
+#include "streamrnn/errors.hpp"
 #include "streamrnn/types.hpp"
+
+#include <cstdint>
 
 #include <initializer_list>
 #include <limits>
@@ -29,6 +33,17 @@ inline Index checked_size(std::initializer_list<Index> dims)
         size *= n;
     }
     return size;
+}
+
+/// Raises ArgumentError unless every one of the B lengths (or none: null) is in [0, T].
+inline void check_lengths(Index T, Index B, const std::int64_t* lengths)
+{
+    if (lengths)
+        for (Index b = 0; b < B; ++b)
+            if (lengths[b] < 0 || lengths[b] > T)
+                raise(ErrorKind::argument, "lengths: expected every length in [0, " + std::to_string(T) +
+                                               "] (T), got " + std::to_string(lengths[b]) + " at index " +
+                                               std::to_string(b));
 }
 
 /// checked_size(), for resizing a buffer.

@@ -1,10 +1,14 @@
-// cpp/src/stream.cpp: Stream, stepping a unidirectional model with its state carried.
+// cpp/src/stream.cpp: Stream, stepping a unidirectional model with its state carried: the
+// one-row path for a step of one stream, the stack for the rest.
 // Part of streamrnn, MIT licence.
 #include "streamrnn/stream.hpp"
 
 #include "streamrnn/errors.hpp"
 
 #include "denormals.hpp"
+#include "exclusive.hpp"
+#include "layer.hpp"
+#include "model_access.hpp"
 #include "sizes.hpp"
 
 #include <algorithm>
@@ -20,68 +24,176 @@ const Model& checked(const std::shared_ptr<const Model>& model, Index batch)
     if (model->spec().bidirectional)
         raise(ErrorKind::argument,
               "stream: a bidirectional model needs the whole sequence (its reverse direction starts "
-                  "at the end); stream a unidirectional model or call the model on the sequence");
+              "at the end); stream a unidirectional model or call the model on the sequence");
     // The cap keeps every buffer size far from overflowing 64 bits; on a 32-bit host the sizes
     // are checked where the buffers are made.
     constexpr Index max_batch = Index(1) << 24;
     if (batch < 1 || batch > max_batch)
         raise(ErrorKind::argument,
-              "batch: expected 1 to " + std::to_string(max_batch) + " streams, got " +
-                  std::to_string(batch));
+              "batch: expected 1 to " + std::to_string(max_batch) + " streams, got " + std::to_string(batch));
     return *model;
 }
 
 }  // namespace
 
-Stream::Stream(std::shared_ptr<const Model> model, Index batch)
-    : model_(std::move(model)), batch_(batch),
-      workspace_(checked(model_, batch).spec(), block_steps, batch, false,
-                 weight_copies_for(model_->spec(), block_steps, batch, true))
-{
-    const ModelSpec& spec = model_->spec();
-    h_.assign(buffer_size({spec.num_layers, batch, spec.output_size()}), 0.0f);
-    if (spec.has_cell_state())
-        c_.assign(buffer_size({spec.num_layers, batch, spec.hidden_size}), 0.0f);
-}
-
-void Stream::step(const float* x, float* y) noexcept
-{
-    if (batch_ > 1) {
-        process(x, y, 1);
-        return;
+struct Stream::Impl {
+    Impl(std::shared_ptr<const Model> model_, Index batch_)
+        : model(std::move(model_)), spec(checked(model, batch_).spec()), batch(batch_),
+          kind(weight_copies_for(spec, block_steps, batch, true).kind()),
+          reader(ModelAccess::store(*model), kind), workspace(spec, block_steps, batch, false)
+    {
+        h.assign(buffer_size({spec.num_layers, batch, spec.output_size()}), 0.0f);
+        if (spec.has_cell_state())
+            c.assign(buffer_size({spec.num_layers, batch, spec.hidden_size}), 0.0f);
     }
-    const FlushDenormals flushed(flush_denormals_);
-    model_->step_row(x, y, h_.data(), c_.empty() ? nullptr : c_.data(), workspace_);
-}
 
-void Stream::process(const float* x, float* y, Index T) noexcept
-{
-    const FlushDenormals flushed(flush_denormals_);
-    const ModelSpec& spec = model_->spec();
-    const ConstSeqView xs = ConstSeqView::of(x, T, batch_, spec.input_size, spec.input_size, spec.batch_first);
-    const SeqView ys = SeqView::of(y, T, batch_, spec.output_size(), spec.output_size(), spec.batch_first);
-    for (Index t0 = 0; t0 < T; t0 += block_steps) {
-        model_->run(xs.from_step(t0), ys.from_step(t0), std::min(block_steps, T - t0), batch_, nullptr, h_.data(),
-                    c_.empty() ? nullptr : c_.data(), workspace_);
+    /// The weights of this call: the current version and the stream's copies of it.
+    RunWeights weights() noexcept
+    {
+        const detail::WeightSet& set = reader.acquire();
+        const auto* copies = static_cast<const DerivedWeights*>(
+            set.derived[static_cast<std::size_t>(kind)].load(std::memory_order_acquire));
+        return {spec, set.values.data(), copies};
     }
-}
+    float* c_data() noexcept { return c.empty() ? nullptr : c.data(); }
 
-void Stream::reset() noexcept
-{
-    std::fill(h_.begin(), h_.end(), 0.0f);
-    std::fill(c_.begin(), c_.end(), 0.0f);
-}
+    std::shared_ptr<const Model> model;
+    const ModelSpec& spec;
+    Index batch;
+    int kind;  ///< of the copies of the weights it multiplies (WeightCopies)
+    detail::WeightStore::Reader reader;
+    Buffer h;
+    Buffer c;
+    Workspace workspace;
+    bool flush_denormals = true;
+    mutable Exclusive in_use;
+};
 
-void Stream::reset(Index i) noexcept
-{
-    if (i < 0 || i >= batch_)
-        return;
-    const ModelSpec& spec = model_->spec();
-    for (Index layer = 0; layer < spec.num_layers; ++layer) {
-        mat(h_.data() + (layer * batch_ + i) * spec.output_size(), 1, spec.output_size()).setZero();
-        if (!c_.empty())
-            mat(c_.data() + (layer * batch_ + i) * spec.hidden_size, 1, spec.hidden_size).setZero();
+namespace {
+
+/// Holds the stream for one call, or finds it held by another.
+class Use {
+public:
+    Use(Exclusive& resource, const char* call) noexcept : resource_(resource), taken_(resource.try_take(call)) {}
+    ~Use()
+    {
+        if (taken_)
+            resource_.release();
     }
+    explicit operator bool() const noexcept { return taken_; }
+
+private:
+    Exclusive& resource_;
+    bool taken_;
+};
+
+}  // namespace
+
+Stream::Stream(std::shared_ptr<const Model> model, Index batch) : impl_(std::make_unique<Impl>(std::move(model), batch))
+{
 }
+
+Stream::Stream(Stream&&) noexcept = default;
+Stream& Stream::operator=(Stream&&) noexcept = default;
+Stream::~Stream() = default;
+
+const Model& Stream::model() const { return *impl_->model; }
+Index Stream::batch() const { return impl_->batch; }
+std::size_t Stream::h_size() const { return impl_->h.size(); }
+std::size_t Stream::c_size() const { return impl_->c.size(); }
+
+bool Stream::step(const float* x, float* y) noexcept
+{
+    Impl& s = *impl_;
+    const Use use(s.in_use, "step");
+    if (!use)
+        return false;
+    const FlushDenormals flushed(s.flush_denormals);
+    const RunWeights weights = s.weights();
+    if (s.batch == 1) {
+        step_row(weights, x, y, s.h.data(), s.c_data(), s.workspace);
+    } else {
+        const Index I = s.spec.input_size, H_out = s.spec.output_size();
+        run_stack(weights, ConstSeqView::time_major(x, s.batch, I, I), SeqView::time_major(y, s.batch, H_out, H_out), 1,
+                  s.batch, nullptr, s.h.data(), s.c_data(), s.workspace);
+    }
+    return true;
+}
+
+bool Stream::process(const float* x, float* y, Index T) noexcept
+{
+    Impl& s = *impl_;
+    const Use use(s.in_use, "process");
+    if (!use)
+        return false;
+    const FlushDenormals flushed(s.flush_denormals);
+    const RunWeights weights = s.weights();
+    const Index I = s.spec.input_size, H_out = s.spec.output_size();
+    const ConstSeqView xs = ConstSeqView::of(x, T, s.batch, I, I, s.spec.batch_first);
+    const SeqView ys = SeqView::of(y, T, s.batch, H_out, H_out, s.spec.batch_first);
+    for (Index t0 = 0; t0 < T; t0 += block_steps)
+        run_stack(weights, xs.from_step(t0), ys.from_step(t0), std::min(block_steps, T - t0), s.batch, nullptr,
+                  s.h.data(), s.c_data(), s.workspace);
+    return true;
+}
+
+bool Stream::reset() noexcept
+{
+    Impl& s = *impl_;
+    const Use use(s.in_use, "reset");
+    if (!use)
+        return false;
+    std::fill(s.h.begin(), s.h.end(), 0.0f);
+    std::fill(s.c.begin(), s.c.end(), 0.0f);
+    return true;
+}
+
+bool Stream::reset(Index i) noexcept
+{
+    Impl& s = *impl_;
+    const Use use(s.in_use, "reset");
+    if (!use)
+        return false;
+    if (i < 0 || i >= s.batch)
+        return true;
+    const Index H_out = s.spec.output_size(), H = s.spec.hidden_size;
+    for (Index layer = 0; layer < s.spec.num_layers; ++layer) {
+        std::fill_n(s.h.data() + (layer * s.batch + i) * H_out, H_out, 0.0f);
+        if (!s.c.empty())
+            std::fill_n(s.c.data() + (layer * s.batch + i) * H, H, 0.0f);
+    }
+    return true;
+}
+
+bool Stream::get_state(float* h, float* c) const noexcept
+{
+    Impl& s = *impl_;
+    const Use use(s.in_use, "state");
+    if (!use)
+        return false;
+    if (h)
+        std::copy(s.h.begin(), s.h.end(), h);
+    if (c)
+        std::copy(s.c.begin(), s.c.end(), c);
+    return true;
+}
+
+bool Stream::set_state(const float* h, const float* c) noexcept
+{
+    Impl& s = *impl_;
+    const Use use(s.in_use, "state");
+    if (!use)
+        return false;
+    if (h)
+        std::copy(h, h + s.h.size(), s.h.begin());
+    if (c)
+        std::copy(c, c + s.c.size(), s.c.begin());
+    return true;
+}
+
+const char* Stream::busy_with() const noexcept { return impl_->in_use.holder(); }
+
+void Stream::set_flush_denormals(bool flush) noexcept { impl_->flush_denormals = flush; }
+bool Stream::flush_denormals() const noexcept { return impl_->flush_denormals; }
 
 }  // namespace streamrnn

@@ -1,20 +1,37 @@
-// cpp/src/trainable.cpp: Trainable's parameter table and gradient buffer.
-// Part of streamrnn, MIT licence.
+// cpp/src/trainable.cpp: Trainable's tensor table, its versions of the weights, and the gradients'
+// lease. Part of streamrnn, MIT licence.
 #include "streamrnn/trainable.hpp"
 
+#include "exclusive.hpp"
 #include "sizes.hpp"
+#include "weight_store.hpp"
 
 #include <algorithm>
 #include <limits>
 
 namespace streamrnn {
 
-Trainable::Trainable(std::vector<TensorInfo> tensors) : tensors_(std::move(tensors))
+namespace detail {
+
+struct TrainableState {
+    explicit TrainableState(std::size_t count) : store(Buffer(count, 0.0f)) {}
+
+    WeightStore store;
+    Buffer gradients;
+    Exclusive gradient_use;
+};
+
+}  // namespace detail
+
+namespace {
+
+/// The offsets of `tensors`, assigned in order; the total count.
+std::size_t lay_out(std::vector<TensorInfo>& tensors)
 {
     // Checked: on a 32-bit host one weight of sizes that each pass their checks (W_ih of an LSTM
     // with I = H = 2^16) has more floats than size_t counts. Shapes are made from ints.
     Index offset = 0;
-    for (TensorInfo& tensor : tensors_) {
+    for (TensorInfo& tensor : tensors) {
         Index size = 1;
         for (long long n : tensor.shape)
             size = checked_size({size, static_cast<Index>(n)});
@@ -24,8 +41,20 @@ Trainable::Trainable(std::vector<TensorInfo> tensors) : tensors_(std::move(tenso
         tensor.offset = static_cast<std::size_t>(offset);
         offset += size;
     }
-    parameters_.assign(static_cast<std::size_t>(offset), 0.0f);
+    return static_cast<std::size_t>(offset);
 }
+
+}  // namespace
+
+Trainable::Trainable(std::vector<TensorInfo> tensors) : tensors_(std::move(tensors))
+{
+    count_ = lay_out(tensors_);
+    state_ = std::make_unique<detail::TrainableState>(count_);
+}
+
+Trainable::~Trainable() = default;
+Trainable::Trainable(Trainable&&) noexcept = default;
+Trainable& Trainable::operator=(Trainable&&) noexcept = default;
 
 const TensorInfo* Trainable::find(const std::string& name) const
 {
@@ -35,26 +64,90 @@ const TensorInfo* Trainable::find(const std::string& name) const
     return nullptr;
 }
 
-float* Trainable::gradient_buffer()
+detail::WeightStore& Trainable::store() const { return state_->store; }
+
+const float* Trainable::Weights::data() const noexcept { return set_->values.data(); }
+std::size_t Trainable::Weights::size() const noexcept { return set_->values.size(); }
+std::uint64_t Trainable::Weights::version() const noexcept { return set_->version; }
+
+Trainable::Weights Trainable::weights() const
 {
-    if (gradients_.empty())
-        gradients_.assign(parameters_.size(), 0.0f);
-    return gradients_.data();
+    Weights weights;
+    weights.set_ = state_->store.current();
+    return weights;
 }
 
-void Trainable::zero_grad() { std::fill(gradients_.begin(), gradients_.end(), 0.0f); }
+const float* Trainable::parameters() const noexcept { return state_->store.latest().values.data(); }
+std::uint64_t Trainable::version() const noexcept { return state_->store.latest().version; }
+
+void Trainable::set_parameters(const float* values)
+{
+    state_->store.publish(Buffer(values, values + count_));
+}
+
+Trainable::Update::Update(detail::WeightStore& store, Buffer values) : store_(&store), values_(std::move(values)) {}
+Trainable::Update::Update(Update&&) noexcept = default;
+Trainable::Update& Trainable::Update::operator=(Update&&) noexcept = default;
+Trainable::Update::~Update() = default;
+
+void Trainable::Update::commit()
+{
+    if (!values_.empty())
+        store_->publish(std::move(values_));
+    values_ = Buffer();
+}
+
+Trainable::Update Trainable::update()
+{
+    // The copy is taken from a version held for it: a write committing meanwhile cannot tear it.
+    const std::shared_ptr<const detail::WeightSet> now = state_->store.current();
+    return Update(state_->store, Buffer(now->values.begin(), now->values.end()));
+}
+
+Trainable::GradientLease::GradientLease(detail::TrainableState& state) : state_(&state) {}
+Trainable::GradientLease::GradientLease(GradientLease&& other) noexcept : state_(other.state_)
+{
+    other.state_ = nullptr;
+}
+Trainable::GradientLease::~GradientLease()
+{
+    if (state_)
+        state_->gradient_use.release();
+}
+float* Trainable::GradientLease::data() noexcept
+{
+    return state_->gradients.empty() ? nullptr : state_->gradients.data();
+}
+float* Trainable::GradientLease::make()
+{
+    if (state_->gradients.empty())
+        state_->gradients.assign(state_->store.latest().values.size(), 0.0f);
+    return state_->gradients.data();
+}
+std::size_t Trainable::GradientLease::size() const noexcept { return state_->store.latest().values.size(); }
+
+Trainable::GradientLease Trainable::lease_gradients(const char* call)
+{
+    Exclusive::Hold hold(state_->gradient_use, call, "this model's gradients");
+    GradientLease lease(*state_);
+    hold.pass_on();  // the lease releases them
+    return lease;
+}
+
+const Buffer& Trainable::gradients() const { return state_->gradients; }
+
+void Trainable::zero_grad()
+{
+    GradientLease lease = lease_gradients("zero_grad");
+    std::fill(state_->gradients.begin(), state_->gradients.end(), 0.0f);
+}
 
 void Trainable::add_gradients(const float* values)
 {
-    float* gradients = gradient_buffer();
-    for (std::size_t i = 0; i < parameters_.size(); ++i)
+    GradientLease lease = lease_gradients("add_gradients");
+    float* gradients = lease.make();
+    for (std::size_t i = 0; i < count_; ++i)
         gradients[i] += values[i];
-}
-
-ParameterBlock Trainable::block()
-{
-    ++version_;
-    return {parameters_.data(), gradients_.empty() ? nullptr : gradients_.data(), parameters_.size()};
 }
 
 }  // namespace streamrnn

@@ -74,14 +74,29 @@ FloatArray to_floats(nb::handle obj, const char* name)
     FloatArray array;
     if (nb::try_cast(obj, array, false))
         return array;
-    nb::object converted;
+    const std::string what = name;
+    if (obj.is_none())
+        throw nb::type_error((what + ": expected an array of numbers, got None").c_str());
+    nb::object raw;
     try {
-        converted = numpy().attr("ascontiguousarray")(detached(obj), nb::arg("dtype") = "float32");
+        raw = numpy().attr("asarray")(detached(obj));
     } catch (nb::python_error&) {
-        throw nb::type_error((std::string(name) + ": expected an array of numbers, got " + python_type(obj)).c_str());
+        // A type NumPy has no twin for (a torch bfloat16 tensor, say): name it, and the way out.
+        const std::string dtype = nb::hasattr(obj, "dtype") ? " of dtype " + nb::cast<std::string>(nb::str(obj.attr("dtype"))) : "";
+        throw nb::type_error((what + ": expected an array of numbers NumPy can read, got " + python_type(obj) + dtype +
+                              (dtype.empty() ? "" : " (convert it to float32 first, e.g. with .float())"))
+                                 .c_str());
     }
-    if (!nb::try_cast(converted, array, false))
-        throw nb::type_error((std::string(name) + ": expected an array of numbers, got " + python_type(obj)).c_str());
+    // Real numbers only: complex values would lose their imaginary part, strings and objects
+    // have no number to give.
+    const std::string kind = nb::cast<std::string>(raw.attr("dtype").attr("kind"));
+    const std::string dtype = nb::cast<std::string>(raw.attr("dtype").attr("name"));
+    if (kind == "c")
+        throw nb::type_error((what + ": expected real numbers, got " + dtype + " (take .real or abs() first)").c_str());
+    if (kind != "f" && kind != "i" && kind != "u" && kind != "b")
+        throw nb::type_error((what + ": expected an array of numbers, got " + python_type(obj) + " of dtype " + dtype).c_str());
+    if (!nb::try_cast(numpy().attr("ascontiguousarray")(raw, nb::arg("dtype") = "float32"), array, false))
+        throw nb::type_error((what + ": expected an array of numbers, got " + python_type(obj)).c_str());
     return array;
 }
 

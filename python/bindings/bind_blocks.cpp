@@ -160,8 +160,8 @@ void bind_blocks(nb::module_& m)
         .def_prop_ro("in_features", &Linear::in_features)
         .def_prop_ro("out_features", &Linear::out_features)
         .def_prop_ro("bias", &Linear::has_bias)
-        .def("forward", &linear_forward, "x"_a, "train"_a)
-        .def("backward", &linear_backward, "dy"_a);
+        .def("forward", &linear_forward, "x"_a.none(), "train"_a)
+        .def("backward", &linear_backward, "dy"_a.none());
 
     nb::class_<Embedding, Trainable>(m, "Embedding")
         .def(
@@ -173,8 +173,8 @@ void bind_blocks(nb::module_& m)
         .def_prop_ro("num_embeddings", &Embedding::num_embeddings)
         .def_prop_ro("embedding_dim", &Embedding::embedding_dim)
         .def_prop_ro("padding_idx", &Embedding::padding_idx)
-        .def("forward", &embedding_forward, "ids"_a, "train"_a)
-        .def("backward", &embedding_backward, "dy"_a);
+        .def("forward", &embedding_forward, "ids"_a.none(), "train"_a)
+        .def("backward", &embedding_backward, "dy"_a.none());
 
     nb::class_<Dropout>(m, "Dropout")
         .def(
@@ -184,11 +184,12 @@ void bind_blocks(nb::module_& m)
             },
             "p"_a, "seed"_a.none())
         .def_prop_ro("p", &Dropout::p)
-        .def("forward", &dropout_forward, "x"_a, "train"_a)
-        .def("backward", &dropout_backward, "dy"_a);
+        .def("forward", &dropout_forward, "x"_a.none(), "train"_a)
+        .def("backward", &dropout_backward, "dy"_a.none());
 
-    m.def("cross_entropy", &cross_entropy_loss, "logits"_a, "targets"_a, "ignore_index"_a, "mask"_a.none());
-    m.def("mse_loss", &mse, "prediction"_a, "target"_a);
+    m.def("cross_entropy", &cross_entropy_loss, "logits"_a.none(), "targets"_a.none(), "ignore_index"_a,
+          "mask"_a.none());
+    m.def("mse_loss", &mse, "prediction"_a.none(), "target"_a.none());
 }
 
 }  // namespace streamrnn::python

@@ -2,6 +2,7 @@
 // DeviceStream and DeviceArray. Arrays come as NumPy (copied to and from the GPU) or as GPU arrays
 // (__cuda_array_interface__, DLPack), used in place. Part of streamrnn, MIT licence.
 #include "arrays.hpp"
+#include "spec.hpp"
 #include "state.hpp"
 
 #include "streamrnn/cuda.hpp"
@@ -213,7 +214,7 @@ nb::tuple backward(DeviceModel& model, nb::handle dy_in, nb::handle dstate_in)
         const nb::tuple out = host_backward_call(
             spec, shape, input_shape(spec, T, B, batched), dstate_in,
             [&](const float* dh_n, const float* dc_n, float* dx, float* dh0, float* dc0) {
-                model.backward(dy_host.data(), dh_n, dc_n, dx, dh0, dc0, Memory::host, gradients);
+                model.backward(dy_host.data(), dh_n, dc_n, dx, dh0, dc0, Memory::host, gradients, T, B);
             });
         return nb::make_tuple(out[0], out[1], gradients_out);
     }
@@ -228,7 +229,7 @@ nb::tuple backward(DeviceModel& model, nb::handle dy_in, nb::handle dstate_in)
     {
         nb::gil_scoped_release release;
         model.backward(dy_gpu.data, dh_n.data(), dc_n ? dc_n->data() : nullptr, dx.data(), dh0.data(),
-                       dc0 ? dc0->data() : nullptr, Memory::device, gradients);
+                       dc0 ? dc0->data() : nullptr, Memory::device, gradients, T, B);
     }
     return nb::make_tuple(nb::cast(std::move(dx)), state_object(std::move(dh0), dc0), gradients_out);
 }
@@ -336,25 +337,6 @@ void set_state(DeviceStream& stream, nb::handle state)
     stream.set_state(h.data(), spec.has_cell_state() ? c.data() : nullptr);
 }
 
-ModelSpec spec_of(const std::string& mode, int input_size, int hidden_size, int num_layers, int proj_size, bool bias,
-                  bool batch_first, bool bidirectional, bool residual, bool reset_after, bool is_cell)
-{
-    ModelSpec spec;
-    spec.kind = kind_from_name(mode);
-    spec.input_size = input_size;
-    spec.hidden_size = hidden_size;
-    spec.num_layers = num_layers;
-    spec.proj_size = proj_size;
-    spec.bias = bias;
-    spec.batch_first = batch_first;
-    spec.bidirectional = bidirectional;
-    spec.residual = residual;
-    spec.reset_after = reset_after;
-    spec.is_cell = is_cell;
-    spec.validate();
-    return spec;
-}
-
 }  // namespace
 
 }  // namespace streamrnn::python
@@ -418,16 +400,8 @@ NB_MODULE(_cuda, m)
         });
 
     nb::class_<DeviceModel>(m, "DeviceModel", "A model's weights on one GPU, and its whole-sequence forward.")
-        .def(nb::new_([](const std::string& mode, int input_size, int hidden_size, int num_layers, int proj_size,
-                         bool bias, bool batch_first, bool bidirectional, bool residual, bool reset_after, bool is_cell,
-                         int device) {
-                 return std::make_shared<DeviceModel>(spec_of(mode, input_size, hidden_size, num_layers, proj_size,
-                                                              bias, batch_first, bidirectional, residual, reset_after,
-                                                              is_cell),
-                                                      device);
-             }),
-             "mode"_a, "input_size"_a, "hidden_size"_a, "num_layers"_a, "proj_size"_a, "bias"_a, "batch_first"_a,
-             "bidirectional"_a, "residual"_a, "reset_after"_a, "is_cell"_a, "device"_a)
+        .def(nb::new_([](nb::dict spec, int device) { return std::make_shared<DeviceModel>(spec_from(spec), device); }),
+             "spec"_a, "device"_a, "spec: the architecture, as the engine's Model.spec gives it.")
         .def_prop_ro("device", &DeviceModel::device)
         .def_prop_ro("loaded_version", &DeviceModel::loaded_version)
         .def(
@@ -440,33 +414,33 @@ NB_MODULE(_cuda, m)
             },
             "parameters"_a, "version"_a, "Copies the weights in (laid out as the engine's Model.parameters).")
         .def_prop_rw("allow_tf32", &DeviceModel::allow_tf32, &DeviceModel::set_allow_tf32)
-        .def("forward", &forward, "x"_a, "state"_a.none(), "lengths"_a.none(), "train"_a = false)
-        .def("backward", &backward, "dy"_a, "dstate"_a.none(),
+        .def("forward", &forward, "x"_a.none(), "state"_a.none(), "lengths"_a.none(), "train"_a = false)
+        .def("backward", &backward, "dy"_a.none(), "dstate"_a.none(),
              "Back through the last forward with train=True: (dx, dstate0, this call's weight gradients).")
         .def(
             "stream",
-            [](std::shared_ptr<DeviceModel> model, long long batch) {
-                return std::make_shared<DeviceStream>(std::move(model), batch);
+            [](std::shared_ptr<DeviceModel> model, nb::handle batch) {
+                return std::make_shared<DeviceStream>(std::move(model), static_cast<Index>(to_integer(batch, "batch")));
             },
             "batch"_a);
 
     nb::class_<DeviceStream>(m, "DeviceStream",
                              "Live streams of a model on a GPU: the state stays there between calls; a step is one\n"
                              "CUDA graph launch for the whole stack.")
-        .def("step", &step, "x"_a, "out"_a.none() = nb::none(),
+        .def("step", &step, "x"_a.none(), "out"_a.none() = nb::none(),
              "One time step. x: (B, I), or (I,) when B == 1, a NumPy array (the result is one too) or a GPU\n"
              "array (the result is a DeviceArray, or out if given).")
-        .def("process", &process, "x_chunk"_a,
+        .def("process", &process, "x_chunk"_a.none(),
              "T time steps. x_chunk: (T, B, I) ((B, T, I) when batch_first), or (T, I) when B == 1.")
         .def_prop_rw("state", &get_state, &set_state, nb::arg("state").none(),
                      "The state, as NumPy copies: h (L, B, H_out), or (h, c) for an LSTM. Setting takes host or\n"
                      "GPU arrays, checks every shape first, and copies in (None sets zeros).")
         .def(
             "reset",
-            [](DeviceStream& stream, std::optional<long long> i) {
-                if (!i)
+            [](DeviceStream& stream, nb::handle i) {
+                if (i.is_none())
                     return stream.reset();
-                stream.reset(stream_index(*i, stream.batch()));
+                stream.reset(stream_index(i, stream.batch()));
             },
             "i"_a = nb::none(), "Zeros the state of every stream, or of stream i only.")
         .def_prop_ro("batch", &DeviceStream::batch, "Number of independent streams.");

@@ -1,6 +1,7 @@
 // python/bindings/bind_model.cpp: streamrnn._core.Model: construction, forward, cells, weights, files.
 // Part of streamrnn, MIT licence.
 #include "arrays.hpp"
+#include "spec.hpp"
 #include "state.hpp"
 
 #include "streamrnn/errors.hpp"
@@ -12,6 +13,7 @@
 #include <nanobind/stl/shared_ptr.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <random>
 #include <set>
@@ -21,15 +23,12 @@ namespace streamrnn::python {
 namespace {
 
 /// Threads of whole-sequence calls (streamrnn.set_num_threads): they split the batch of a forward
-/// and of training, or share the products over all steps.
-int sequence_threads = 1;
-
-int to_int(const char* name, long long value)
-{
-    if (value < INT_MIN || value > INT_MAX)
-        throw ArgumentError(std::string(name) + ": " + std::to_string(value) + " is out of range");
-    return static_cast<int>(value);
-}
+/// and of training, or share the products over all steps. Atomic: Python threads set and read it
+/// while calls that released the GIL run.
+std::atomic<int> sequence_threads{1};
+/// More threads than any machine this runs on has cores; the cap keeps a typo from starting
+/// billions of threads.
+constexpr long long max_threads = 1 << 12;
 
 nb::tuple forward(Model& model, nb::handle x_in, nb::handle state_in, nb::handle lengths_in, bool train)
 {
@@ -48,31 +47,33 @@ nb::tuple forward(Model& model, nb::handle x_in, nb::handle state_in, nb::handle
                               });
 }
 
-/// dx and dstate0 for dy and dstate (see Model::backward), shaped like the forward's x and state.
-nb::tuple backward(Model& model, const float* dy, bool batched, nb::handle dstate_in)
+/// dx and dstate0 for dy and dstate (see Model::backward), shaped like the forward's x and state,
+/// for a record of T steps and B rows: if another thread's training forward replaced it since,
+/// backward refuses it (its sizes no longer match the arrays made here).
+nb::tuple backward(Model& model, const float* dy, long long T, long long B, bool batched, nb::handle dstate_in)
 {
     const ModelSpec& spec = model.spec();
-    const long long T = model.record().T, B = model.record().B;
     return host_backward_call(spec, state_shape(spec, B, batched), input_shape(spec, T, B, batched), dstate_in,
                               [&](const float* dh_n, const float* dc_n, float* dx, float* dh0, float* dc0) {
-                                  model.backward(dy, dh_n, dc_n, dx, dh0, dc0, sequence_threads);
+                                  model.backward(dy, dh_n, dc_n, dx, dh0, dc0, sequence_threads, T, B);
                               });
 }
 
 nb::tuple layer_backward(Model& model, nb::handle dy_in, nb::handle dstate_in)
 {
-    const ForwardRecord& record = model.record();
+    const long long T = model.recorded_steps(), B = model.recorded_batch();
     const FloatArray dy = to_floats(dy_in, "dy");
-    const bool batched = check_output_gradient(model.spec(), shape_of(dy), "dy", record.T, record.B);
-    return backward(model, dy.data(), batched, dstate_in);
+    const bool batched = check_output_gradient(model.spec(), shape_of(dy), "dy", T, B);
+    return backward(model, dy.data(), T, B, batched, dstate_in);
 }
 
 /// A cell's output is its state, so its gradient arrives as dstate alone. `batched`: whether the
 /// training step's x was (B, I) rather than (I,).
 nb::tuple cell_backward(Model& model, nb::handle dstate_in, bool batched)
 {
-    const std::vector<float> dy(static_cast<std::size_t>(model.record().B * model.spec().output_size()), 0.0f);
-    return backward(model, dy.data(), batched, dstate_in);
+    const long long T = model.recorded_steps(), B = model.recorded_batch();
+    const std::vector<float> dy(static_cast<std::size_t>(T * B * model.spec().output_size()), 0.0f);
+    return backward(model, dy.data(), T, B, batched, dstate_in);
 }
 
 
@@ -109,13 +110,15 @@ nb::dict tensor_dict(const Trainable& model, const float* base)
     return out;
 }
 
-nb::dict state_dict(const Trainable& model) { return tensor_dict(model, model.parameters()); }
+/// One version of the weights, whatever other threads write meanwhile.
+nb::dict state_dict(const Trainable& model) { return tensor_dict(model, model.weights().data()); }
 
 /// Zeros before the first backward, when there is no gradient buffer yet.
-nb::dict gradients(const Trainable& model)
+nb::dict gradients(Trainable& model)
 {
-    if (!model.gradients().empty())
-        return tensor_dict(model, model.gradients().data());
+    Trainable::GradientLease lease = model.lease_gradients("grads");
+    if (const float* values = lease.data())
+        return tensor_dict(model, values);
     const std::vector<float> zeros(model.parameter_count(), 0.0f);
     return tensor_dict(model, zeros.data());
 }
@@ -153,8 +156,13 @@ void load_state_dict(Trainable& model, nb::dict mapping)
             missing.push_back(info.name);
     if (!missing.empty() || !unexpected.empty())
         throw ArgumentError("state_dict: missing keys " + join(missing) + ", unexpected keys " + join(unexpected));
+    // One new version of all the weights at once: a stream or call running on another thread sees
+    // the old weights or the new ones, never some of each.
+    Trainable::Update update = model.update();
     for (const auto& [info, value] : staged)
-        std::copy(value.data(), value.data() + info->size, model.parameters() + info->offset);
+        std::copy(value.data(), value.data() + info->size, update.data() + info->offset);
+    nb::gil_scoped_release release;
+    update.commit();
 }
 
 }  // namespace
@@ -180,36 +188,27 @@ void bind_model(nb::module_& m)
     nb::class_<Model, Trainable>(m, "Model", "The engine behind every streamrnn layer and cell (see streamrnn.LSTM etc.).")
         .def(
             "__init__",
-            [](Model* self, const std::string& mode, long long input_size, long long hidden_size, long long num_layers,
-               long long proj_size, bool bias, bool batch_first, bool bidirectional, bool residual, bool reset_after,
-               double dropout, bool is_cell, std::optional<std::uint64_t> seed) {
-                ModelSpec spec;
-                spec.kind = kind_from_name(mode);
-                spec.input_size = to_int("input_size", input_size);
-                spec.hidden_size = to_int("hidden_size", hidden_size);
-                spec.num_layers = to_int("num_layers", num_layers);
-                spec.proj_size = to_int("proj_size", proj_size);
-                spec.bias = bias;
-                spec.batch_first = batch_first;
-                spec.bidirectional = bidirectional;
-                spec.residual = residual;
-                spec.reset_after = reset_after;
-                spec.dropout = dropout;
-                spec.is_cell = is_cell;
-                new (self) Model(spec, seed ? *seed : std::random_device{}());
+            [](Model* self, nb::dict spec, std::optional<std::uint64_t> seed) {
+                new (self) Model(spec_from(spec), seed ? *seed : std::random_device{}());
             },
-            "mode"_a, "input_size"_a, "hidden_size"_a, "num_layers"_a, "proj_size"_a, "bias"_a, "batch_first"_a,
-            "bidirectional"_a, "residual"_a, "reset_after"_a, "dropout"_a, "is_cell"_a, "seed"_a.none())
+            "spec"_a, "seed"_a.none(),
+            "spec: the architecture, keyed as streamrnn.LSTM's arguments (mode, input_size, ..., is_cell).")
+        .def_prop_ro("spec", [](const Model& model) { return spec_dict(model.spec()); },
+                     "The architecture, as the constructor takes it.")
         .def_prop_ro("version", [](const Model& model) { return model.version(); },
                      "Goes up with every change of the weights (what a GPU copy compares).")
         .def(
-            "parameter_view",
-            [](nb::handle self) {
-                const Model& model = nb::cast<const Model&>(self);
-                return nb::ndarray<nb::numpy, const float, nb::ndim<1>>(model.parameters(), {model.parameter_count()},
-                                                                        self);
+            "weights",
+            [](const Model& model) {
+                // The array owns the version it shows: later writes publish new versions, never
+                // change this one.
+                auto* held = new Trainable::Weights(model.weights());
+                nb::capsule owner(held, [](void* p) noexcept { delete static_cast<Trainable::Weights*>(p); });
+                return nb::make_tuple(held->version(), nb::ndarray<nb::numpy, const float, nb::ndim<1>>(
+                                                           held->data(), {held->size()}, owner));
             },
-            "Every weight in one read-only array, tensors one after another in state_dict() order.")
+            "(version, values): one version of every weight, a read-only array of the tensors one after\n"
+            "another in state_dict() order.")
         .def_prop_ro("mode", [](const Model& model) { return kind_name(model.spec().kind); })
         .def_prop_ro("input_size", [](const Model& model) { return model.spec().input_size; })
         .def_prop_ro("hidden_size", [](const Model& model) { return model.spec().hidden_size; })
@@ -222,39 +221,44 @@ void bind_model(nb::module_& m)
         .def_prop_ro("reset_after", [](const Model& model) { return model.spec().reset_after; })
         .def_prop_ro("dropout", [](const Model& model) { return model.spec().dropout; })
         .def_prop_ro("is_cell", [](const Model& model) { return model.spec().is_cell; })
-        .def("forward", &forward, "x"_a, "state"_a.none(), "lengths"_a.none(), "train"_a = false,
+        .def("forward", &forward, "x"_a.none(), "state"_a.none(), "lengths"_a.none(), "train"_a = false,
              "Whole-sequence forward: (y, state); train=True keeps what backward reads.")
-        .def("cell_forward", &cell_forward, "x"_a, "state"_a.none(), "train"_a = false,
+        .def("cell_forward", &cell_forward, "x"_a.none(), "state"_a.none(), "train"_a = false,
              "One step of a cell: the new state.")
-        .def("backward", &layer_backward, "dy"_a, "dstate"_a.none(),
+        .def("backward", &layer_backward, "dy"_a.none(), "dstate"_a.none(),
              "BPTT over the last training forward: (dx, dstate0); weight gradients accumulate.")
         .def("cell_backward", &cell_backward, "dstate"_a.none(), "batched"_a,
              "Back through the last training step of a cell: (dx, dstate0).")
 
         .def(
             "stream",
-            [](std::shared_ptr<Model> self, long long batch) { return Stream(std::move(self), batch); },
+            [](std::shared_ptr<Model> self, nb::handle batch) {
+                return Stream(std::move(self), static_cast<Index>(to_integer(batch, "batch")));
+            },
             "batch"_a, "A Stream of `batch` independent streams over this model's weights.")
         .def(
             "save",
             [](const Model& model, const std::string& path) {
+                const std::string checked = to_path(path);
                 nb::gil_scoped_release release;
-                save_model(model, path);
+                save_model(model, checked);
             },
             "path"_a, "Writes one safetensors file.");
 
     m.def(
         "set_num_threads",
-        [](int threads) {
-            if (threads < 1)
-                throw ArgumentError("threads: expected at least 1, got " + std::to_string(threads));
-            sequence_threads = threads;
+        [](nb::handle threads_in) {
+            const long long threads = to_integer(threads_in, "threads");
+            if (threads < 1 || threads > max_threads)
+                throw ArgumentError("threads: expected an integer in [1, " + std::to_string(max_threads) + "], got " +
+                                    std::to_string(threads));
+            sequence_threads = static_cast<int>(threads);
         },
         "threads"_a,
         "Threads of whole-sequence calls (1 at start): a forward, and a training forward and backward,\n"
         "split their batch across them (too few rows share their products over all steps instead).\n"
         "Streams always step on the calling thread.");
-    m.def("get_num_threads", [] { return sequence_threads; }, "Threads of whole-sequence calls.");
+    m.def("get_num_threads", [] { return sequence_threads.load(); }, "Threads of whole-sequence calls.");
     m.def(
         "save_tensors",
         [](const std::string& path, nb::dict tensors, nb::dict metadata) {
@@ -267,17 +271,19 @@ void bind_model(nb::module_& m)
                 const FloatArray array = to_floats(value, name.c_str());
                 file.tensors.push_back({name, shape_of(array), std::vector<float>(array.data(), array.data() + array.size())});
             }
+            const std::string checked = to_path(path);
             nb::gil_scoped_release release;
-            save_tensor_file(file, path);
+            save_tensor_file(file, checked);
         },
         "path"_a, "tensors"_a, "metadata"_a, "Writes float32 tensors and string metadata as one safetensors file.");
     m.def(
         "load_tensors",
         [](const std::string& path) {
             TensorFile file;
+            const std::string checked = to_path(path);
             {
                 nb::gil_scoped_release release;
-                file = read_tensor_file(path);
+                file = read_tensor_file(checked);
             }
             nb::dict tensors, metadata;
             for (const NamedTensor& tensor : file.tensors)
@@ -290,8 +296,9 @@ void bind_model(nb::module_& m)
     m.def(
         "load",
         [](const std::string& path) {
+            const std::string checked = to_path(path);
             nb::gil_scoped_release release;
-            return load_model(path);
+            return load_model(checked);
         },
         "path"_a, "Reads a model file written by Model.save (or any conforming safetensors file).");
 }

@@ -1,6 +1,7 @@
 // python/bindings/bind_stream.cpp: streamrnn._core.Stream: step, process, state and reset.
 // Part of streamrnn, MIT licence.
 #include "arrays.hpp"
+#include "spec.hpp"
 #include "state.hpp"
 
 #include "streamrnn/errors.hpp"
@@ -32,15 +33,34 @@ bool overlaps(const float* a, std::size_t a_size, const float* b, std::size_t b_
     return a < b + b_size && b < a + a_size;
 }
 
+/// RuntimeError for a call on `stream` that another thread's call held it against.
+void raise_busy(const Stream& stream, const char* call)
+{
+    const char* holder = stream.busy_with();
+    raise(ErrorKind::busy, std::string(call) + ": another thread is in " + (holder ? holder : "a call") +
+                               " on this stream, which is for one thread at a time");
+}
+
+/// Runs `call` (a stream call returning whether it ran) with the GIL released, or held where the
+/// call is too short for releasing it to pay; RuntimeError when another thread holds the stream.
+template <typename Call>
+void run(const Stream& stream, const char* name, bool release_gil, Call call)
+{
+    bool ran;
+    if (release_gil) {
+        nb::gil_scoped_release release;
+        ran = call();
+    } else {
+        ran = call();
+    }
+    if (!ran)
+        raise_busy(stream, name);
+}
+
 /// Steps, letting other Python threads run when the step is long enough for that to pay.
 void run_step(Stream& stream, const float* x, float* y)
 {
-    if (step_work(stream) > release_gil_above) {
-        nb::gil_scoped_release release;
-        stream.step(x, y);
-    } else {
-        stream.step(x, y);
-    }
+    run(stream, "step", step_work(stream) > release_gil_above, [&] { return stream.step(x, y); });
 }
 
 nb::object step(Stream& stream, nb::handle x_in, nb::handle out_in)
@@ -89,14 +109,31 @@ NumpyArray process(Stream& stream, nb::handle x_in)
     const auto [T, y_shape] = chunk_shape(spec, B, shape_of(x));
     float* y;
     NumpyArray out = new_array(y_shape, &y);
-    {
-        nb::gil_scoped_release release;
-        stream.process(x.data(), y, T);
-    }
+    run(stream, "process", true, [&] { return stream.process(x.data(), y, T); });
     return out;
 }
 
 StateShape stream_state_shape(const Stream& stream) { return state_shape(stream.model().spec(), stream.batch(), true); }
+
+nb::object get_state(const Stream& stream)
+{
+    float *h, *c;
+    nb::object state = new_state(stream.model().spec(), stream_state_shape(stream), &h, &c);
+    run(stream, "state", false, [&] { return stream.get_state(h, c); });
+    return state;
+}
+
+void set_state(Stream& stream, nb::handle state)
+{
+    if (state.is_none()) {
+        run(stream, "reset", false, [&] { return stream.reset(); });
+        return;
+    }
+    // Read and checked in full first, so that a refused state changes nothing.
+    std::vector<float> h(stream.h_size()), c(stream.c_size());
+    read_state(state, stream.model().spec(), stream_state_shape(stream), true, h.data(), c.data());
+    run(stream, "state", false, [&] { return stream.set_state(h.data(), c.empty() ? nullptr : c.data()); });
+}
 
 }  // namespace
 
@@ -106,31 +143,25 @@ void bind_stream(nb::module_& m)
                        "Live streams over a unidirectional model: state carried from call to call, every buffer\n"
                        "allocated when the stream is made. Feeding a sequence through step/process in any chunking\n"
                        "gives the outputs of the model on the whole sequence.")
-        .def("step", &step, "x"_a, "out"_a.none() = nb::none(),
+        .def("step", &step, "x"_a.none(), "out"_a.none() = nb::none(),
              "One time step. x: (B, I), or (I,) when B == 1 -> (B, H_out) or (H_out,).\n"
              "With out= (a float32 C-contiguous array of the output's shape) it writes there, returns out,\n"
              "and allocates nothing.")
-        .def("process", &process, "x_chunk"_a,
+        .def("process", &process, "x_chunk"_a.none(),
              "T time steps. x_chunk: (T, B, I) ((B, T, I) when batch_first), or (T, I) when B == 1.")
         .def_prop_rw(
-            "state",
-            [](const Stream& stream) {
-                return make_state(stream.model().spec(), stream_state_shape(stream), stream.h(), stream.c());
-            },
-            [](Stream& stream, nb::handle state) {
-                if (state.is_none())
-                    return stream.reset();
-                read_state(state, stream.model().spec(), stream_state_shape(stream), true, stream.h(), stream.c());
-            },
-            nb::arg("state").none(),
+            "state", &get_state, &set_state, nb::arg("state").none(),
             "The state: h of shape (L, B, H_out), or (h, c) for an LSTM, c of shape (L, B, H). Reading gives\n"
             "copies; setting checks every shape first and copies in (None sets zeros).")
         .def(
             "reset",
-            [](Stream& stream, std::optional<long long> i) {
-                if (!i)
-                    return stream.reset();
-                stream.reset(stream_index(*i, stream.batch()));
+            [](Stream& stream, nb::handle i) {
+                if (i.is_none()) {
+                    run(stream, "reset", false, [&] { return stream.reset(); });
+                    return;
+                }
+                const Index row = stream_index(i, stream.batch());
+                run(stream, "reset", false, [&] { return stream.reset(row); });
             },
             "i"_a = nb::none(), "Zeros the state of every stream, or of stream i only.")
         .def_prop_ro("batch", &Stream::batch, "Number of independent streams.");

@@ -17,13 +17,13 @@ namespace {
 
 using Models = std::vector<std::shared_ptr<Trainable>>;
 
-/// One block per module: its parameters and, once it has any, its gradients.
-std::vector<ParameterBlock> blocks_of(const Models& models)
+/// The engine's view of the modules: pointers, for the calls of one step.
+streamrnn::Modules modules_of(const Models& models)
 {
-    std::vector<ParameterBlock> blocks;
+    streamrnn::Modules out;
     for (const auto& model : models)
-        blocks.push_back(model->block());
-    return blocks;
+        out.push_back(model.get());
+    return out;
 }
 
 /// An optimizer and the models it updates, which it keeps alive.
@@ -32,7 +32,10 @@ struct Bound {
     Optimizer optimizer;
     Models models;
 
-    void step() { optimizer.step(blocks_of(models)); }
+    // With the GIL held, as state() and set_state() are: one Python thread at a time uses the
+    // optimizer's own state. The weights it writes are published whole (Trainable), so streams and
+    // calls running without the GIL meanwhile read the old version or the new one.
+    void step() { optimizer.step(modules_of(models)); }
     void zero_grad()
     {
         for (const auto& model : models)
@@ -77,12 +80,12 @@ void bind_train(nb::module_& m)
     m.def(
         "clip_grad_norm",
         [](const Models& models, double max_norm, double norm_type) {
-            return clip_grad_norm(blocks_of(models), max_norm, norm_type);
+            return clip_grad_norm(modules_of(models), max_norm, norm_type);
         },
         "models"_a, "max_norm"_a, "norm_type"_a = 2.0);
     m.def(
         "clip_grad_value",
-        [](const Models& models, double clip_value) { clip_grad_value(blocks_of(models), clip_value); },
+        [](const Models& models, double clip_value) { clip_grad_value(modules_of(models), clip_value); },
         "models"_a, "clip_value"_a);
 
     using BoundSGD = Bound<SGD>;

@@ -3,6 +3,8 @@
 // Part of streamrnn, MIT licence.
 #include "state.hpp"
 
+#include "spec.hpp"
+
 #include "streamrnn/errors.hpp"
 
 #include <algorithm>
@@ -149,11 +151,16 @@ Shape input_shape(const ModelSpec& spec, long long T, long long B, bool batched)
     return shape;
 }
 
-long long stream_index(long long i, long long B)
+long long stream_index(nb::handle index, long long B)
 {
-    if (i < -B || i >= B)
-        throw nb::index_error(
-            ("reset: stream index " + std::to_string(i) + " out of range for " + std::to_string(B) + " streams").c_str());
+    long long i = 0;
+    bool fits = false;
+    if (!integer_value(index, i, fits))
+        throw nb::type_error(("reset: i: expected an integer stream index, got " + python_type(index)).c_str());
+    if (!fits || i < -B || i >= B)
+        throw nb::index_error(("reset: stream index " + nb::cast<std::string>(nb::repr(index)) + " out of range for " +
+                               std::to_string(B) + " streams")
+                                  .c_str());
     return i < 0 ? i + B : i;
 }
 
@@ -182,17 +189,6 @@ nb::object new_state(const ModelSpec& spec, const StateShape& shape, float** h, 
     if (!spec.has_cell_state())
         return h_out;
     return nb::make_tuple(h_out, new_array(shape.c, c));
-}
-
-nb::object make_state(const ModelSpec& spec, const StateShape& shape, const float* h, const float* c)
-{
-    float* h_out;
-    float* c_out;
-    nb::object state = new_state(spec, shape, &h_out, &c_out);
-    std::copy(h, h + element_count(shape.h), h_out);
-    if (c_out)
-        std::copy(c, c + element_count(shape.c), c_out);
-    return state;
 }
 
 }  // namespace streamrnn::python

@@ -60,16 +60,15 @@ Shape input_shape(const ModelSpec& spec, long long T, long long B, bool batched)
 
 /// y's shape for a stream's step(x) of B streams: (B, H_out), or (H_out,) for x (I,) with B == 1.
 Shape step_output_shape(const ModelSpec& spec, long long B, const Shape& x_shape);
-/// Stream i of B for reset(i), negative i counting from the end; IndexError outside [-B, B).
-long long stream_index(long long i, long long B);
+/// Stream i of B for reset(i), negative i counting from the end; IndexError outside [-B, B),
+/// TypeError for anything but an integer.
+long long stream_index(nb::handle i, long long B);
 /// A stream's process(x_chunk): its T, and y's shape (x's, with H_out features).
 std::pair<long long, Shape> chunk_shape(const ModelSpec& spec, long long B, const Shape& x_shape);
 
 /// New zero state arrays: h, or (h, c) for an LSTM; h and c receive their buffers.
 nb::object new_state(const ModelSpec& spec, const StateShape& shape, float** h, float** c);
 
-/// A NumPy copy of the state: h, or (h, c) for an LSTM.
-nb::object make_state(const ModelSpec& spec, const StateShape& shape, const float* h, const float* c);
 
 /// A whole-sequence call on host arrays, for either backend: new NumPy y and state, the initial
 /// state read from `state_in` into them, and run(h, c, y) called with the GIL released.

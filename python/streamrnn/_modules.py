@@ -4,43 +4,20 @@
 
 from __future__ import annotations
 
-import operator
 import os
 from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
-from . import _core
+from . import _checks, _core, _device
 from . import cuda as _cuda
 
 Array = np.ndarray
 State = Union[Array, "tuple[Array, Array]"]
 PathLike = Union[str, "os.PathLike[str]"]
 
-
-def _integer(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name}: expected an integer, got bool")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}") from None
-
-
-def _seed(seed: Optional[int]) -> Optional[int]:
-    return None if seed is None else _integer("seed", seed) % 2**64
-
-
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
-    return bool(value)
-
-
-def _probability(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
-    return float(value)
+# Streams of one model: the engine caps them so that no buffer size can overflow.
+_MAX_BATCH = 2**24
 
 
 class _Weights:
@@ -79,11 +56,16 @@ class _Module(_Weights):
     def _build(self, mode: str, input_size: Any, hidden_size: Any, num_layers: Any = 1, *, proj_size: Any = 0,
                bias: Any = True, batch_first: Any = False, bidirectional: Any = False, residual: Any = False,
                reset_after: Any = True, dropout: Any = 0.0, is_cell: bool = False, seed: Any = None) -> None:
-        self._core = _core.Model(
-            mode, _integer("input_size", input_size), _integer("hidden_size", hidden_size),
-            _integer("num_layers", num_layers), _integer("proj_size", proj_size), _flag("bias", bias),
-            _flag("batch_first", batch_first), _flag("bidirectional", bidirectional), _flag("residual", residual),
-            _flag("reset_after", reset_after), _probability("dropout", dropout), is_cell, _seed(seed))
+        # The engine's spec, keyed as its fields: the engine checks the sizes' ranges.
+        spec = dict(mode=mode, input_size=_checks.integer("input_size", input_size),
+                    hidden_size=_checks.integer("hidden_size", hidden_size),
+                    num_layers=_checks.integer("num_layers", num_layers),
+                    proj_size=_checks.integer("proj_size", proj_size), bias=_checks.flag("bias", bias),
+                    batch_first=_checks.flag("batch_first", batch_first),
+                    bidirectional=_checks.flag("bidirectional", bidirectional),
+                    residual=_checks.flag("residual", residual), reset_after=_checks.flag("reset_after", reset_after),
+                    dropout=_checks.number("dropout", dropout), is_cell=is_cell)
+        self._core = _core.Model(spec, _checks.seed(seed))
 
     @classmethod
     def _wrap(cls, core: _core.Model) -> "_Module":
@@ -98,7 +80,7 @@ class _Module(_Weights):
     def save(self, path: PathLike) -> None:
         """Write the model to one safetensors file: the tensors under their state_dict() names, the
         architecture in its metadata. streamrnn.load and the C++ runtime read it back."""
-        self._core.save(os.fspath(path))
+        self._core.save(_checks.path("path", path))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._describe()})"
@@ -129,18 +111,13 @@ class _Layer(_Module):
         y: (T, B, D*H_out) in x's layout; the returned state has the initial state's structure.
         train: keep what backward() needs, and apply dropout between layers.
         """
-        train = _flag("train", train)
+        train = _checks.flag("train", train)
         if self._device_model is not None:
-            if train:
-                raise NotImplementedError(f"train=True: training on the GPU is not implemented yet; move the model "
-                                          f"with .to('cpu') to train it ({self.device} now)")
-            return _synced(self._core, self._device_model).forward(x, state, lengths)
+            return self._device_model.forward(x, state, lengths, train)
         return self._core.forward(x, state, lengths, train)
 
-    # The GPU copy of the weights (streamrnn.cuda), or None on the CPU. The engine's weights stay
-    # the reference: state_dict, load_state_dict, save and the optimizers work on them, and the
-    # GPU copy follows them before each call.
-    _device_model: Any = None
+    # The model on a GPU (streamrnn._device), or None on the CPU.
+    _device_model: Optional[_device.DeviceModel] = None
 
     @property
     def device(self) -> str:
@@ -154,19 +131,15 @@ class _Layer(_Module):
         kind, index = _cuda.parse_device(device)
         if kind == "cpu":
             self._device_model = None
-            return self
-        backend = _cuda.backend(index)
-        if self._device_model is None or self._device_model.device != index:
-            core = self._core
-            self._device_model = backend.DeviceModel(
-                core.mode, core.input_size, core.hidden_size, core.num_layers, core.proj_size, core.bias,
-                core.batch_first, core.bidirectional, core.residual, core.reset_after, core.is_cell, index)
-        _synced(self._core, self._device_model)
+        elif self._device_model is None or self._device_model.device != index:
+            self._device_model = _device.DeviceModel(self._core, index)
+        else:
+            self._device_model.sync()
         return self
 
     def cuda(self, device: Optional[int] = None) -> "_Layer":
         """to("cuda") or to(f"cuda:{device}")."""
-        return self.to("cuda" if device is None else _integer("device", device))
+        return self.to("cuda" if device is None else _checks.integer("device", device))
 
     def cpu(self) -> "_Layer":
         """to("cpu")."""
@@ -183,19 +156,19 @@ class _Layer(_Module):
         gradients come back to grads(), where the optimizers read them.
         """
         if self._device_model is not None:
-            dx, dstate0, gradients = self._device_model.backward(dy, dstate)
-            self._core.add_gradients(gradients)
-            return dx, dstate0
+            return self._device_model.backward(dy, dstate)
         return self._core.backward(dy, dstate)
 
-    def stream(self, batch: int = 1) -> "Union[_core.Stream, DeviceStream]":
+    def stream(self, batch: int = 1) -> "Union[_core.Stream, _device.DeviceStream]":
         """A Stream of `batch` independent live streams, with state carried between calls.
 
         Everything it needs is allocated here; Stream.step(x, out=) then allocates nothing.
         Bidirectional models cannot stream (their reverse direction needs the sequence's end)."""
-        batch = _integer("batch", batch)
+        batch = _checks.integer("batch", batch)
+        if not 1 <= batch <= _MAX_BATCH:
+            raise ValueError(f"batch: expected 1 to {_MAX_BATCH} streams, got {batch}")
         if self._device_model is not None:
-            return DeviceStream(self._core, self._device_model, self._device_model.stream(batch))
+            return self._device_model.stream(batch)
         return self._core.stream(batch)
 
     def _describe(self) -> str:
@@ -208,62 +181,6 @@ class _Layer(_Module):
         if self.dropout:
             parts.append(f"dropout={self.dropout:g}")
         return ", ".join(parts)
-
-
-def _synced(core: _core.Model, device_model: Any) -> Any:
-    """device_model, its weights and TF32 mode made those of now."""
-    if device_model.loaded_version != core.version:
-        device_model.load(core.parameter_view(), core.version)
-    if device_model.allow_tf32 != _cuda.allow_tf32():
-        device_model.allow_tf32 = _cuda.allow_tf32()
-    return device_model
-
-
-class DeviceStream:
-    """Live streams of a model on a GPU, from m.stream(batch) after m.to("cuda"): the API of
-    streamrnn.Stream, with the state kept on the GPU. x may be a NumPy array (the result is one) or
-    a GPU array (the result is a streamrnn.cuda.DeviceArray, or out). Weights loaded into the model
-    take effect on the next call, as on the CPU. A step is one CUDA graph launch for the whole
-    stack, and returns when its output is written."""
-
-    def __init__(self, core: _core.Model, device_model: Any, stream: Any) -> None:
-        self._core = core
-        self._device_model = device_model
-        self._stream = stream
-
-    def step(self, x: Any, out: Any = None) -> Any:
-        """One time step: x (B, I), or (I,) when B == 1 -> (B, H_out) or (H_out,); into out if given
-        (a NumPy array for NumPy x, a GPU array for GPU x)."""
-        _synced(self._core, self._device_model)
-        return self._stream.step(x, out)
-
-    def process(self, x_chunk: Any) -> Any:
-        """T time steps: x_chunk (T, B, I) ((B, T, I) when batch_first), or (T, I) when B == 1."""
-        _synced(self._core, self._device_model)
-        return self._stream.process(x_chunk)
-
-    @property
-    def state(self) -> State:
-        """The state as NumPy copies: h (L, B, H_out), or (h, c) for an LSTM, c (L, B, H). Setting
-        takes NumPy or GPU arrays (None: zeros), checked in full before anything changes."""
-        return self._stream.state
-
-    @state.setter
-    def state(self, state: Optional[State]) -> None:
-        self._stream.state = state
-
-    def reset(self, i: Optional[int] = None) -> None:
-        """Zeros the state of every stream, or of stream i only (IndexError when out of range)."""
-        self._stream.reset(None if i is None else _integer("i", i))
-
-    @property
-    def batch(self) -> int:
-        """Number of independent streams."""
-        return self._stream.batch
-
-    @property
-    def device(self) -> str:
-        return f"cuda:{self._device_model.device}"
 
 
 class LSTM(_Layer):
@@ -340,7 +257,7 @@ class _Cell(_Module):
         """One step. x: (B, I) or unbatched (I,); state: the previous state (None: zeros), h of shape
         (B, H) (LSTM: (h, c), both (B, H)), unbatched without B. Returns the new state.
         train: keep what backward() needs."""
-        new_state = self._core.cell_forward(x, state, _flag("train", train))
+        new_state = self._core.cell_forward(x, state, _checks.flag("train", train))
         if train:
             self._batched = np.ndim(new_state[0] if isinstance(new_state, tuple) else new_state) == 2
         return new_state
@@ -388,7 +305,7 @@ def load(path: PathLike) -> Any:
     a cell, or a composite model of streamrnn.models).
 
     FileNotFoundError for a missing file; ValueError for a truncated, corrupt or foreign one."""
-    path = os.fspath(path)
+    path = _checks.path("path", path)
     _, metadata = _core.load_tensors(path)
     if "model" in metadata:
         from . import models

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Union
 
-import numpy as np
-
 from . import _core
+from ._checks import number as _number
 from ._modules import _Weights
 
 Modules = Union[_Weights, Iterable[_Weights]]
@@ -30,12 +29,6 @@ def _cores(modules: Modules, name: str = "modules") -> "list[_core.Model]":
                 raise TypeError(f"{name}: expected streamrnn modules, got {type(part).__name__}")
             cores.append(part._core)
     return cores
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
-    return float(value)
 
 
 class _Optimizer:

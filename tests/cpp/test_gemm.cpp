@@ -2,8 +2,8 @@
 // tiles and panels cut unevenly. Part of streamrnn, MIT licence.
 #include <doctest/doctest.h>
 
-#include "gemm.hpp"
-#include "panel_kernels.hpp"
+#include "kernels/gemm.hpp"
+#include "kernels/panel_kernels.hpp"
 
 #include "random_values.hpp"
 
@@ -19,7 +19,7 @@ TEST_CASE("The matrix kernels are the widest that the CPU runs, within STREAMRNN
     const PanelKernels* kernels = panel_kernels();
     const std::string name = kernels ? kernels->name : "none";
     MESSAGE("matrix kernels: " << name);
-    CHECK(PackedWeights::panel_width == (kernels ? kernels->panel_width : 0));
+    CHECK(PackedWeights::panel_width() == (kernels ? kernels->panel_width : 0));
     const char* cap_value = std::getenv("STREAMRNN_KERNELS");
     const std::string cap = cap_value ? cap_value : "";
     if (cap == "none")
@@ -43,7 +43,7 @@ TEST_CASE("PackedWeights multiplies as Eigen does, for every remainder of rows, 
         MESSAGE("no packed kernel in this build (it needs AVX2 with FMA, or AVX-512)");
         return;
     }
-    const Index P = PackedWeights::panel_width;
+    const Index P = PackedWeights::panel_width();
     for (Index N : {Index(1), P - 1, P, 3 * P + 5})
         for (Index K : {Index(1), Index(7), Index(64)})
             for (Index M : {Index(1), Index(5), Index(13), Index(40), Index(100)})
@@ -91,7 +91,7 @@ TEST_CASE("PackedWeights multiplies as Eigen does, for every remainder of rows, 
 
 TEST_CASE("row_times multiplies one row as Eigen does, where it has a kernel, and declines elsewhere")
 {
-    const Index width = PackedWeights::available() ? PackedWeights::panel_width / 2 : 0;  // one vector
+    const Index width = PackedWeights::available() ? PackedWeights::panel_width() / 2 : 0;  // one vector
     for (Index vectors = 1; vectors <= 9; ++vectors)
         for (Index K : {Index(1), Index(2), Index(7), Index(32)})
             for (bool accumulate : {false, true}) {

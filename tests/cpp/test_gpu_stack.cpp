@@ -1,10 +1,10 @@
-// tests/cpp/test_gpu_stack.cpp: the CUDA backend's plan of a forward (cpp/cuda/stack.hpp), run by a
+// tests/cpp/test_gpu_stack.cpp: the CUDA backend's plan of a forward (cpp/src/cuda/scan.hpp), run by a
 // host executor of its products and element passes, against Model::forward. What the GPU adds is
 // only the executor; test_cuda.cpp and tests/test_cuda.py check that part on a device.
 // Part of streamrnn, MIT licence.
 #include "model_cases.hpp"
 
-#include "../../cpp/cuda/stack.hpp"
+#include "cuda/scan.hpp"
 
 #include "streamrnn/stream.hpp"
 
@@ -52,9 +52,9 @@ struct HostScratch {
         : buffers(gpu::StackBuffers::make(spec, T, B, std::ref(memory))) {}
 };
 
-gpu::Rows rows_of(float* data, long long T, long long B, long long width, bool batch_first)
+SeqView rows_of(float* data, long long T, long long B, long long width, bool batch_first)
 {
-    return batch_first ? gpu::Rows{data, width, width, T * width} : gpu::Rows{data, width, B * width, width};
+    return SeqView::of(data, T, B, width, width, batch_first);
 }
 
 }  // namespace
@@ -73,7 +73,7 @@ TEST_CASE("the GPU plan of a forward gives Model::forward's outputs and states")
         std::vector<float> x = expected.x, y(std::size_t(T * B * Y), -1.0f), h = expected.h0, c = expected.c0;
         HostOps ops;
         HostScratch scratch(spec, T, B);
-        gpu::run_stack(ops, spec, model.parameters(), rows_of(x.data(), T, B, spec.input_size, k.batch_first),
+        gpu::run_forward(ops, spec, model.parameters(), rows_of(x.data(), T, B, spec.input_size, k.batch_first),
                        rows_of(y.data(), T, B, Y, k.batch_first), T, B, expected.lengths_data(), h.data(),
                        spec.has_cell_state() ? c.data() : nullptr, scratch.buffers);
         check_close(y, expected.y);
@@ -104,9 +104,9 @@ TEST_CASE("the GPU plan run step by step gives a stream's outputs")
         std::vector<float> h(std::size_t(spec.num_layers * B * O)), c(std::size_t(spec.num_layers * B * spec.hidden_size));
         std::vector<float> x_copy = x, y(std::size_t(T * B * O));
         for (long long t = 0; t < T; ++t)
-            gpu::run_stack(ops, spec, model->parameters(), rows_of(x_copy.data() + t * B * I, 1, B, I, false),
-                           rows_of(y.data() + t * B * O, 1, B, O, false), 1, B, nullptr, h.data(), c.data(),
-                           scratch.buffers);
+            gpu::run_forward(ops, spec, model->parameters(), rows_of(x_copy.data() + t * B * I, 1, B, I, false),
+                             rows_of(y.data() + t * B * O, 1, B, O, false), 1, B, nullptr, h.data(), c.data(),
+                             scratch.buffers);
         check_close(y, y_cpu);
     }
 }
@@ -137,22 +137,22 @@ TEST_CASE("the GPU plan of a training forward and its backward give Model::backw
 
         HostOps ops;
         HostMemory memory;
-        const gpu::StackBuffers buffers = gpu::StackBuffers::make(spec, T, B, std::ref(memory));
-        const gpu::RecordView record = gpu::RecordView::make(spec, T, B, std::ref(memory));
-        const gpu::BackBuffers back = gpu::BackBuffers::make(spec, T, B, std::ref(memory));
+        const gpu::StackBuffers buffers = gpu::StackBuffers::make(spec, T, B, memory);
+        RecordView record = RecordView::make(spec, T, B, memory);
+        const gpu::BackBuffers back = gpu::BackBuffers::make(spec, T, B, memory);
         std::vector<float> x = input.x, y_gpu(y.size()), h_gpu = input.h0, c_gpu = input.c0;
-        gpu::run_stack(ops, spec, model.parameters(), rows_of(x.data(), T, B, I, k.batch_first),
-                       rows_of(y_gpu.data(), T, B, Y, k.batch_first), T, B, input.lengths_data(), h_gpu.data(),
-                       lstm ? c_gpu.data() : nullptr, buffers, &record);
+        gpu::run_forward(ops, spec, model.parameters(), rows_of(x.data(), T, B, I, k.batch_first),
+                         rows_of(y_gpu.data(), T, B, Y, k.batch_first), T, B, input.lengths_data(), h_gpu.data(),
+                         lstm ? c_gpu.data() : nullptr, buffers, &record);
         check_close(y_gpu, y);
         check_close(h_gpu, h);
 
         std::vector<float> dy_copy = dy, dx_gpu(dx.size(), -1.0f), dh0_gpu(dh0.size()), dc0_gpu(dc0.size());
         std::vector<float> grads(model.parameter_count(), 0.0f);
-        gpu::backward_stack(ops, spec, model.parameters(), grads.data(), record, T, B, input.lengths_data(),
-                            rows_of(dy_copy.data(), T, B, Y, k.batch_first), dh_n.data(), lstm ? dc_n.data() : nullptr,
-                            rows_of(dx_gpu.data(), T, B, I, k.batch_first), dh0_gpu.data(),
-                            lstm ? dc0_gpu.data() : nullptr, back);
+        gpu::run_backward(ops, spec, model.parameters(), grads.data(), record, T, B, input.lengths_data(),
+                          rows_of(dy_copy.data(), T, B, Y, k.batch_first), dh_n.data(), lstm ? dc_n.data() : nullptr,
+                          rows_of(dx_gpu.data(), T, B, I, k.batch_first), dh0_gpu.data(),
+                          lstm ? dc0_gpu.data() : nullptr, back);
         check_close(dx_gpu, dx, 5e-5f);
         check_close(dh0_gpu, dh0, 5e-5f);
         check_close(dc0_gpu, dc0, 5e-5f);
@@ -172,12 +172,11 @@ TEST_CASE("dropout in the GPU plan keeps about 1 - p of the units, scaled, and b
     const long long T = 40, B = 8, I = 8;
     HostOps ops;
     HostMemory memory;
-    const gpu::StackBuffers buffers = gpu::StackBuffers::make(spec, T, B, std::ref(memory));
-    gpu::RecordView record = gpu::RecordView::make(spec, T, B, std::ref(memory));
-    record.dropout_seed = 12345;
+    const gpu::StackBuffers buffers = gpu::StackBuffers::make(spec, T, B, memory);
+    RecordView record = RecordView::make(spec, T, B, memory);
     std::vector<float> x = random_values(std::size_t(T * B * I), 1), y(std::size_t(T * B * 8)), h(2 * B * 8);
-    gpu::run_stack(ops, spec, model.parameters(), rows_of(x.data(), T, B, I, false), rows_of(y.data(), T, B, 8, false),
-                   T, B, nullptr, h.data(), nullptr, buffers, &record);
+    gpu::run_forward(ops, spec, model.parameters(), rows_of(x.data(), T, B, I, false), rows_of(y.data(), T, B, 8, false),
+                     T, B, nullptr, h.data(), nullptr, buffers, &record, 12345);
     const float* mask = record.masks[1];
     long long kept = 0;
     for (long long i = 0; i < T * B * I; ++i) {

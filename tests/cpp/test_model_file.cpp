@@ -176,7 +176,9 @@ TEST_CASE("the file is little-endian float32 and its metadata is readable text")
     spec.bias = false;
     spec.dropout = 0.1;
     Model model(spec);
-    model.parameters()[0] = 1.0f;  // 0x3F800000
+    Trainable::Update update = model.update();
+    update.data()[0] = 1.0f;  // 0x3F800000
+    update.commit();
     const Bytes file = save_model_bytes(model);
     const std::string header = header_of(file);
     CHECK(header.find("\"dropout\":\"0.1\"") != std::string::npos);

@@ -51,9 +51,10 @@ private:
 };
 
 /// A model's weights on one GPU, in the layout of Model::parameters(), and everything a
-/// whole-sequence forward needs there. Calls on one DeviceModel are serialised (a lock); every
-/// failure of the CUDA runtime or cuBLAS raises DeviceError, and a failed call leaves the caller's
-/// arrays as they were.
+/// whole-sequence forward needs there. Threads: calls on one DeviceModel are serialised (a lock),
+/// and its streams' steps wait for a load of the weights, which waits for them, so that a step
+/// reads the old weights or the new ones. Every failure of the CUDA runtime or cuBLAS raises
+/// DeviceError, and a failed call leaves the caller's arrays (and its state) as they were.
 class DeviceModel {
 public:
     /// Throws ArgumentError for an invalid spec or a device outside [0, device_count()),
@@ -88,11 +89,11 @@ public:
     void forward_train(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h, float* c,
                        Memory memory);
     /// Backpropagation through time over the last forward_train, with Model::backward's arguments
-    /// (dh_n, dc_n null for zeros) in `memory`. The weight gradients of this call are written to
-    /// `gradients`, spec().parameter_count() floats in host memory laid out as the parameters.
-    /// ArgumentError without a training forward.
+    /// (dh_n, dc_n null for zeros; steps and batch as there) in `memory`. The weight gradients of
+    /// this call are written to `gradients`, spec().parameter_count() floats in host memory laid
+    /// out as the parameters. ArgumentError without a training forward.
     void backward(const float* dy, const float* dh_n, const float* dc_n, float* dx, float* dh0, float* dc0,
-                  Memory memory, float* gradients);
+                  Memory memory, float* gradients, Index steps = -1, Index batch = -1);
     /// The steps and rows of the last forward_train; ArgumentError without one.
     Index recorded_steps() const;
     Index recorded_batch() const;
@@ -107,8 +108,9 @@ private:
 /// B live streams of a unidirectional DeviceModel, state resident on its GPU: the counterpart of
 /// Stream. Buffers are allocated by the constructor; a step is one CUDA graph launch for the whole
 /// stack (captured on the first step and again after set_allow_tf32 changes), plus the copies in
-/// and out. One thread at a time per stream; streams of one model run concurrently, each on its
-/// own CUDA stream.
+/// and out. One thread at a time per stream (a call that overlaps another on a second thread
+/// raises ConcurrencyError naming both); streams of one model run concurrently, each on its own
+/// CUDA stream.
 class DeviceStream {
 public:
     /// Throws ArgumentError for a bidirectional model or a batch outside [1, 2^24].

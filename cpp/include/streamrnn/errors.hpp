@@ -33,6 +33,12 @@ struct DeviceError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+/// Two calls that must not overlap did, on two threads: the later one is refused, and nothing it
+/// would have touched changes. The message names both calls. Python: RuntimeError.
+struct ConcurrencyError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
 /// The kinds of error, for a Status and for raise().
 enum class ErrorKind {
     none,      ///< success
@@ -42,6 +48,7 @@ enum class ErrorKind {
     range,     ///< std::out_of_range: an index (a token id, a class id) outside its range
     length,    ///< std::length_error: a buffer larger than the machine can address (32-bit hosts)
     device,    ///< DeviceError
+    busy,      ///< ConcurrencyError
 };
 
 /// What a call that reports errors without throwing returns (try_load_model, the C API).

@@ -2,6 +2,7 @@
 // Part of streamrnn, MIT licence.
 #pragma once
 
+#include "trainable.hpp"
 #include "types.hpp"
 
 #include <cstddef>
@@ -10,21 +11,32 @@
 
 namespace streamrnn {
 
-/// A block of trainable values and their accumulated gradients, e.g. a Model's parameters() and
-/// gradients(). grads is null while the block has no gradient yet; optimizers then leave it alone.
+/// A block of trainable values and their accumulated gradients, in memory the caller owns for
+/// the call. grads is null while the block has no gradient yet; optimizers then leave it alone,
+/// and values may be null for calls that read gradients only (clipping).
 struct ParameterBlock {
     float* values = nullptr;
     float* grads = nullptr;
     std::size_t size = 0;
 };
 
+/// The modules a clipping call or an optimizer step works on, each at most once. The overloads
+/// that take them hold each module's gradients for the call (Trainable::lease_gradients:
+/// ConcurrencyError when a backward or another such call on another thread holds them) and
+/// publish each module's new weights whole (Trainable::Update): the safe way to train models that
+/// other threads run. The overloads that take blocks do neither: the caller owns the memory.
+using Modules = std::vector<Trainable*>;
+
 /// The `norm_type`-norm of all gradients together (infinity: the largest magnitude); when it
 /// exceeds max_norm, every gradient is scaled by max_norm / (norm + 1e-6). Returns the norm before
-/// clipping, as torch.nn.utils.clip_grad_norm_.
+/// clipping, as torch.nn.utils.clip_grad_norm_. ArgumentError for a max_norm that is negative or
+/// NaN, or a norm_type that is not positive.
 double clip_grad_norm(const std::vector<ParameterBlock>& blocks, double max_norm, double norm_type = 2.0);
+double clip_grad_norm(const Modules& modules, double max_norm, double norm_type = 2.0);
 
 /// Clamps every gradient to [-clip_value, clip_value], as torch.nn.utils.clip_grad_value_.
 void clip_grad_value(const std::vector<ParameterBlock>& blocks, double clip_value);
+void clip_grad_value(const Modules& modules, double clip_value);
 
 /// torch.optim.SGD's update, block by block:
 ///   g = grad + weight_decay * p;  buf = g (first step) or momentum * buf + (1 - dampening) * g;
@@ -45,6 +57,7 @@ public:
     explicit SGD(const SGDOptions& options);
     /// The same blocks, in the same order, at every step (ArgumentError otherwise).
     void step(const std::vector<ParameterBlock>& blocks);
+    void step(const Modules& modules);
 
     const SGDOptions& options() const { return options_; }
     /// Per block: the momentum buffer, empty before the block's first step with momentum.
@@ -76,6 +89,7 @@ public:
     explicit Adam(const AdamOptions& options);
     /// The same blocks, in the same order, at every step (ArgumentError otherwise).
     void step(const std::vector<ParameterBlock>& blocks);
+    void step(const Modules& modules);
 
     const AdamOptions& options() const { return options_; }
     /// Per block: steps taken, first and second moments (and their running maximum with amsgrad),

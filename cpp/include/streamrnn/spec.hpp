@@ -63,4 +63,25 @@ struct ModelSpec {
     bool operator!=(const ModelSpec& other) const { return !(*this == other); }
 };
 
+/// Calls visit(name, field) for every field of `spec` (a ModelSpec, or a const one), in the order
+/// model files list them; `name` is the field's key in a model file's metadata and its keyword in
+/// Python, and `field` a CellKind, int, bool or double. The one list of a spec's fields that every
+/// reader and writer of specs goes through (model files, the bindings of both backends).
+template <typename Spec, typename Visit>
+void for_each_field(Spec& spec, Visit&& visit)
+{
+    visit("mode", spec.kind);
+    visit("input_size", spec.input_size);
+    visit("hidden_size", spec.hidden_size);
+    visit("num_layers", spec.num_layers);
+    visit("proj_size", spec.proj_size);
+    visit("bias", spec.bias);
+    visit("batch_first", spec.batch_first);
+    visit("bidirectional", spec.bidirectional);
+    visit("residual", spec.residual);
+    visit("reset_after", spec.reset_after);
+    visit("is_cell", spec.is_cell);
+    visit("dropout", spec.dropout);
+}
+
 }  // namespace streamrnn

@@ -10,9 +10,11 @@
  * _get_state and _set_state allocate no memory, take no lock and block on nothing, also when
  * they fail; a real-time thread may call them.
  *
- * Threads: calls on different streams may run on different threads at once. A stream is not
- * itself safe to share: one thread at a time per stream. Models are read-only once loaded and
- * may be shared by any number of streams and threads.
+ * Threads: calls on different streams may run on different threads at once. A stream is for one
+ * thread at a time: a call that overlaps another call on the same stream from a second thread
+ * does nothing and returns STREAMRNN_ERROR_BUSY (it never blocks, and never corrupts the
+ * stream). Models are read-only once loaded and may be shared by any number of streams and
+ * threads.
  *
  * Sizes, per stream (see streamrnn_sizes): I inputs and O outputs per step, and the state
  * h: [L, B, O] and (LSTM) c: [L, B, H], B the stream's batch. All arrays are float32, row-major,
@@ -33,7 +35,8 @@ typedef enum streamrnn_status {
     STREAMRNN_ERROR_FORMAT = 2,   /* a model file that is truncated, corrupt, of another version or kind */
     STREAMRNN_ERROR_FILE = 3,     /* the system could not open or read the file (the message has errno's text) */
     STREAMRNN_ERROR_MEMORY = 4,   /* out of memory */
-    STREAMRNN_ERROR_INTERNAL = 5  /* anything else: a bug in streamrnn, please report it */
+    STREAMRNN_ERROR_INTERNAL = 5, /* anything else: a bug in streamrnn, please report it */
+    STREAMRNN_ERROR_BUSY = 6      /* another thread is in a call on the same stream: nothing was done */
 } streamrnn_status;
 
 /* Which state tensor of a stream. */
@@ -84,7 +87,8 @@ void streamrnn_stream_free(streamrnn_stream* stream);
 streamrnn_status streamrnn_stream_batch(const streamrnn_stream* stream, size_t* batch);
 
 /* One step of every stream: x [B, I] in, y [B, O] out. The counts are the lengths of the
- * arrays, checked against B * I and B * O. */
+ * arrays, checked against B * I and B * O. A stream of one row takes the engine's one-row path,
+ * the shortest there is. */
 streamrnn_status streamrnn_stream_step(streamrnn_stream* stream, const float* x, size_t x_count, float* y,
                                        size_t y_count);
 /* `steps` steps of every stream: x [T, B, I] in, y [T, B, O] out ([B, T, ...] for a batch_first

@@ -4,16 +4,13 @@
 
 // In dependency order:
 #include "config.hpp"      // version, STREAMRNN_REALTIME, the shape legend
-#include "types.hpp"       // row-major Eigen aliases, SeqView
-#include "errors.hpp"      // ArgumentError, FormatError, FileError
+#include "types.hpp"       // Index, Buffer
+#include "errors.hpp"      // ArgumentError, FormatError, FileError, ConcurrencyError
 #include "spec.hpp"        // ModelSpec: kind, sizes, options
-#include "cell.hpp"        // CellWeights and the step every cell shares
-#include "rnn_cell.hpp"    // Elman RNN step
-#include "lstm_cell.hpp"   // LSTM step (with projection)
-#include "gru_cell.hpp"    // GRU step (reset-after and reset-before)
+#include "trainable.hpp"   // Trainable: named weights, published version by version, and gradients
 #include "optim.hpp"       // ParameterBlock, clip_grad_norm, SGD, Adam(W)
-#include "trainable.hpp"   // Trainable: named weights and their gradients
 #include "model.hpp"       // Model: weights, whole-sequence forward and BPTT
 #include "stream.hpp"      // Stream: state and buffers for live streams
 #include "blocks.hpp"      // Linear, Embedding, Dropout, cross_entropy, mse_loss
 #include "model_file.hpp"  // save_model / load_model (safetensors)
+// cuda.hpp, the CUDA backend, is included on its own: it comes with the streamrnn_cuda library.

@@ -1,0 +1,87 @@
+// cpp/src/layer.hpp: the CPU engine's scan of one layer and direction over the steps of a sequence
+// (whole sequences and a stream's chunks), the one-row path of a stream's step, and the backward
+// scan; and the workspace they run in. Part of streamrnn, MIT licence.
+#pragma once
+
+#include "cells/cell.hpp"
+#include "stack.hpp"
+#include "weights.hpp"
+
+#include <memory>
+
+namespace streamrnn {
+
+/// The weights a run multiplies: one version's parameters and the copies made of them (or null).
+struct RunWeights {
+    const ModelSpec& spec;
+    const float* parameters;
+    const DerivedWeights* copies;
+
+    CellWeights cell(int layer, int direction, Index B) const noexcept
+    {
+        return run_weights(spec, parameters, copies, layer, direction, B);
+    }
+};
+
+/// Buffers for running a stack over up to max_steps x batch rows; a Stream owns one for life,
+/// a whole-sequence call makes one sized to its input.
+struct Workspace {
+    /// `recording`: for a training forward, whose gates and layer outputs go to its record.
+    /// `threads`: for a whole-sequence call's input projections. Allocates.
+    Workspace(const ModelSpec& spec, Index max_steps, Index batch, bool recording, int threads = 1);
+    Workspace(Workspace&&) noexcept;
+    ~Workspace();
+
+    Index max_steps;
+    Index batch;
+    /// [T_p, B, G], time-major: the input projections of T_p = projected_steps steps, all T where
+    /// a second thread projects ahead of the scan, else a chunk that stays in cache for the scan.
+    Buffer gates;
+    Index projected_steps = 0;
+    Buffer layer_out[2];  ///< [T, B, D * H_out] each: outputs of alternate layers
+    Buffer state[2];      ///< [B, H_out + H]: h and c before and after a step
+    Buffer recurrent;     ///< [B, G]
+    Buffer hidden;        ///< [B, H]
+    std::unique_ptr<GemmSpace> gemm;  ///< packing space for every product of a run
+    int threads = 1;
+};
+
+/// Runs one layer and direction over steps [0, T) of x into y (its H_out columns), T <= ws.max_steps,
+/// B == ws.batch; h [B, H_out] and c [B, H] (LSTM; else null) hold the initial state and receive
+/// the final one. Steps at or past a row's length (lengths [B] or null) give zeros and leave its
+/// state alone. With `kept`, each step's gates and states go there. Allocates only where
+/// ws.threads > 1 (a second thread, for one row).
+void scan_layer(const RunWeights& weights, int layer, int direction, ConstSeqView x, SeqView y, Index T, Index B,
+                const std::int64_t* lengths, float* h, float* c, Workspace& ws, RecordView::Cell* kept);
+
+/// scan_layer for one step of one row through every layer of a unidirectional model (a Stream of
+/// batch 1), without the views and chunks of a longer run: x [I] -> y [H_out], h [L, H_out] and
+/// c [L, H] in place. Allocates nothing.
+void step_row(const RunWeights& weights, const float* x, float* y, float* h, float* c, Workspace& ws) noexcept;
+
+/// Back through one layer and direction of a record of T steps of B rows: d_out (columns of the
+/// layer's output gradient) -> d_in [T, B, I_l] (added to), dh and dc carried down the steps in
+/// place; weight gradients added into `gradients` (laid out as `parameters`), `threads` sharing
+/// their products. Allocates.
+void backward_layer(const ModelSpec& spec, const float* parameters, float* gradients, const RecordView& record,
+                    Index T, Index B, const std::int64_t* lengths, int layer, int direction, ConstSeqView d_out,
+                    float* d_in, float* dh, float* dc, int threads);
+
+}  // namespace streamrnn
+
+#include <random>
+
+namespace streamrnn {
+
+/// forward_stack (stack.hpp) on the CPU: every layer over steps [0, T) of x into y, with ws; with a
+/// record, dropout drawn from `rng`. Allocates only where scan_layer does.
+void run_stack(const RunWeights& weights, ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t* lengths,
+               float* h, float* c, Workspace& ws, RecordView* record = nullptr, std::mt19937_64* rng = nullptr);
+
+/// backward_stack (stack.hpp) on the CPU, over a record of T steps of B rows made with
+/// `parameters`; weight gradients added into `gradients`. Allocates.
+void run_backward(const ModelSpec& spec, const float* parameters, float* gradients, const RecordView& record, Index T,
+                  Index B, const std::int64_t* lengths, ConstSeqView dy, const float* dh_n, const float* dc_n, SeqView dx,
+                  float* dh0, float* dc0, int threads);
+
+}  // namespace streamrnn

@@ -1,0 +1,55 @@
+// cpp/src/record.hpp: ForwardRecord, what the CPU engine's training forward keeps for the backward
+// after it (in its own buffers, reused from call to call), and the lock-free guard that keeps a
+// model's record for one call at a time. Part of streamrnn, MIT licence.
+#pragma once
+
+#include "exclusive.hpp"
+#include "parallel.hpp"
+#include "stack.hpp"
+#include "weight_store.hpp"
+
+#include "streamrnn/spec.hpp"
+
+#include <memory>
+#include <random>
+#include <vector>
+
+namespace streamrnn {
+
+/// The record of a model's last training forward: its sizes and lengths, the version of the
+/// weights it ran with (the backward multiplies the same ones), and per part of the batch (one
+/// part, unless threads split the batch) a RecordView into the record's buffers.
+struct ForwardRecord {
+    Index T = 0;
+    Index B = 0;
+    std::vector<std::int64_t> lengths;  ///< [B], or empty: every row T steps long
+    std::shared_ptr<const detail::WeightSet> weights;
+    struct Part {
+        BatchPart rows;
+        RecordView view;
+    };
+    std::vector<Part> parts;
+    std::vector<Buffer> blocks;  ///< the views' storage, in the order they were made
+
+    const std::int64_t* lengths_data() const { return lengths.empty() ? nullptr : lengths.data(); }
+    bool empty() const { return parts.empty() && T == 0 && B == 0 && !weights; }
+};
+
+/// Makes `record` the record of a forward of T steps of B rows split into `parts` parts (its
+/// buffers reused where they are large enough, else all made anew), lengths [B] or null. On
+/// failure (no memory) `record` is as it was.
+void prepare_record(ForwardRecord& record, const ModelSpec& spec, Index T, Index B, const std::int64_t* lengths,
+                    const std::vector<BatchPart>& parts);
+
+/// What a Model keeps for training, apart from its weights and gradients.
+struct TrainingState {
+    explicit TrainingState(std::uint64_t seed) : dropout_rng(seed) {}
+
+    ForwardRecord record;
+    bool recorded = false;
+    /// The record is for one training forward or backward at a time.
+    Exclusive record_use;
+    std::mt19937_64 dropout_rng;
+};
+
+}  // namespace streamrnn

@@ -1,0 +1,103 @@
+// cpp/src/stack.cpp: the CPU engine's backend of the stack (stack.hpp): its scans (layer.cpp),
+// residual joins, dropout and copies, as Eigen passes. Part of streamrnn, MIT licence.
+#include "layer.hpp"
+
+#include "sizes.hpp"
+
+namespace streamrnn {
+
+namespace {
+
+/// to(t, b) += from(t, b) at every valid step: the residual join, and its gradient on the way
+/// back. Padded steps stay zero, and pass nothing back.
+void add_valid_steps(ConstSeqView from, SeqView to, Index T, Index B, const std::int64_t* lengths)
+{
+    for (Index t = 0; t < T; ++t)
+        for (Index b = 0; b < B; ++b)
+            if (!lengths || t < lengths[b])
+                mat(to.row(t, b), 1, to.width).noalias() += mat(from.row(t, b), 1, from.width);
+}
+
+/// Steps [0, T) of B rows from one view to another: a change of layout.
+void copy_steps(ConstSeqView from, SeqView to, Index T, Index B)
+{
+    for (Index t = 0; t < T; ++t)
+        step_rows(to, t, B) = step_rows(from, t, B);
+}
+
+struct CpuForward {
+    const RunWeights& weights;
+    Workspace& ws;
+    std::mt19937_64* rng;
+
+    float* between(int i) { return ws.layer_out[i].data(); }
+    void scan(int layer, int direction, ConstSeqView in, SeqView out, Index T, Index B, const std::int64_t* lengths,
+              float* h, float* c, RecordView::Cell* kept)
+    {
+        scan_layer(weights, layer, direction, in, out, T, B, lengths, h, c, ws, kept);
+    }
+    void add_residual(ConstSeqView in, SeqView out, Index T, Index B, const std::int64_t* lengths)
+    {
+        add_valid_steps(in, out, T, B, lengths);
+    }
+    void drop_out(float* data, float* mask, Index count, int)
+    {
+        // Inverted dropout, as PyTorch's: keep with probability 1 - p, scaled by 1 / (1 - p).
+        const double keep = 1.0 - weights.spec.dropout;
+        const float scale = keep > 0.0 ? static_cast<float>(1.0 / keep) : 0.0f;
+        std::bernoulli_distribution kept(keep);
+        for (Index i = 0; i < count; ++i)
+            mask[i] = kept(*rng) ? scale : 0.0f;
+        mat(data, 1, count).array() *= mat(static_cast<const float*>(mask), 1, count).array();
+    }
+    void copy_steps(ConstSeqView from, SeqView to, Index T, Index B) { streamrnn::copy_steps(from, to, T, B); }
+};
+
+struct CpuBackward {
+    const ModelSpec& spec;
+    const float* parameters;
+    float* gradients;
+    const RecordView& record;
+    Index T, B;
+    const std::int64_t* lengths;
+    int threads;
+
+    void zero(float* data, Index count) { std::fill(data, data + count, 0.0f); }
+    void copy(float* to, const float* from, Index count) { std::copy(from, from + count, to); }
+    void scan_back(int layer, int direction, ConstSeqView d_out, float* d_in, float* dh, float* dc,
+                   const RecordView::Cell&)
+    {
+        backward_layer(spec, parameters, gradients, record, T, B, lengths, layer, direction, d_out, d_in, dh, dc,
+                       threads);
+    }
+    void add_residual(ConstSeqView from, SeqView to, Index T_, Index B_, const std::int64_t* lengths_)
+    {
+        add_valid_steps(from, to, T_, B_, lengths_);
+    }
+    void scale(float* data, const float* by, Index count)
+    {
+        mat(data, 1, count).array() *= mat(by, 1, count).array();
+    }
+    void copy_steps(ConstSeqView from, SeqView to, Index T_, Index B_) { streamrnn::copy_steps(from, to, T_, B_); }
+};
+
+}  // namespace
+
+void run_stack(const RunWeights& weights, ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t* lengths,
+               float* h, float* c, Workspace& ws, RecordView* record, std::mt19937_64* rng)
+{
+    CpuForward backend{weights, ws, rng};
+    forward_stack(backend, weights.spec, x, y, T, B, lengths, h, c, record);
+}
+
+void run_backward(const ModelSpec& spec, const float* parameters, float* gradients, const RecordView& record, Index T,
+                  Index B, const std::int64_t* lengths, ConstSeqView dy, const float* dh_n, const float* dc_n, SeqView dx,
+                  float* dh0, float* dc0, int threads)
+{
+    Buffer d_out(static_cast<std::size_t>(backward_buffer_size(spec, T, B)));
+    Buffer d_in(d_out.size());
+    CpuBackward backend{spec, parameters, gradients, record, T, B, lengths, threads};
+    backward_stack(backend, spec, record, T, B, lengths, dy, dh_n, dc_n, dx, dh0, dc0, d_out.data(), d_in.data());
+}
+
+}  // namespace streamrnn
