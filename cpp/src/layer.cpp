@@ -109,23 +109,23 @@ Workspace::Workspace(const ModelSpec& spec, Index max_steps_, Index batch_, bool
 Workspace::Workspace(Workspace&&) noexcept = default;
 Workspace::~Workspace() = default;
 
-void step_row(const RunWeights& weights, const float* x, float* y, float* h, float* c, Workspace& ws) noexcept
+void step_row(const ModelSpec& spec, const CellWeights* cells, const float* x, float* y, float* h, float* c,
+              Workspace& ws) noexcept
 {
-    const ModelSpec& spec = weights.spec;
     const Index H = spec.hidden_size, H_out = spec.output_size(), C = c ? H : 0;
     const StepBuffers buffers{ws.recurrent.data(), ws.hidden.data(), ws.gemm.get()};
     float* const gates = ws.gates.data();
     float* const next = ws.state[0].data();  // h' [H_out] then c' [H]
     const float* in = x;
     for (int layer = 0; layer < spec.num_layers; ++layer) {
-        const CellWeights w = weights.cell(layer, 0, 1);
+        const CellWeights& w = cells[layer];
         if (w.w_ih_t)
             project_row(w, in, gates);
         else
             project_rows(w, mat(in, 1, w.input_size), mat(gates, 1, w.gate_rows), *ws.gemm, 1);
         float* const h_l = h + layer * H_out;
         float* const c_l = c ? c + layer * H : nullptr;
-        const StepState step{mat(static_cast<const float*>(h_l), 1, H_out), mat(static_cast<const float*>(c_l), 1, C),
+        StepState step{mat(static_cast<const float*>(h_l), 1, H_out), mat(static_cast<const float*>(c_l), 1, C),
                              mat(next, 1, H_out), mat(next + H_out, 1, C)};
         cell_forward_step(spec, w, mat(gates, 1, w.gate_rows), step, buffers);
         std::copy_n(next, H_out, h_l);

@@ -45,15 +45,35 @@ struct Stream::Impl {
         h.assign(buffer_size({spec.num_layers, batch, spec.output_size()}), 0.0f);
         if (spec.has_cell_state())
             c.assign(buffer_size({spec.num_layers, batch, spec.hidden_size}), 0.0f);
+        cells.resize(static_cast<std::size_t>(spec.num_layers));
     }
 
-    /// The weights of this call: the current version and the stream's copies of it.
-    RunWeights weights() noexcept
+    /// The weights of a run: the current version and the stream's copies of it.
+    RunWeights weights_of(const detail::WeightSet& set) const noexcept
+    {
+        return {spec, set.values.data(),
+                static_cast<const DerivedWeights*>(
+                    set.derived[static_cast<std::size_t>(kind)].load(std::memory_order_acquire))};
+    }
+    RunWeights weights() noexcept { return weights_of(reader.acquire()); }
+
+    /// Each layer's weights as a step of one row multiplies them, in the current version: worked
+    /// out again only when the version changes (by number, not address: a version let go may be
+    /// freed, and a later one made in its place).
+    const CellWeights* cells_now() noexcept
     {
         const detail::WeightSet& set = reader.acquire();
-        const auto* copies = static_cast<const DerivedWeights*>(
-            set.derived[static_cast<std::size_t>(kind)].load(std::memory_order_acquire));
-        return {spec, set.values.data(), copies};
+        if (set.version != cells_version || !cells_ready)
+            work_out_cells(set);
+        return cells.data();
+    }
+    void work_out_cells(const detail::WeightSet& set) noexcept
+    {
+        const RunWeights run = weights_of(set);
+        for (int layer = 0; layer < spec.num_layers; ++layer)
+            cells[static_cast<std::size_t>(layer)] = run.cell(layer, 0, 1);
+        cells_version = set.version;
+        cells_ready = true;
     }
     float* c_data() noexcept { return c.empty() ? nullptr : c.data(); }
 
@@ -65,6 +85,9 @@ struct Stream::Impl {
     Buffer h;
     Buffer c;
     Workspace workspace;
+    std::vector<CellWeights> cells;  ///< per layer, of version cells_version (one-row steps)
+    std::uint64_t cells_version = 0;
+    bool cells_ready = false;
     bool flush_denormals = true;
     mutable Exclusive in_use;
 };
@@ -109,13 +132,12 @@ bool Stream::step(const float* x, float* y) noexcept
     if (!use)
         return false;
     const FlushDenormals flushed(s.flush_denormals);
-    const RunWeights weights = s.weights();
     if (s.batch == 1) {
-        step_row(weights, x, y, s.h.data(), s.c_data(), s.workspace);
+        step_row(s.spec, s.cells_now(), x, y, s.h.data(), s.c_data(), s.workspace);
     } else {
         const Index I = s.spec.input_size, H_out = s.spec.output_size();
-        run_stack(weights, ConstSeqView::time_major(x, s.batch, I, I), SeqView::time_major(y, s.batch, H_out, H_out), 1,
-                  s.batch, nullptr, s.h.data(), s.c_data(), s.workspace);
+        run_stack(s.weights(), ConstSeqView::time_major(x, s.batch, I, I), SeqView::time_major(y, s.batch, H_out, H_out),
+                  1, s.batch, nullptr, s.h.data(), s.c_data(), s.workspace);
     }
     return true;
 }

@@ -35,7 +35,7 @@ void recurrent_backward_product(const CellWeights& w, ConstMatMap da, MatMap dh,
         dh.noalias() = da * w.recurrent_weights();
 }
 
-void cell_forward_step(const ModelSpec& spec, const CellWeights& w, MatMap gates, StepState state,
+void cell_forward_step(const ModelSpec& spec, const CellWeights& w, MatMap gates, StepState& state,
                        const StepBuffers& buffers) noexcept
 {
     switch (spec.kind) {

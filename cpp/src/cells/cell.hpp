@@ -53,7 +53,8 @@ struct StepBuffers {
 };
 
 /// The state a step reads and the state it writes, [B, H_out] and (LSTM) [B, H] each.
-/// next may not alias prev.
+/// next may not alias prev. Steps take it by reference: a step of one row is short enough that
+/// copying its four views shows.
 struct StepState {
     ConstMatMap h_prev;
     ConstMatMap c_prev;
@@ -97,7 +98,7 @@ void recurrent_backward_product(const CellWeights& w, ConstMatMap da, MatMap dh,
 /// One step of the model's cell over B rows.
 ///   gates: [B, G]; in: W_ih x + b_ih; out: the activated gates, which a backward step reads.
 /// Allocates nothing.
-void cell_forward_step(const ModelSpec& spec, const CellWeights& w, MatMap gates, StepState state,
+void cell_forward_step(const ModelSpec& spec, const CellWeights& w, MatMap gates, StepState& state,
                        const StepBuffers& buffers) noexcept;
 
 /// One step back through the model's cell: the gradients of its pre-activations and of the
@@ -106,15 +107,15 @@ void cell_backward_step(const ModelSpec& spec, const CellWeights& w, const StepR
 
 // Each kind's step (cells/lstm.cpp, gru.cpp, rnn.cpp), as cell_forward_step and
 // cell_backward_step dispatch to them.
-void lstm_forward_step(const CellWeights& w, MatMap gates, StepState state, const StepBuffers& buffers) noexcept;
+void lstm_forward_step(const CellWeights& w, MatMap gates, StepState& state, const StepBuffers& buffers) noexcept;
 void lstm_backward_step(const CellWeights& w, const StepRecord& record, StepGradients grads);
 /// buffers.recurrent ends as W_hh h + b_hh, whose n block (W_hn h + b_hn) the reset-after
 /// backward reads.
-void gru_forward_step(const CellWeights& w, bool reset_after, MatMap gates, StepState state,
+void gru_forward_step(const CellWeights& w, bool reset_after, MatMap gates, StepState& state,
                       const StepBuffers& buffers) noexcept;
 void gru_backward_step(const CellWeights& w, bool reset_after, const StepRecord& record, StepGradients grads);
 template <bool relu>
-void rnn_forward_step(const CellWeights& w, MatMap gates, StepState state, const StepBuffers& buffers) noexcept;
+void rnn_forward_step(const CellWeights& w, MatMap gates, StepState& state, const StepBuffers& buffers) noexcept;
 template <bool relu>
 void rnn_backward_step(const CellWeights& w, const StepRecord& record, StepGradients grads);
 

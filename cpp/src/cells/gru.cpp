@@ -10,7 +10,7 @@ namespace streamrnn {
 
 using cells::Gru;
 
-void gru_forward_step(const CellWeights& w, bool reset_after, MatMap gates, StepState state,
+void gru_forward_step(const CellWeights& w, bool reset_after, MatMap gates, StepState& state,
                       const StepBuffers& buffers) noexcept
 {
     const Index B = gates.rows();

@@ -9,7 +9,7 @@ namespace streamrnn {
 
 using cells::Lstm;
 
-void lstm_forward_step(const CellWeights& w, MatMap gates, StepState state, const StepBuffers& buffers) noexcept
+void lstm_forward_step(const CellWeights& w, MatMap gates, StepState& state, const StepBuffers& buffers) noexcept
 {
     const Index B = gates.rows();
     const Index H = w.hidden_size;

@@ -8,7 +8,7 @@
 namespace streamrnn {
 
 template <bool relu>
-void rnn_forward_step(const CellWeights& w, MatMap gates, StepState state, const StepBuffers& buffers) noexcept
+void rnn_forward_step(const CellWeights& w, MatMap gates, StepState& state, const StepBuffers& buffers) noexcept
 {
     // a = (W_ih x + b_ih) + W_hh h + b_hh;  h' = act(a)
     recurrent_product(w, state.h_prev, 0, w.gate_rows, gates, true, *buffers.gemm);
@@ -26,8 +26,8 @@ void rnn_backward_step(const CellWeights& w, const StepRecord& record, StepGradi
     recurrent_backward_product(w, as_const(grads.da_x), grads.dh_prev, false);
 }
 
-template void rnn_forward_step<false>(const CellWeights&, MatMap, StepState, const StepBuffers&) noexcept;
-template void rnn_forward_step<true>(const CellWeights&, MatMap, StepState, const StepBuffers&) noexcept;
+template void rnn_forward_step<false>(const CellWeights&, MatMap, StepState&, const StepBuffers&) noexcept;
+template void rnn_forward_step<true>(const CellWeights&, MatMap, StepState&, const StepBuffers&) noexcept;
 template void rnn_backward_step<false>(const CellWeights&, const StepRecord&, StepGradients);
 template void rnn_backward_step<true>(const CellWeights&, const StepRecord&, StepGradients);
 

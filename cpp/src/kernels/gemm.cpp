@@ -133,8 +133,10 @@ bool row_times(const float* a, Index K, const float* w, Index w_pitch, Index col
     const PanelKernels* kernels = panel_kernels();
     if (!kernels)
         return false;
-    const Index width = kernels->panel_width / 2;  // one vector
-    if (cols % width != 0 || cols / width > 8 || cols == 0)
+    // One vector: 8 or 16 floats, a power of two, so no division (a step calls this for every
+    // product of every layer).
+    const Index width = kernels->panel_width / 2;
+    if ((cols & (width - 1)) != 0 || cols > 8 * width || cols == 0)
         return false;
     kernels->row_times(a, K, w, w_pitch, cols, out, accumulate);
     return true;
