@@ -2,6 +2,7 @@
 // beyond its public API: the store of its weights' versions. Part of streamrnn, MIT licence.
 #pragma once
 
+#include "record.hpp"
 #include "weight_store.hpp"
 #include "weights.hpp"
 
@@ -16,6 +17,8 @@ struct ModelAccess {
     {
         return static_cast<const DerivedWeights*>(model.store().derived(set, which.kind()));
     }
+    /// The parts of the batch that the last training forward split into (the tests' view).
+    static std::size_t record_parts(const Model& model) { return model.training_->record.parts.size(); }
 };
 
 }  // namespace streamrnn

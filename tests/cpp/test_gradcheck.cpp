@@ -1,5 +1,6 @@
 // tests/cpp/test_gradcheck.cpp: Model::backward's gradients against central differences of the float32 forward.
 // Part of streamrnn, MIT licence.
+#include "model_access.hpp"
 #include "model_cases.hpp"
 
 #include <algorithm>
@@ -19,9 +20,13 @@ namespace {
 
 using testing::random_values;
 
-/// The file's one write of a weight, so that a change in how weights are written is one edit here.
-/// (Writable access is also what tells the model that its weights changed.)
-void set_parameter(Model& model, std::size_t index, float value) { model.parameters()[index] = value; }
+/// The file's one write of a weight: a new version of the weights with one value changed.
+void set_parameter(Model& model, std::size_t index, float value)
+{
+    Trainable::Update update = model.update();
+    update.data()[index] = value;
+    update.commit();
+}
 
 // The loss carries the float32 forward's rounding, about 1e-6 over the small cases' outputs and
 // several times that over the batch-split ones'; a central difference D(h) over +-h divides it by
@@ -166,7 +171,7 @@ void check_gradients(const ModelSpec& spec, Index T, Index B, bool with_lengths,
     model.backward(p.r_y.data(), p.r_h.data(), lstm ? p.r_c.data() : nullptr, dx.data(), dh0.data(),
                    lstm ? dc0.data() : nullptr, threads);
     if (threads > 1)
-        CHECK_MESSAGE(model.record().parts.size() > 1, "the batch was not split across threads");
+        CHECK_MESSAGE(ModelAccess::record_parts(model) > 1, "the batch was not split across threads");
     const std::vector<float> gradients(model.gradients().begin(), model.gradients().end());
 
     std::size_t checked = 0, skipped = 0;
@@ -179,7 +184,7 @@ void check_gradients(const ModelSpec& spec, Index T, Index B, bool with_lengths,
         Tally tally{tensor.name};
         for (std::size_t i : sample(tensor.size, most, seed + unsigned(tensor.offset))) {
             const std::size_t at = tensor.offset + i;
-            const float value = std::as_const(model).parameters()[at];
+            const float value = model.parameters()[at];
             tally.check(i, value, gradients[at], base, kinks, [&](float v) {
                 set_parameter(model, at, v);
                 return loss(model, p);
