@@ -73,6 +73,53 @@ def test_a_gpu_index_past_the_last_is_a_runtime_error():
         sr.GRU(2, 3).to("cuda:99")
 
 
+class _FakeBackend:
+    """The CUDA backend's module, as streamrnn._device sees it, recording what it is asked: what a
+    layer hands the GPU can be checked on any machine."""
+
+    def __init__(self):
+        self.calls = []
+        backend = self
+
+        class DeviceModel:
+            def __init__(self, spec, device):
+                backend.calls.append(("DeviceModel", dict(spec), device))
+                self.device, self.loaded_version, self.allow_tf32 = device, None, False
+
+            def load(self, values, version):
+                backend.calls.append(("load", values.copy(), version))
+                self.loaded_version = version
+
+            def forward(self, x, state, lengths, train):
+                backend.calls.append(("forward", train))
+                return "y", "state"
+
+        self.DeviceModel = DeviceModel
+
+    def device_count(self):
+        return 1
+
+
+def test_a_layer_on_a_gpu_hands_it_its_whole_spec_and_trains_there(monkeypatch):
+    # B1, B2: training forwards reach the GPU (train=True passed on, no NotImplementedError), and
+    # the GPU model is made from the engine's own spec, dropout included; its gradients come back
+    # into grads(). A fake backend stands in for the GPU.
+    fake = _FakeBackend()
+    monkeypatch.setattr(sr.cuda, "backend", lambda index: fake)
+    m = sr.LSTM(3, 4, num_layers=2, dropout=0.25, seed=0)
+    count = sum(v.size for v in m.state_dict().values())
+    fake.DeviceModel.backward = lambda self, dy, dstate: ("dx", "dstate0", np.ones(count, np.float32))
+    m.to("cuda")
+    kind, spec, device = fake.calls[0]
+    assert kind == "DeviceModel" and device == 0
+    assert spec["dropout"] == 0.25 and spec["num_layers"] == 2 and spec["mode"] == "LSTM"
+    assert fake.calls[1][0] == "load" and fake.calls[1][2] == m._core.version
+    assert m(np.zeros((2, 1, 3), np.float32), train=True) == ("y", "state")
+    assert ("forward", True) in fake.calls
+    assert m.backward(np.zeros((2, 1, 4), np.float32)) == ("dx", "dstate0")
+    assert all(np.all(g == 1.0) for g in m.grads().values())
+
+
 def test_tf32_is_off_by_default_and_takes_only_a_bool():
     assert sr.cuda.allow_tf32() is False
     with pytest.raises(TypeError):

@@ -761,3 +761,143 @@ def test_a_file_that_was_refused_leaves_the_library_usable(tmp_path):
     loaded = sr.load(tmp_path / "ok.safetensors")
     x = np.ones((4, 1, 2), np.float32)
     assert_identical(loaded(x), m(x), "outputs")
+
+
+# ------------------------------------------------------------------------------------------------
+# Paths, sizes and values that the layers above the engine must refuse clearly
+
+
+def test_a_nul_byte_in_a_path_is_a_value_error_and_touches_no_file(tmp_path):
+    # R3: the file system reads NUL as the end of a path; open() refuses it, so do we.
+    m = sr.GRU(3, 4, seed=0)
+    good = tmp_path / "model.safetensors"
+    m.save(good)
+    with pytest.raises(ValueError, match="null byte"):
+        sr.load(str(good) + "\0junk")
+    with pytest.raises(ValueError, match="null byte"):
+        m.save(str(tmp_path / "victim") + "\0.safetensors")
+    assert not (tmp_path / "victim").exists()
+    model = sr.models.LanguageModel(5, 3, 4, seed=0)
+    with pytest.raises(ValueError, match="null byte"):
+        model.save(str(tmp_path / "lm") + "\0.safetensors")
+    assert not (tmp_path / "lm").exists()
+
+
+def test_a_path_of_another_type_is_a_type_error_naming_it(tmp_path):
+    m = sr.GRU(3, 4, seed=0)
+    m.save(tmp_path / "m.safetensors")
+    assert isinstance(sr.load(bytes(tmp_path / "m.safetensors")), sr.GRU)  # bytes paths are paths
+    for bad in (3, None, ["m"]):
+        with pytest.raises(TypeError, match="path"):
+            sr.load(bad)
+
+
+def test_a_composite_file_claiming_huge_sizes_is_refused_before_anything_is_made(tmp_path):
+    # R2: a 2 KB file whose config claims a vocabulary of 4M rows must not allocate them.
+    model = sr.models.LanguageModel(10, 8, 6, seed=0)
+    path = tmp_path / "lm.safetensors"
+    model.save(path)
+    tensors, metadata = sr._core.load_tensors(str(path))
+    config = json.loads(metadata["config"])
+    config.update(vocab_size=4194304, embed_dim=256)
+    forged = tmp_path / "forged.safetensors"
+    sr._core.save_tensors(str(forged), tensors, dict(metadata, config=json.dumps(config)))
+    with pytest.raises(ValueError, match="embedding.weight"):
+        sr.load(forged)
+    config = json.loads(metadata["config"])
+    config.update(num_layers=1000)
+    sr._core.save_tensors(str(forged), tensors, dict(metadata, config=json.dumps(config)))
+    with pytest.raises(ValueError, match="weight_hh_l999"):
+        sr.load(forged)
+
+
+@pytest.mark.parametrize("config", ["not json", "[1, 2]", '{"vocab_size": 10}', '{"nonsense": 1}'])
+def test_a_composite_file_with_a_bad_config_is_a_value_error_saying_so(tmp_path, config):
+    model = sr.models.LanguageModel(10, 8, 6, seed=0)
+    path = tmp_path / "lm.safetensors"
+    model.save(path)
+    tensors, metadata = sr._core.load_tensors(str(path))
+    sr._core.save_tensors(str(path), tensors, dict(metadata, config=config))
+    with pytest.raises(ValueError, match="config"):
+        sr.load(path)
+
+
+@pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf")])
+def test_generate_refuses_a_temperature_that_is_negative_or_not_finite(value):
+    model = sr.models.LanguageModel(10, 8, 6, seed=0)
+    with pytest.raises(ValueError, match="temperature"):
+        model.generate([1, 2], 5, temperature=value)
+    assert len(model.generate([1, 2], 3, temperature=0.0)) == 3
+
+
+@pytest.mark.parametrize("call", [lambda: sr.LSTM(1, 2**63), lambda: sr.GRU(2**40, 4), lambda: sr.RNN(3, 4, 2**70)])
+def test_a_size_too_large_for_any_machine_is_a_value_error_naming_it(call):
+    # R6: sizes past 64 bits get a message of their own, not the bindings' signature dump.
+    with pytest.raises(ValueError, match="size|num_layers"):
+        call()
+
+
+@pytest.mark.parametrize("batch", [2**64, 2**24 + 1, 0, -1])
+def test_a_stream_batch_out_of_range_is_a_value_error_naming_it(batch):
+    with pytest.raises(ValueError, match="batch"):
+        sr.LSTM(3, 4).stream(batch=batch)
+
+
+@pytest.mark.parametrize("i,error", [(2**63, IndexError), (2**70, IndexError), (1.5, TypeError), ("0", TypeError),
+                                     (True, TypeError)])
+def test_reset_with_an_index_that_is_not_a_stream_is_an_index_or_type_error_naming_it(i, error):
+    s = sr.GRU(3, 4).stream(2)
+    with pytest.raises(error, match="reset"):
+        s.reset(i)
+    s.reset(np.int64(1))  # NumPy's integers are integers
+
+
+@pytest.mark.parametrize("threads", [2**31, 2**64, 0, -3])
+def test_set_num_threads_out_of_range_is_a_value_error_naming_it(threads):
+    with pytest.raises(ValueError, match="threads"):
+        sr.set_num_threads(threads)
+    assert sr.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("threads", [1.5, "2", None])
+def test_set_num_threads_of_another_type_is_a_type_error(threads):
+    with pytest.raises(TypeError, match="threads"):
+        sr.set_num_threads(threads)
+
+
+def test_complex_input_is_a_type_error_not_cast_to_its_real_part():
+    m = sr.LSTM(3, 4)
+    with pytest.raises(TypeError, match="x.*complex"):
+        m(np.ones((2, 1, 3), np.complex64))
+    with pytest.raises(TypeError, match="complex"):
+        m.load_state_dict({k: v.astype(np.complex128) for k, v in m.state_dict().items()})
+
+
+def test_none_for_x_or_for_a_tensor_is_a_type_error_naming_it():
+    m = sr.LSTM(3, 4)
+    with pytest.raises(TypeError, match="x.*None"):
+        m(None)
+    with pytest.raises(TypeError, match="x.*None"):
+        m.stream(1).step(None)
+    state = m.state_dict()
+    name = next(iter(state))
+    with pytest.raises(TypeError, match=name + ".*None"):
+        m.load_state_dict(dict(state, **{name: None}))
+
+
+def test_a_bfloat16_tensor_is_a_type_error_that_names_its_dtype_and_the_way_out():
+    m = sr.LSTM(3, 4)
+    with pytest.raises(TypeError, match="bfloat16.*float"):
+        m(torch.zeros(2, 1, 3, dtype=torch.bfloat16))
+
+
+@pytest.mark.parametrize("max_norm", [float("nan"), -1.0])
+def test_clip_grad_norm_refuses_a_max_norm_that_is_negative_or_nan(max_norm):
+    m = sr.GRU(3, 4, seed=0)
+    y, _ = m(np.ones((4, 2, 3), np.float32), train=True)
+    m.backward(np.ones_like(y))
+    before = m.grads()
+    with pytest.raises(ValueError, match="max_norm"):
+        sr.clip_grad_norm(m, max_norm)
+    for k, v in m.grads().items():
+        assert np.array_equal(v, before[k])

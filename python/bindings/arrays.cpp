@@ -9,6 +9,7 @@
 #include <numpy/arrayobject.h>
 
 #include <algorithm>
+#include <typeinfo>
 #include <cstring>
 #include <memory>
 
@@ -35,6 +36,14 @@ nb::object detached(nb::handle obj)
 }  // namespace
 
 std::string python_type(nb::handle obj) { return nb::cast<std::string>(nb::type_name(obj.type())); }
+
+std::string text_of(nb::handle obj)
+{
+    const nb::object text = nb::steal(PyObject_Str(obj.ptr()));
+    if (!text.is_valid())
+        throw nb::python_error();
+    return nb::cast<std::string>(text);
+}
 
 void import_numpy()
 {
@@ -72,8 +81,11 @@ void throw_shape(const std::string& name, const std::string& expected, const Sha
 FloatArray to_floats(nb::handle obj, const char* name)
 {
     FloatArray array;
-    if (nb::try_cast(obj, array, false))
-        return array;
+    try {
+        if (nb::try_cast(obj, array, false))
+            return array;
+    } catch (const std::bad_cast&) {  // a DLPack type nanobind has no twin for (bfloat16): named below
+    }
     const std::string what = name;
     if (obj.is_none())
         throw nb::type_error((what + ": expected an array of numbers, got None").c_str());
@@ -82,7 +94,7 @@ FloatArray to_floats(nb::handle obj, const char* name)
         raw = numpy().attr("asarray")(detached(obj));
     } catch (nb::python_error&) {
         // A type NumPy has no twin for (a torch bfloat16 tensor, say): name it, and the way out.
-        const std::string dtype = nb::hasattr(obj, "dtype") ? " of dtype " + nb::cast<std::string>(nb::str(obj.attr("dtype"))) : "";
+        const std::string dtype = nb::hasattr(obj, "dtype") ? " of dtype " + text_of(obj.attr("dtype")) : "";
         throw nb::type_error((what + ": expected an array of numbers NumPy can read, got " + python_type(obj) + dtype +
                               (dtype.empty() ? "" : " (convert it to float32 first, e.g. with .float())"))
                                  .c_str());

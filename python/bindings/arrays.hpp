@@ -85,5 +85,7 @@ long long element_count(const Shape& shape);
 
 /// The name of obj's type, for messages.
 std::string python_type(nb::handle obj);
+/// str(obj), for messages and names.
+std::string text_of(nb::handle obj);
 
 }  // namespace streamrnn::python

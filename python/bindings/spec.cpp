@@ -48,7 +48,7 @@ ModelSpec spec_from(nb::dict fields)
         void operator()(const char* key, CellKind& kind) const
         {
             if (fields.contains(key))
-                kind = kind_from_name(nb::cast<std::string>(nb::str(fields[key])));
+                kind = kind_from_name(text_of(fields[key]));
         }
         void operator()(const char* key, int& value) const
         {

@@ -12,12 +12,11 @@ forward, backward and update and returns the loss. `save(path)` writes one safet
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from . import _core, optim
+from . import _checks, _core, optim
 from ._blocks import Dropout, Embedding, Linear, cross_entropy
 from ._modules import GRU, LSTM, Array, PathLike, _Weights
 
@@ -82,7 +81,7 @@ class _Composite:
     def save(self, path: PathLike) -> None:
         """One safetensors file: the tensors of state_dict(), the configuration as metadata."""
         metadata = dict(FORMAT, model=type(self).__name__, config=json.dumps(self._config))
-        _core.save_tensors(os.fspath(path), self.state_dict(), metadata)
+        _core.save_tensors(_checks.path("path", path), self.state_dict(), metadata)
 
     @classmethod
     def load(cls, path: PathLike) -> "_Composite":
@@ -92,13 +91,45 @@ class _Composite:
         return model
 
 
+# Each composite model's _shapes(config): the shapes its config gives the tensors that fix its sizes
+# (None: a tensor that must not be there), checked against a file before the model is made, so that
+# a small file cannot make it allocate what its sizes claim.
+
+
+def _stack(prefix: str, gates: int, input_size: int, hidden_size: int, layers: int) -> "dict[str, Optional[tuple]]":
+    """The size-fixing tensors of a recurrent stack: its first input weight, its last layer's
+    recurrent weight, and no layer past it."""
+    return {f"{prefix}.weight_ih_l0": (gates * hidden_size, input_size),
+            f"{prefix}.weight_hh_l{layers - 1}": (gates * hidden_size, hidden_size),
+            f"{prefix}.weight_hh_l{layers}": None}
+
+
 def load(path: PathLike) -> _Composite:
-    """Read a composite model file written by save()."""
-    tensors, metadata = _core.load_tensors(os.fspath(path))
+    """Read a composite model file written by save(). ValueError for a file whose configuration
+    is not JSON, does not fit the model, or claims sizes its tensors do not have."""
+    tensors, metadata = _core.load_tensors(_checks.path("path", path))
     kind = metadata.get("model")
     if metadata.get("format") != "streamrnn" or kind not in _MODELS:
         raise ValueError(f"path: not a streamrnn composite model file (metadata model={kind!r})")
-    model = _MODELS[kind](**json.loads(metadata["config"]))
+    try:
+        config = json.loads(metadata.get("config", ""))
+    except ValueError as error:
+        raise ValueError(f"model file: the {kind}'s metadata 'config' is not JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"model file: the {kind}'s metadata 'config' is not a JSON object")
+    cls = _MODELS[kind]
+    try:
+        shapes = cls._shapes(config)
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"model file: the {kind}'s config does not describe one ({error!r})") from None
+    for name, shape in shapes.items():
+        got = tuple(tensors[name].shape) if name in tensors else None
+        if got != shape:
+            raise ValueError(f"model file: its config gives '{name}' the shape {shape}, its tensors {got}")
+    try:
+        model = cls(**config)
+    except TypeError as error:
+        raise ValueError(f"model file: the {kind}'s config does not fit it ({error})") from None
     model.load_state_dict(tensors)
     return model
 
@@ -125,6 +156,13 @@ class LSTMClassifier(_Composite):
         directions = 2 if bidirectional else 1
         self.head = Linear(directions * hidden_size, num_classes, seed=seeds[3])
         self._setup(lr, clip_norm)
+
+    @staticmethod
+    def _shapes(config: "dict[str, Any]") -> "dict[str, Optional[tuple]]":
+        D = 2 if config.get("bidirectional", True) else 1
+        return {"embedding.weight": (config["vocab_size"], config["embed_dim"]),
+                **_stack("lstm", 4, config["embed_dim"], config["hidden_size"], config.get("num_layers", 2)),
+                "head.weight": (config["num_classes"], D * config["hidden_size"])}
 
     def _features(self, h: Array) -> Array:
         """The last layer's final state of each direction, concatenated: (B, D*H)."""
@@ -211,6 +249,13 @@ class Seq2Seq(_Composite):
         self.head = Linear(hidden_size, tgt_vocab, seed=seeds[4])
         self._setup(lr, clip_norm)
 
+    @staticmethod
+    def _shapes(config: "dict[str, Any]") -> "dict[str, Optional[tuple]]":
+        E, H, L = config["embed_dim"], config["hidden_size"], config.get("num_layers", 1)
+        return {"src_embedding.weight": (config["src_vocab"], E), "tgt_embedding.weight": (config["tgt_vocab"], E),
+                **_stack("encoder", 3, E, H, L), **_stack("decoder", 3, E, H, L),
+                "head.weight": (config["tgt_vocab"], H)}
+
     def _encode(self, src: Array, lengths: Any, train: bool) -> Array:
         _, h = self.encoder(self.src_embedding(src, train=train), lengths=lengths, train=train)
         return h
@@ -287,6 +332,12 @@ class LanguageModel(_Composite):
         self.head = Linear(hidden_size, vocab_size, seed=seeds[2])
         self._setup(lr, clip_norm)
 
+    @staticmethod
+    def _shapes(config: "dict[str, Any]") -> "dict[str, Optional[tuple]]":
+        V, E, H = config["vocab_size"], config["embed_dim"], config["hidden_size"]
+        return {"embedding.weight": (V, E), **_stack("lstm", 4, E, H, config.get("num_layers", 1)),
+                "head.weight": (V, H)}
+
     def forward(self, tokens: Any, state: Any = None, train: bool = False) -> "tuple[Array, Any]":
         """tokens (B, T) -> logits (B, T, vocab_size), and the LSTM's final state."""
         y, state = self.lstm(self.embedding(_ids("tokens", tokens, 2), train=train), state, train=train)
@@ -312,6 +363,9 @@ class LanguageModel(_Composite):
         start = [int(t) for t in start]
         if not start:
             raise ValueError("start: expected at least one token")
+        temperature = _checks.number("temperature", temperature)
+        if not (temperature >= 0.0 and np.isfinite(temperature)):
+            raise ValueError(f"temperature: expected a finite number >= 0 (0: the most likely token), got {temperature}")
         stream = self.lstm.stream(1)
         x = self.embedding(np.asarray(start, np.int64))
         y = stream.process(x)[-1]
