@@ -17,8 +17,10 @@ struct ModelAccess {
     {
         return static_cast<const DerivedWeights*>(model.store().derived(set, which.kind()));
     }
-    /// The parts of the batch that the last training forward split into (the tests' view).
+    /// The tests' view: the parts of the batch that the last training forward split into, and the
+    /// guard of the model's training record.
     static std::size_t record_parts(const Model& model) { return model.training_->record.parts.size(); }
+    static Exclusive& record_use(Model& model) { return model.training_->record_use; }
 };
 
 }  // namespace streamrnn

@@ -11,8 +11,22 @@
 #include <cmath>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 using namespace streamrnn;
+
+namespace {
+
+// Asked during this file's static initialisation, before the library's own (it is linked after):
+// the answer must be the one every later call gets (B10: it was a constant initialised there).
+const bool kernels_at_static_init = PackedWeights::available();
+
+}  // namespace
+
+TEST_CASE("Whether the packed kernels exist is known already during static initialisation")
+{
+    CHECK(kernels_at_static_init == (panel_kernels() != nullptr));
+}
 
 TEST_CASE("The matrix kernels are the widest that the CPU runs, within STREAMRNN_KERNELS")
 {
@@ -113,4 +127,24 @@ TEST_CASE("row_times multiplies one row as Eigen does, where it has a kernel, an
                     CHECK(out == before);  // declined: nothing written
                 CHECK(out.back() == before.back());  // never past its columns
             }
+}
+
+TEST_CASE("A product split across threads takes any thread count, none or negative meaning one")
+{
+    // B6: the count of parts was clamped with bounds out of order for threads <= 0.
+    if (!PackedWeights::available())
+        return;
+    const Index N = 4 * PackedWeights::panel_width(), K = 300, M = 200;  // past the split's threshold
+    const auto a = testing::random_values(static_cast<std::size_t>(M * K), 1);
+    const auto w = testing::random_values(static_cast<std::size_t>(N * K), 2);
+    PackedWeights packed(N, K);
+    packed.pack(mat(w.data(), N, K));
+    std::vector<float> one(static_cast<std::size_t>(M * N)), got(one.size());
+    packed.multiply_transposed(Strided::of(mat(a.data(), M, K)), 0, mat(one.data(), M, N), false, 1);
+    for (int threads : {0, -3, 2, 64}) {
+        CAPTURE(threads);
+        std::fill(got.begin(), got.end(), -1.0f);
+        packed.multiply_transposed(Strided::of(mat(a.data(), M, K)), 0, mat(got.data(), M, N), false, threads);
+        CHECK(got == one);
+    }
 }
