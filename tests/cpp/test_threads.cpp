@@ -1,5 +1,5 @@
 // tests/cpp/test_threads.cpp: whole-sequence calls on several threads give the result of one, and
-// threads may share a model; the program that ThreadSanitizer checks in CI (.ci/run).
+// threads may share a model: the threads that ThreadSanitizer checks in CI (.ci/run).
 // Part of streamrnn, MIT licence.
 #include <doctest/doctest.h>
 
