@@ -3,10 +3,11 @@
 #include "count_allocations.hpp"
 
 #include <atomic>
+#include <cstddef>
 #include <cstdlib>
 #include <new>
 
-#if defined(__GLIBC__)
+#if STREAMRNN_COUNTS_LOCKS
 #include <dlfcn.h>
 #include <pthread.h>
 #endif
@@ -25,26 +26,30 @@ long lock_count() { return locks.load(); }
 
 }  // namespace streamrnn::testing
 
+#if defined(STREAMRNN_SANITIZER_HEAP)
+// The sanitizers' allocator interface (sanitizer/allocator_interface.h, which GCC does not ship).
+extern "C" int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void*, std::size_t),
+                                                         void (*free_hook)(const volatile void*));
+
+namespace {
+
+void count_allocation(const volatile void*, std::size_t) { ++allocations; }
+void ignore_free(const volatile void*) {}  // the interface takes hooks in pairs
+
+// Installed before main, so that every allocation a test measures is seen (should the runtime
+// refuse them, the test of the counter itself fails).
+struct InstallHooks {
+    InstallHooks() { __sanitizer_install_malloc_and_free_hooks(count_allocation, ignore_free); }
+} install_hooks;
+
+}  // namespace
+#else
 #if defined(__GLIBC__)
 extern "C" void* __libc_malloc(std::size_t size);
 extern "C" void* malloc(std::size_t size)
 {
     ++allocations;
     return __libc_malloc(size);
-}
-
-namespace {
-
-using MutexLock = int (*)(pthread_mutex_t*);
-// Resolved before main, with no function-local static: a guard variable could itself lock.
-MutexLock next_mutex_lock = reinterpret_cast<MutexLock>(dlsym(RTLD_NEXT, "pthread_mutex_lock"));
-
-}  // namespace
-
-extern "C" int pthread_mutex_lock(pthread_mutex_t* mutex)
-{
-    ++locks;
-    return next_mutex_lock(mutex);
 }
 #endif
 
@@ -59,3 +64,20 @@ void* operator new(std::size_t size)
 }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#endif
+
+#if STREAMRNN_COUNTS_LOCKS
+namespace {
+
+using MutexLock = int (*)(pthread_mutex_t*);
+// Resolved before main, with no function-local static: a guard variable could itself lock.
+MutexLock next_mutex_lock = reinterpret_cast<MutexLock>(dlsym(RTLD_NEXT, "pthread_mutex_lock"));
+
+}  // namespace
+
+extern "C" int pthread_mutex_lock(pthread_mutex_t* mutex)
+{
+    ++locks;
+    return next_mutex_lock(mutex);
+}
+#endif

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -249,10 +250,27 @@ TEST_CASE("streaming calls allocate nothing, lock nothing and throw nothing, fai
         }
 }
 
+TEST_CASE("the allocation counter sees operator new and malloc")
+{
+    // Without this, a counter that never counts (a sanitizer's hook not installed, say) would
+    // pass the tests above. Direct calls, which the compiler may not elide as it may a new
+    // expression.
+    const long before = testing::allocation_count();
+    long expected = before + 1;
+    void* object = ::operator new(16);
+    ::operator delete(object);
+#if STREAMRNN_COUNTS_MALLOC
+    void* volatile block = std::malloc(16);
+    std::free(block);
+    ++expected;
+#endif
+    CHECK(testing::allocation_count() == expected);
+}
+
 TEST_CASE("the lock counter sees a lock")
 {
     // Without this, a counter that never counts would pass the test above.
-#if defined(__GLIBC__)
+#if STREAMRNN_COUNTS_LOCKS
     std::vector<float> x(1);
     const long before = testing::lock_count();
     pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;

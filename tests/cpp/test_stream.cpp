@@ -120,8 +120,10 @@ TEST_CASE("step, process and reset allocate nothing once the stream exists")
 {
     // Sizes where Eigen's own matrix products would take their packing space from the heap
     // (B = 8), and a small model of one stream, which keeps transposed weights (B = 1).
-    for (const auto& [hidden, B] : {std::pair<int, Index>{160, 8}, std::pair<int, Index>{32, 1}})
+    for (const auto& [hidden, batch] : {std::pair<int, Index>{160, 8}, std::pair<int, Index>{32, 1}})
     for (ModelSpec spec : stream_specs()) {
+        // A copy: CAPTURE's lambda cannot capture a structured binding before C++20 (clang rejects it).
+        const Index B = batch;
         CAPTURE(kind_name(spec.kind));
         CAPTURE(B);
         spec.hidden_size = hidden;

@@ -1,0 +1,96 @@
+// tests/fuzz/fuzz_c_api.cpp: libFuzzer harness for the C API from loading a buffer to streaming it.
+// Part of streamrnn, MIT licence.
+//
+// Any bytes go to streamrnn_model_load_buffer; a failure must be a FORMAT error with a message,
+// and no model.
+// A model that loads is streamed on zeros through every stream call, each checked for the status
+// streamrnn.h promises, wrong sizes included. A crash, a sanitizer report or a broken check
+// (abort) is a finding.
+#include "streamrnn/streamrnn.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <vector>
+
+namespace {
+
+/// A loaded model's weights are bounded by the file's size, and a step's cost is linear in them:
+/// larger inputs load but do not stream.
+constexpr std::size_t max_run_bytes = std::size_t(1) << 20;
+
+void require(bool condition)
+{
+    if (!condition)
+        std::abort();
+}
+
+void require_ok(streamrnn_status status) { require(status == STREAMRNN_OK); }
+
+void require_argument_error(streamrnn_status status)
+{
+    require(status == STREAMRNN_ERROR_ARGUMENT && streamrnn_last_error()[0] != '\0');
+}
+
+/// Every stream call of `model`, a few steps each, on zeros; `batch` is 1 or 2.
+void stream(const streamrnn_model* model, std::size_t batch)
+{
+    streamrnn_sizes sizes{};
+    require_ok(streamrnn_model_sizes(model, &sizes));
+    const char* mode = nullptr;
+    require_ok(streamrnn_model_mode(model, &mode));
+    require(mode != nullptr);
+    streamrnn_stream* s = nullptr;
+    if (sizes.bidirectional) {
+        require_argument_error(streamrnn_stream_create(model, batch, &s));
+        require(s == nullptr);
+        return;
+    }
+    require_ok(streamrnn_stream_create(model, batch, &s));
+    std::size_t got_batch = 0;
+    require_ok(streamrnn_stream_batch(s, &got_batch));
+    require(got_batch == batch);
+
+    constexpr std::size_t T = 3;
+    const std::size_t I = batch * sizes.input_size, O = batch * sizes.output_size;
+    std::vector<float> x(T * I), y(T * O), h(batch * sizes.h_size), c(batch * sizes.c_size);
+    require_ok(streamrnn_stream_step(s, x.data(), I, y.data(), O));
+    require_ok(streamrnn_stream_process(s, T, x.data(), x.size(), y.data(), y.size()));
+    require_argument_error(streamrnn_stream_step(s, x.data(), I + 1, y.data(), O));
+    require_argument_error(streamrnn_stream_process(s, T, x.data(), x.size(), y.data(), y.size() - 1));
+
+    require_ok(streamrnn_stream_get_state(s, STREAMRNN_STATE_H, h.data(), h.size()));
+    require_ok(streamrnn_stream_set_state(s, STREAMRNN_STATE_H, h.data(), h.size()));
+    require_argument_error(streamrnn_stream_set_state(s, STREAMRNN_STATE_H, h.data(), h.size() + 1));
+    if (sizes.c_size) {
+        require_ok(streamrnn_stream_get_state(s, STREAMRNN_STATE_C, c.data(), c.size()));
+        require_ok(streamrnn_stream_set_state(s, STREAMRNN_STATE_C, c.data(), c.size()));
+    } else {
+        require_argument_error(streamrnn_stream_get_state(s, STREAMRNN_STATE_C, h.data(), h.size()));
+    }
+
+    require_ok(streamrnn_stream_set_flush_denormals(s, 0));
+    require_ok(streamrnn_stream_reset_row(s, batch - 1));
+    require_argument_error(streamrnn_stream_reset_row(s, batch));
+    require_ok(streamrnn_stream_step(s, x.data(), I, y.data(), O));
+    require_ok(streamrnn_stream_reset(s));
+    streamrnn_stream_free(s);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size)
+{
+    streamrnn_model* model = nullptr;
+    if (const streamrnn_status status = streamrnn_model_load_buffer(data, size, &model); status != STREAMRNN_OK) {
+        require(status == STREAMRNN_ERROR_FORMAT && model == nullptr && streamrnn_last_error()[0] != '\0');
+        return 0;
+    }
+    require(model != nullptr);
+    if (size <= max_run_bytes) {
+        // The batch from the input, so that both sizes come up.
+        stream(model, 1 + size % 2);
+    }
+    streamrnn_model_free(model);
+    return 0;
+}
