@@ -16,6 +16,16 @@ namespace {
 
 std::atomic<long> allocations{0};
 std::atomic<long> locks{0};
+// Plain integers in the executable's static TLS: reaching them allocates nothing.
+thread_local long thread_allocations = 0;
+thread_local long thread_frees = 0;
+thread_local long thread_locks = 0;
+
+void count_allocation()
+{
+    ++allocations;
+    ++thread_allocations;
+}
 
 }  // namespace
 
@@ -23,6 +33,9 @@ namespace streamrnn::testing {
 
 long allocation_count() { return allocations.load(); }
 long lock_count() { return locks.load(); }
+long thread_allocation_count() { return thread_allocations; }
+long thread_free_count() { return thread_frees; }
+long thread_lock_count() { return thread_locks; }
 
 }  // namespace streamrnn::testing
 
@@ -33,37 +46,51 @@ extern "C" int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(con
 
 namespace {
 
-void count_allocation(const volatile void*, std::size_t) { ++allocations; }
-void ignore_free(const volatile void*) {}  // the interface takes hooks in pairs
+void allocation_hook(const volatile void*, std::size_t) { count_allocation(); }
+void free_hook(const volatile void*) { ++thread_frees; }
 
 // Installed before main, so that every allocation a test measures is seen (should the runtime
 // refuse them, the test of the counter itself fails).
 struct InstallHooks {
-    InstallHooks() { __sanitizer_install_malloc_and_free_hooks(count_allocation, ignore_free); }
+    InstallHooks() { __sanitizer_install_malloc_and_free_hooks(allocation_hook, free_hook); }
 } install_hooks;
 
 }  // namespace
 #else
 #if defined(__GLIBC__)
 extern "C" void* __libc_malloc(std::size_t size);
+extern "C" void __libc_free(void* p);
 extern "C" void* malloc(std::size_t size)
 {
-    ++allocations;
+    count_allocation();
     return __libc_malloc(size);
+}
+extern "C" void free(void* p)
+{
+    if (p)
+        ++thread_frees;
+    __libc_free(p);
 }
 #endif
 
 void* operator new(std::size_t size)
 {
 #if !defined(__GLIBC__)
-    ++allocations;
+    count_allocation();
 #endif
     if (void* p = std::malloc(size ? size : 1))
         return p;
     throw std::bad_alloc();
 }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p) noexcept
+{
+#if !defined(__GLIBC__)
+    if (p)
+        ++thread_frees;
+#endif
+    std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept { operator delete(p); }
 #endif
 
 #if STREAMRNN_COUNTS_LOCKS
@@ -78,6 +105,7 @@ MutexLock next_mutex_lock = reinterpret_cast<MutexLock>(dlsym(RTLD_NEXT, "pthrea
 extern "C" int pthread_mutex_lock(pthread_mutex_t* mutex)
 {
     ++locks;
+    ++thread_locks;
     return next_mutex_lock(mutex);
 }
 #endif

@@ -51,4 +51,10 @@ long allocation_count();
 /// pthread_mutex_lock calls so far (0 where STREAMRNN_COUNTS_LOCKS is 0).
 long lock_count();
 
+/// The same, and the heap blocks freed, counted on the calling thread only: what a real-time
+/// thread does while others allocate, free and lock around it.
+long thread_allocation_count();
+long thread_free_count();
+long thread_lock_count();
+
 }  // namespace streamrnn::testing

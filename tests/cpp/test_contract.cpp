@@ -7,6 +7,7 @@
 #include "streamrnn/optim.hpp"
 #include "streamrnn/stream.hpp"
 
+#include "count_allocations.hpp"
 #include "model_access.hpp"
 #include "random_values.hpp"
 
@@ -64,7 +65,8 @@ std::string message_of(const std::exception& error) { return error.what(); }
 
 }  // namespace
 
-TEST_CASE("weights published while streams step are seen whole, on the one-row path and the batch path")
+TEST_CASE("weights published while streams step are seen whole, and the stepping thread allocates, frees and locks "
+          "nothing")
 {
     for (Index batch : {Index(1), Index(3)})
         for (CellKind kind : {CellKind::lstm, CellKind::gru, CellKind::rnn_tanh}) {
@@ -75,22 +77,35 @@ TEST_CASE("weights published while streams step are seen whole, on the one-row p
             const TwoVersions v = two_versions(model, batch, x);
             Stream stream(model, batch);
             std::atomic<bool> done{false};
+            std::atomic<long> stepped_so_far{0};
+            // Writes until the stream has stepped among them a good while, however the threads
+            // are scheduled.
             std::thread writer([&] {
-                for (int i = 0; i < 400; ++i)
+                for (int i = 0; i < 400 || stepped_so_far < 200; ++i)
                     model->set_parameters(i % 2 ? v.a.data() : v.b.data());
                 done = true;
             });
             std::vector<float> y(v.y_a.size());
-            long torn = 0, steps = 0;
+            long torn = 0, steps = 0, heap = 0, freed = 0, locked = 0;
             while (!done) {
-                REQUIRE(stream.reset());
-                REQUIRE(stream.step(x.data(), y.data()));
+                const long allocations = testing::thread_allocation_count(), frees = testing::thread_free_count(),
+                           locks = testing::thread_lock_count();
+                const bool reset = stream.reset(), stepped = stream.step(x.data(), y.data());
+                heap += testing::thread_allocation_count() - allocations;
+                freed += testing::thread_free_count() - frees;
+                locked += testing::thread_lock_count() - locks;
+                REQUIRE(reset);
+                REQUIRE(stepped);
                 torn += y != v.y_a && y != v.y_b;
-                ++steps;
+                stepped_so_far = ++steps;
             }
             writer.join();
             CHECK(steps > 0);
             CHECK(torn == 0);
+            // What the writer allocates, frees (the versions let go) and locks is on its thread.
+            CHECK(heap == 0);
+            CHECK(freed == 0);
+            CHECK(locked == 0);
         }
 }
 
@@ -121,7 +136,7 @@ TEST_CASE("whole-sequence forwards on several threads while the weights change s
                 ++calls;
             }
         });
-    for (int i = 0; i < 200; ++i)
+    for (int i = 0; i < 200 || calls < 20; ++i)
         model->set_parameters(i % 2 ? a.data() : b.data());
     done = true;
     for (std::thread& reader : readers)
