@@ -81,25 +81,30 @@ def test_weights_loaded_while_whole_sequence_calls_run_are_seen_whole():
         assert any(np.array_equal(y, e) for e in expected)
 
 
-def _overlap(first, second, tries=200):
-    """Runs first() on a thread and second() on this one until second() raises RuntimeError while
-    first() runs; returns that error (None if they never overlapped)."""
-    for _ in range(tries):
-        started = threading.Event()
+def _overlap(first, second, seconds=30.0):
+    """Runs first() on a thread and second() on this one, again and again, until one of them raises
+    RuntimeError because the other holds what it needs; returns that error (None if they never
+    overlapped in `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        errors = []
 
         def run_first():
-            started.set()
-            first()
+            try:
+                first()
+            except RuntimeError as error:
+                errors.append(error)
 
         thread = threading.Thread(target=run_first)
         thread.start()
-        started.wait()
+        time.sleep(0.0005)  # mostly, first() is inside its call by now
         try:
             second()
         except RuntimeError as error:
-            thread.join()
-            return error
+            errors.append(error)
         thread.join()
+        if errors:
+            return errors[0]
     return None
 
 
