@@ -106,7 +106,8 @@ NumpyArray process(Stream& stream, nb::handle x_in)
     const ModelSpec& spec = stream.model().spec();
     const long long B = stream.batch();
     const FloatArray x = to_floats(x_in, "x_chunk");
-    const auto [T, y_shape] = chunk_shape(spec, B, shape_of(x));
+    const auto [steps, y_shape] = chunk_shape(spec, B, shape_of(x));
+    const long long T = steps;  // a copy: clang 14 lambdas cannot capture a structured binding
     float* y;
     NumpyArray out = new_array(y_shape, &y);
     run(stream, "process", true, [&] { return stream.process(x.data(), y, T); });

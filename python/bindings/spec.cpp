@@ -81,7 +81,8 @@ ModelSpec spec_from(nb::dict fields)
         }
     };
     ModelSpec spec;
-    for (auto [key, value] : fields) {
+    for (auto item : fields) {
+        const nb::handle key = item.first;  // a copy: clang 14 lambdas cannot capture a structured binding
         bool known = false;
         for_each_field(spec, [&](const char* name, const auto&) { known = known || nb::str(name).equal(key); });
         if (!known)

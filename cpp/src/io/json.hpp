@@ -1,4 +1,5 @@
-// cpp/src/io/json.hpp: a small strict JSON reader and string writer for safetensors headers.
+// cpp/src/io/json.hpp: a small strict JSON reader and string writer for safetensors headers. Over 400
+// lines, as one piece: the reader's parts (values, strings and their UTF-8, numbers) make sense only together.
 // Part of streamrnn, MIT licence.
 #pragma once
 
