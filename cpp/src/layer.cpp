@@ -109,8 +109,8 @@ Workspace::Workspace(const ModelSpec& spec, Index max_steps_, Index batch_, bool
 Workspace::Workspace(Workspace&&) noexcept = default;
 Workspace::~Workspace() = default;
 
-void step_row(const ModelSpec& spec, const CellWeights* cells, const float* x, float* y, float* h, float* c,
-              Workspace& ws) noexcept
+void step_row(const ModelSpec& spec, ForwardStep forward_step, const CellWeights* cells, const float* x, float* y,
+              float* h, float* c, Workspace& ws) noexcept
 {
     const Index H = spec.hidden_size, H_out = spec.output_size(), C = c ? H : 0;
     const StepBuffers buffers{ws.recurrent.data(), ws.hidden.data(), ws.gemm.get()};
@@ -118,7 +118,7 @@ void step_row(const ModelSpec& spec, const CellWeights* cells, const float* x, f
     float* const next = ws.state[0].data();  // h' [H_out] then c' [H]
     const float* in = x;
     for (int layer = 0; layer < spec.num_layers; ++layer) {
-        const CellWeights& w = cells[layer];
+        const CellWeights w = cells[layer];
         if (w.w_ih_t)
             project_row(w, in, gates);
         else
@@ -127,7 +127,7 @@ void step_row(const ModelSpec& spec, const CellWeights* cells, const float* x, f
         float* const c_l = c ? c + layer * H : nullptr;
         StepState step{mat(static_cast<const float*>(h_l), 1, H_out), mat(static_cast<const float*>(c_l), 1, C),
                              mat(next, 1, H_out), mat(next + H_out, 1, C)};
-        cell_forward_step(spec, w, mat(gates, 1, w.gate_rows), step, buffers);
+        forward_step(w, mat(gates, 1, w.gate_rows), step, buffers);
         std::copy_n(next, H_out, h_l);
         if (c)
             std::copy_n(next + H_out, H, c_l);
@@ -221,6 +221,7 @@ void scan_layer(const RunWeights& weights, int layer, int direction, ConstSeqVie
     const float* h_prev = h;
     const float* c_prev = c;
     const StepBuffers buffers{ws.recurrent.data(), ws.hidden.data(), ws.gemm.get()};
+    const ForwardStep forward_step = forward_step_of(spec);
 
     for (Index s = 0; s < T; ++s) {
         const Index t = direction == 1 ? T - 1 - s : s;
@@ -237,7 +238,7 @@ void scan_layer(const RunWeights& weights, int layer, int direction, ConstSeqVie
 #endif
         float* next = ws.state[s % 2].data();
         StepState step{mat(h_prev, B, H_out), mat(c_prev, B, C), mat(next, B, H_out), mat(next + B * H_out, B, C)};
-        cell_forward_step(spec, w, mat(gates + (t - gates_first) * B * G, B, G), step, buffers);
+        forward_step(w, mat(gates + (t - gates_first) * B * G, B, G), step, buffers);
         auto y_t = step_rows(y, t, B);
         y_t = step.h_next;
         if (lengths) {

@@ -57,9 +57,10 @@ void scan_layer(const RunWeights& weights, int layer, int direction, ConstSeqVie
 /// scan_layer for one step of one row through every layer of a unidirectional model (a Stream of
 /// batch 1), without the views and chunks of a longer run: x [I] -> y [H_out], h [L, H_out] and
 /// c [L, H] in place. `cells`: each layer's weights as RunWeights::cell(layer, 0, 1) gives them,
-/// which a stream works out once per version of the weights. Allocates nothing.
-void step_row(const ModelSpec& spec, const CellWeights* cells, const float* x, float* y, float* h, float* c,
-              Workspace& ws) noexcept;
+/// which a stream works out once per version of the weights; `step`: forward_step_of(spec).
+/// Allocates nothing.
+void step_row(const ModelSpec& spec, ForwardStep step, const CellWeights* cells, const float* x, float* y, float* h,
+              float* c, Workspace& ws) noexcept;
 
 /// Back through one layer and direction of a record of T steps of B rows: d_out (columns of the
 /// layer's output gradient) -> d_in [T, B, I_l] (added to), dh and dc carried down the steps in

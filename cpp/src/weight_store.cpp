@@ -114,13 +114,8 @@ WeightStore::Reader::~Reader()
     store_->reclaim_locked();
 }
 
-const WeightSet& WeightStore::Reader::acquire() noexcept
+const WeightSet& WeightStore::Reader::switch_to(const WeightSet* now) noexcept
 {
-    // held_ is always what the hazard slot names, and a writer frees nothing a slot names: the
-    // common case, no write since the last call, is one load.
-    const WeightSet* now = store_->current_.load(std::memory_order_seq_cst);
-    if (now == held_)
-        return *held_;
     for (;;) {
         hazard_.store(now, std::memory_order_seq_cst);
         const WeightSet* again = store_->current_.load(std::memory_order_seq_cst);

@@ -82,11 +82,19 @@ public:
         Reader& operator=(const Reader&) = delete;
 
         /// The current version. Lock-free: a write published between its two reads makes it read
-        /// again. STREAMRNN_REALTIME.
-        const WeightSet& acquire() noexcept;
+        /// again. STREAMRNN_REALTIME. Inline, for the common case of no write since the last call:
+        /// one load (the slot names held_ already, and a writer frees nothing a slot names).
+        const WeightSet& acquire() noexcept
+        {
+            const WeightSet* now = store_->current_.load(std::memory_order_seq_cst);
+            return now == held_ ? *held_ : switch_to(now);
+        }
         int kind() const noexcept { return kind_; }
 
     private:
+        /// acquire() once a write has published `now`.
+        const WeightSet& switch_to(const WeightSet* now) noexcept;
+
         const WeightStore* store_;
         int kind_;
         const WeightSet* held_ = nullptr;

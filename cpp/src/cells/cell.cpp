@@ -35,15 +35,15 @@ void recurrent_backward_product(const CellWeights& w, ConstMatMap da, MatMap dh,
         dh.noalias() = da * w.recurrent_weights();
 }
 
-void cell_forward_step(const ModelSpec& spec, const CellWeights& w, MatMap gates, StepState& state,
-                       const StepBuffers& buffers) noexcept
+ForwardStep forward_step_of(const ModelSpec& spec) noexcept
 {
     switch (spec.kind) {
-    case CellKind::rnn_tanh: rnn_forward_step<false>(w, gates, state, buffers); break;
-    case CellKind::rnn_relu: rnn_forward_step<true>(w, gates, state, buffers); break;
-    case CellKind::lstm: lstm_forward_step(w, gates, state, buffers); break;
-    case CellKind::gru: gru_forward_step(w, spec.reset_after, gates, state, buffers); break;
+    case CellKind::rnn_tanh: return rnn_forward_step<false>;
+    case CellKind::rnn_relu: return rnn_forward_step<true>;
+    case CellKind::lstm: return lstm_forward_step;
+    case CellKind::gru: return spec.reset_after ? gru_forward_step<true> : gru_forward_step<false>;
     }
+    return lstm_forward_step;
 }
 
 void cell_backward_step(const ModelSpec& spec, const CellWeights& w, const StepRecord& record,

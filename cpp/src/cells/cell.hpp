@@ -95,24 +95,27 @@ void recurrent_product(const CellWeights& w, ConstMatMap h, Index first, Index c
 /// packed W_hh^T where the weights carry it.
 void recurrent_backward_product(const CellWeights& w, ConstMatMap da, MatMap dh, bool accumulate);
 
-/// One step of the model's cell over B rows.
+/// One step of a cell over B rows.
 ///   gates: [B, G]; in: W_ih x + b_ih; out: the activated gates, which a backward step reads.
 /// Allocates nothing.
-void cell_forward_step(const ModelSpec& spec, const CellWeights& w, MatMap gates, StepState& state,
-                       const StepBuffers& buffers) noexcept;
+using ForwardStep = void (*)(const CellWeights& w, MatMap gates, StepState& state,
+                             const StepBuffers& buffers) noexcept;
+/// The step of the model's cell (kind, and for the GRU where r applies), chosen once per run or
+/// stream rather than at every step.
+ForwardStep forward_step_of(const ModelSpec& spec) noexcept;
 
 /// One step back through the model's cell: the gradients of its pre-activations and of the
 /// previous state. Weight gradients are the caller's, one product over all steps.
 void cell_backward_step(const ModelSpec& spec, const CellWeights& w, const StepRecord& record, StepGradients grads);
 
-// Each kind's step (cells/lstm.cpp, gru.cpp, rnn.cpp), as cell_forward_step and
-// cell_backward_step dispatch to them.
+// Each kind's step (cells/lstm.cpp, gru.cpp, rnn.cpp), as forward_step_of and cell_backward_step
+// choose them.
 void lstm_forward_step(const CellWeights& w, MatMap gates, StepState& state, const StepBuffers& buffers) noexcept;
 void lstm_backward_step(const CellWeights& w, const StepRecord& record, StepGradients grads);
 /// buffers.recurrent ends as W_hh h + b_hh, whose n block (W_hn h + b_hn) the reset-after
 /// backward reads.
-void gru_forward_step(const CellWeights& w, bool reset_after, MatMap gates, StepState& state,
-                      const StepBuffers& buffers) noexcept;
+template <bool reset_after>
+void gru_forward_step(const CellWeights& w, MatMap gates, StepState& state, const StepBuffers& buffers) noexcept;
 void gru_backward_step(const CellWeights& w, bool reset_after, const StepRecord& record, StepGradients grads);
 template <bool relu>
 void rnn_forward_step(const CellWeights& w, MatMap gates, StepState& state, const StepBuffers& buffers) noexcept;

@@ -10,8 +10,8 @@ namespace streamrnn {
 
 using cells::Gru;
 
-void gru_forward_step(const CellWeights& w, bool reset_after, MatMap gates, StepState& state,
-                      const StepBuffers& buffers) noexcept
+template <bool reset_after>
+void gru_forward_step(const CellWeights& w, MatMap gates, StepState& state, const StepBuffers& buffers) noexcept
 {
     const Index B = gates.rows();
     const Index H = w.hidden_size;
@@ -78,5 +78,8 @@ void gru_backward_step(const CellWeights& w, bool reset_after, const StepRecord&
         grads.dh_prev.noalias() += grads.da_h.leftCols(2 * H) * w_hh.topRows(2 * H);
     }
 }
+
+template void gru_forward_step<false>(const CellWeights&, MatMap, StepState&, const StepBuffers&) noexcept;
+template void gru_forward_step<true>(const CellWeights&, MatMap, StepState&, const StepBuffers&) noexcept;
 
 }  // namespace streamrnn
