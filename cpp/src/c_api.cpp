@@ -18,7 +18,7 @@
 #include <stdexcept>
 
 struct streamrnn_model {
-    std::shared_ptr<const streamrnn::Model> model;
+    std::shared_ptr<streamrnn::Model> model;  // its weights change by whole versions (load_weights)
 };
 
 struct streamrnn_stream {
@@ -86,7 +86,7 @@ streamrnn_status loaded(const streamrnn::Status& status, std::optional<streamrnn
 {
     if (!status.ok())
         return failure(status);
-    *out = new streamrnn_model{std::make_shared<const streamrnn::Model>(std::move(*model))};
+    *out = new streamrnn_model{std::make_shared<streamrnn::Model>(std::move(*model))};
     return STREAMRNN_OK;
 }
 
@@ -181,6 +181,21 @@ streamrnn_status streamrnn_model_load_buffer(const void* data, size_t size, stre
 }
 
 void streamrnn_model_free(streamrnn_model* model) { delete model; }
+
+streamrnn_status streamrnn_model_load_weights(streamrnn_model* model, const streamrnn_model* from)
+{
+    STREAMRNN_REQUIRE(model);
+    STREAMRNN_REQUIRE(from);
+    if (from->model->spec() != model->model->spec())
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: from: a %s of another architecture than the model's (%s)",
+                       __func__, streamrnn::kind_name(from->model->spec().kind),
+                       streamrnn::kind_name(model->model->spec().kind));
+    return guarded([&] {
+        const streamrnn::Trainable::Weights weights = from->model->weights();
+        model->model->set_parameters(weights.data());
+        return STREAMRNN_OK;
+    });
+}
 
 streamrnn_status streamrnn_model_sizes(const streamrnn_model* model, streamrnn_sizes* sizes)
 {

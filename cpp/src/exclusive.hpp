@@ -52,6 +52,27 @@ public:
         Exclusive* resource_;
     };
 
+    /// Held for the life of a TryHold when it was free: for calls that must not throw (a real-time
+    /// stream's), which report a refusal themselves.
+    class TryHold {
+    public:
+        TryHold(Exclusive& resource, const char* call) noexcept : resource_(resource), taken_(resource.try_take(call))
+        {
+        }
+        ~TryHold()
+        {
+            if (taken_)
+                resource_.release();
+        }
+        TryHold(const TryHold&) = delete;
+        TryHold& operator=(const TryHold&) = delete;
+        explicit operator bool() const noexcept { return taken_; }
+
+    private:
+        Exclusive& resource_;
+        bool taken_;
+    };
+
 private:
     std::atomic<const char*> holder_{nullptr};
 };

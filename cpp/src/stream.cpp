@@ -92,26 +92,6 @@ struct Stream::Impl {
     mutable Exclusive in_use;
 };
 
-namespace {
-
-/// Holds the stream for one call, or finds it held by another.
-class Use {
-public:
-    Use(Exclusive& resource, const char* call) noexcept : resource_(resource), taken_(resource.try_take(call)) {}
-    ~Use()
-    {
-        if (taken_)
-            resource_.release();
-    }
-    explicit operator bool() const noexcept { return taken_; }
-
-private:
-    Exclusive& resource_;
-    bool taken_;
-};
-
-}  // namespace
-
 Stream::Stream(std::shared_ptr<const Model> model, Index batch) : impl_(std::make_unique<Impl>(std::move(model), batch))
 {
 }
@@ -131,7 +111,7 @@ bool Stream::step(const float* x, float* y) noexcept
     // The floating point mode first, then the stream: its atomic exchange, which waits for earlier
     // stores, next to the mode's writes costs more (bench_step: up to 13 ns a step otherwise).
     const FlushDenormals flushed(s.flush_denormals);
-    const Use use(s.in_use, "step");
+    const Exclusive::TryHold use(s.in_use, "step");
     if (!use)
         return false;
     if (s.batch == 1) {
@@ -147,7 +127,7 @@ bool Stream::step(const float* x, float* y) noexcept
 bool Stream::process(const float* x, float* y, Index T) noexcept
 {
     Impl& s = *impl_;
-    const Use use(s.in_use, "process");
+    const Exclusive::TryHold use(s.in_use, "process");
     if (!use)
         return false;
     const FlushDenormals flushed(s.flush_denormals);
@@ -164,7 +144,7 @@ bool Stream::process(const float* x, float* y, Index T) noexcept
 bool Stream::reset() noexcept
 {
     Impl& s = *impl_;
-    const Use use(s.in_use, "reset");
+    const Exclusive::TryHold use(s.in_use, "reset");
     if (!use)
         return false;
     std::fill(s.h.begin(), s.h.end(), 0.0f);
@@ -175,7 +155,7 @@ bool Stream::reset() noexcept
 bool Stream::reset(Index i) noexcept
 {
     Impl& s = *impl_;
-    const Use use(s.in_use, "reset");
+    const Exclusive::TryHold use(s.in_use, "reset");
     if (!use)
         return false;
     if (i < 0 || i >= s.batch)
@@ -192,7 +172,7 @@ bool Stream::reset(Index i) noexcept
 bool Stream::get_state(float* h, float* c) const noexcept
 {
     Impl& s = *impl_;
-    const Use use(s.in_use, "state");
+    const Exclusive::TryHold use(s.in_use, "state");
     if (!use)
         return false;
     if (h)
@@ -205,7 +185,7 @@ bool Stream::get_state(float* h, float* c) const noexcept
 bool Stream::set_state(const float* h, const float* c) noexcept
 {
     Impl& s = *impl_;
-    const Use use(s.in_use, "state");
+    const Exclusive::TryHold use(s.in_use, "state");
     if (!use)
         return false;
     if (h)

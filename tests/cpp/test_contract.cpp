@@ -4,8 +4,10 @@
 #include <doctest/doctest.h>
 
 #include "streamrnn/errors.hpp"
+#include "streamrnn/model_file.hpp"
 #include "streamrnn/optim.hpp"
 #include "streamrnn/stream.hpp"
+#include "streamrnn/streamrnn.h"
 
 #include "count_allocations.hpp"
 #include "model_access.hpp"
@@ -280,4 +282,66 @@ TEST_CASE("a training forward that fails for want of memory keeps the last recor
         CHECK(backward(dx_after) == expected);
         CHECK(dx_after == dx);
     }
+}
+
+TEST_CASE("the C API loads another model's weights while a thread steps a stream of it, whole and real-time")
+{
+    // An audio plugin's case: a tuned copy arrives while the callback steps.
+    const ModelSpec spec = spec_of(CellKind::lstm, 2, 24, 2);
+    auto c_model = [&](std::uint64_t seed) {
+        const std::vector<std::uint8_t> bytes = save_model_bytes(Model(spec, seed));
+        streamrnn_model* model = nullptr;
+        REQUIRE(streamrnn_model_load_buffer(bytes.data(), bytes.size(), &model) == STREAMRNN_OK);
+        return model;
+    };
+    streamrnn_model *live = c_model(1), *tuned = c_model(2), *original = c_model(1);
+    const std::vector<float> x{0.5f, -0.25f};
+    auto step_once = [&](streamrnn_stream* stream, std::vector<float>& y) {
+        REQUIRE(streamrnn_stream_reset(stream) == STREAMRNN_OK);
+        return streamrnn_stream_step(stream, x.data(), x.size(), y.data(), y.size()) == STREAMRNN_OK;
+    };
+    std::vector<float> y_original(24), y_tuned(24), y(24);
+    streamrnn_stream* stream = nullptr;
+    REQUIRE(streamrnn_stream_create(live, 1, &stream) == STREAMRNN_OK);
+    REQUIRE(step_once(stream, y_original));
+    REQUIRE(streamrnn_model_load_weights(live, tuned) == STREAMRNN_OK);
+    REQUIRE(step_once(stream, y_tuned));
+    REQUIRE(y_original != y_tuned);
+
+    std::atomic<bool> done{false};
+    std::atomic<long> steps{0}, failed_loads{0};
+    std::thread loader([&] {
+        for (int i = 0; i < 300 || steps < 200; ++i)
+            failed_loads += streamrnn_model_load_weights(live, i % 2 ? tuned : original) != STREAMRNN_OK;
+        done = true;
+    });
+    long torn = 0, heap = 0, freed = 0, locked = 0;
+    while (!done) {
+        const long allocations = testing::thread_allocation_count(), frees = testing::thread_free_count(),
+                   locks = testing::thread_lock_count();
+        const bool ran = step_once(stream, y);
+        heap += testing::thread_allocation_count() - allocations;
+        freed += testing::thread_free_count() - frees;
+        locked += testing::thread_lock_count() - locks;
+        REQUIRE(ran);
+        torn += y != y_original && y != y_tuned;
+        ++steps;
+    }
+    loader.join();
+    CHECK(failed_loads == 0);
+    CHECK(torn == 0);
+    CHECK(heap == 0);
+    CHECK(freed == 0);
+    CHECK(locked == 0);
+
+    ModelSpec other = spec;
+    other.hidden_size = 23;
+    const std::vector<std::uint8_t> bytes = save_model_bytes(Model(other, 3));
+    streamrnn_model* mismatched = nullptr;
+    REQUIRE(streamrnn_model_load_buffer(bytes.data(), bytes.size(), &mismatched) == STREAMRNN_OK);
+    CHECK(streamrnn_model_load_weights(live, mismatched) == STREAMRNN_ERROR_ARGUMENT);
+    CHECK(std::string(streamrnn_last_error()).find("architecture") != std::string::npos);
+    for (streamrnn_model* model : {live, tuned, original, mismatched})
+        streamrnn_model_free(model);
+    streamrnn_stream_free(stream);
 }

@@ -63,9 +63,8 @@ public:
     void set_flush_denormals(bool flush) noexcept;
     bool flush_denormals() const noexcept;
 
-    struct Impl;
-
 private:
+    struct Impl;
     std::unique_ptr<Impl> impl_;
 };
 

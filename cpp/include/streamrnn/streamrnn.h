@@ -75,6 +75,13 @@ streamrnn_status streamrnn_model_load_buffer(const void* data, size_t size, stre
 /* Frees a model; null is allowed. Streams made from it keep what they need: free in any order. */
 void streamrnn_model_free(streamrnn_model* model);
 
+/* Gives `model` the weights of `from`, a model of the same architecture (a tuned copy, or the same
+ * model saved again): all of them at once, as a new version. Streams of `model` may be stepping on
+ * other threads meanwhile: each of their steps uses the old weights or the new ones, never a mix,
+ * and they still allocate, free and lock nothing (this call does, on its own thread). ARGUMENT
+ * when the architectures differ. */
+streamrnn_status streamrnn_model_load_weights(streamrnn_model* model, const streamrnn_model* from);
+
 streamrnn_status streamrnn_model_sizes(const streamrnn_model* model, streamrnn_sizes* sizes);
 /* "LSTM", "GRU", "RNN_TANH" or "RNN_RELU", a static string. */
 streamrnn_status streamrnn_model_mode(const streamrnn_model* model, const char** mode);
