@@ -103,6 +103,7 @@ void Model::forward(const float* x, Index T, Index B, const std::int64_t* length
     std::vector<PartState> cs = part_states(parts, cells, c ? spec_.hidden_size : 0);
     std::vector<Workspace> workspaces;
     std::vector<RunWeights> runs;
+    workspaces.reserve(parts.size());
     for (const BatchPart& part : parts) {
         workspaces.emplace_back(spec_, T, part.rows, false, 1);
         runs.push_back({spec_, weights->values.data(),
@@ -148,6 +149,8 @@ void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* 
     // step, and copies kept with them through backward would only add to its peak memory.
     std::vector<DerivedWeights> copies;
     std::vector<std::mt19937_64> rngs;
+    workspaces.reserve(parts.size());
+    copies.reserve(parts.size());
     for (const BatchPart& part : parts) {
         workspaces.emplace_back(spec_, T, part.rows, true, split ? 1 : threads);
         copies.emplace_back(spec_, weight_copies_for(spec_, T, part.rows, false), weights->values.data());
