@@ -183,15 +183,17 @@ void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* 
     training_->recorded = true;
 }
 
-Index Model::recorded_steps() const
+Index Model::recorded_steps(const char* call) const
 {
+    const Exclusive::Hold hold(training_->record_use, call, "this model's training record");
     if (!training_->recorded)
         raise_no_training_forward("model");
     return training_->record.T;
 }
 
-Index Model::recorded_batch() const
+Index Model::recorded_batch(const char* call) const
 {
+    const Exclusive::Hold hold(training_->record_use, call, "this model's training record");
     if (!training_->recorded)
         raise_no_training_forward("model");
     return training_->record.B;

@@ -61,7 +61,7 @@ nb::tuple backward(Model& model, const float* dy, long long T, long long B, bool
 
 nb::tuple layer_backward(Model& model, nb::handle dy_in, nb::handle dstate_in)
 {
-    const long long T = model.recorded_steps(), B = model.recorded_batch();
+    const long long T = model.recorded_steps("backward"), B = model.recorded_batch("backward");
     const FloatArray dy = to_floats(dy_in, "dy");
     const bool batched = check_output_gradient(model.spec(), shape_of(dy), "dy", T, B);
     return backward(model, dy.data(), T, B, batched, dstate_in);
@@ -71,7 +71,7 @@ nb::tuple layer_backward(Model& model, nb::handle dy_in, nb::handle dstate_in)
 /// training step's x was (B, I) rather than (I,).
 nb::tuple cell_backward(Model& model, nb::handle dstate_in, bool batched)
 {
-    const long long T = model.recorded_steps(), B = model.recorded_batch();
+    const long long T = model.recorded_steps("backward"), B = model.recorded_batch("backward");
     const std::vector<float> dy(static_cast<std::size_t>(T * B * model.spec().output_size()), 0.0f);
     return backward(model, dy.data(), T, B, batched, dstate_in);
 }

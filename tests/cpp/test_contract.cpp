@@ -198,6 +198,9 @@ TEST_CASE("the training record is for one call at a time: a second is refused na
         CHECK(message_of(error).find("forward(train=True)") != std::string::npos);
     }
     CHECK_THROWS_AS(model.forward_train(x.data(), T, B, nullptr, y.data(), h.data(), c.data()), ConcurrencyError);
+    // Its sizes too: a backward reads them first, and a training forward running has none yet.
+    CHECK_THROWS_AS(model.recorded_steps("backward"), ConcurrencyError);
+    CHECK_THROWS_AS(model.recorded_batch("backward"), ConcurrencyError);
     record.release();
     model.backward(y.data(), nullptr, nullptr, dx.data(), dh0.data(), dc0.data());
 }

@@ -75,9 +75,11 @@ public:
     /// ArgumentError without a training forward.
     void backward(const float* dy, const float* dh_n, const float* dc_n, float* dx, float* dh0, float* dc0,
                   int threads = 1, Index steps = -1, Index batch = -1);
-    /// The steps and rows of the last forward_train; ArgumentError without one.
-    Index recorded_steps() const;
-    Index recorded_batch() const;
+    /// The steps and rows of the last forward_train; ArgumentError without one. They read the
+    /// record, so they hold it too, for `call` (the call they are part of, for the message):
+    /// ConcurrencyError while a training forward runs on another thread.
+    Index recorded_steps(const char* call = "recorded_steps") const;
+    Index recorded_batch(const char* call = "recorded_batch") const;
 
 private:
     friend struct ModelAccess;  // the engine's streams and runs (cpp/src)

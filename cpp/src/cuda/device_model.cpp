@@ -218,12 +218,14 @@ void DeviceModel::Impl::run_forward(const float* x, Index T, Index B, const std:
 
 Index DeviceModel::recorded_steps() const
 {
+    const std::shared_lock<std::shared_mutex> guard(impl_->lock);  // not while a forward writes it
     impl_->check_recorded();
     return impl_->record_T;
 }
 
 Index DeviceModel::recorded_batch() const
 {
+    const std::shared_lock<std::shared_mutex> guard(impl_->lock);
     impl_->check_recorded();
     return impl_->record_B;
 }
