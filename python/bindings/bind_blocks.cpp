@@ -40,11 +40,14 @@ NumpyArray linear_forward(Linear& linear, nb::handle x_in, bool train)
     shape.back() = linear.out_features();
     float* y;
     NumpyArray out = new_array(shape, &y);
-    nb::gil_scoped_release release;
-    if (train)
+    // A block's training record is for one thread at a time: its training calls keep the GIL,
+    // so that Python threads take turns at it; the inference forward reads only its weights.
+    if (train) {
         linear.forward_train(x.data(), N, y);
-    else
+    } else {
+        nb::gil_scoped_release release;
         linear.forward(x.data(), N, y);
+    }
     return out;
 }
 
@@ -56,8 +59,7 @@ NumpyArray linear_backward(Linear& linear, nb::handle dy_in)
     shape.back() = linear.in_features();
     float* dx;
     NumpyArray out = new_array(shape, &dx);
-    nb::gil_scoped_release release;
-    linear.backward(dy.data(), dx);
+    linear.backward(dy.data(), dx);  // with the GIL: the record (see linear_forward)
     return out;
 }
 

@@ -12,6 +12,9 @@
 namespace streamrnn {
 
 /// y = x W^T + b, as torch.nn.Linear: tensors weight [out, in] and bias [out].
+/// Threads: forward() may run on any number of threads (it holds one version of the weights); the
+/// training record (forward_train, backward) is for one thread at a time, as Embedding's and
+/// Dropout's are.
 class Linear : public Trainable {
 public:
     /// Weight and bias from uniform(-1/sqrt(in), 1/sqrt(in)), PyTorch's initialisation.
