@@ -9,6 +9,7 @@
 #include "streamrnn/stream.hpp"
 
 #include "count_allocations.hpp"
+#include "spec_of.hpp"
 
 #include <Eigen/Core>
 
@@ -22,6 +23,7 @@
 
 using namespace streamrnn;
 using Clock = std::chrono::steady_clock;
+using testing::spec_of;
 
 namespace {
 
@@ -42,16 +44,6 @@ double median_ns(int batches, int calls, long& allocated, F f)
     allocated = testing::allocation_count() - before;
     std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
     return times[times.size() / 2];
-}
-
-ModelSpec spec_of(CellKind kind, int input, int hidden, int layers)
-{
-    ModelSpec spec;
-    spec.kind = kind;
-    spec.input_size = input;
-    spec.hidden_size = hidden;
-    spec.num_layers = layers;
-    return spec;
 }
 
 }  // namespace

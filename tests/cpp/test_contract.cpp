@@ -12,6 +12,7 @@
 #include "count_allocations.hpp"
 #include "model_access.hpp"
 #include "random_values.hpp"
+#include "spec_of.hpp"
 
 #include <atomic>
 #include <limits>
@@ -22,18 +23,9 @@
 
 using namespace streamrnn;
 using testing::random_values;
+using testing::spec_of;
 
 namespace {
-
-ModelSpec spec_of(CellKind kind, int input, int hidden, int layers)
-{
-    ModelSpec spec;
-    spec.kind = kind;
-    spec.input_size = input;
-    spec.hidden_size = hidden;
-    spec.num_layers = layers;
-    return spec;
-}
 
 /// y of one step from a zero state, for a stream of `batch` rows of `model` fed x.
 std::vector<float> one_step(const std::shared_ptr<const Model>& model, Index batch, const std::vector<float>& x)
