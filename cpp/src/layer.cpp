@@ -268,11 +268,14 @@ void scan_layer(const RunWeights& weights, int layer, int direction, ConstSeqVie
 #endif
 }
 
-void backward_layer(const ModelSpec& spec, const float* parameters, float* gradients, const RecordView& record,
-                    Index T, Index B, const std::int64_t* lengths, int layer, int direction, ConstSeqView d_out,
-                    float* d_in, float* dh, float* dc, int threads)
+void backward_layer(const BackwardPass& pass, int layer, int direction, ConstSeqView d_out, float* d_in, float* dh,
+                    float* dc, int threads)
 {
-    const RecordView::Cell& kept = record.cells[static_cast<std::size_t>(layer * spec.directions() + direction)];
+    const ModelSpec& spec = pass.spec;
+    const float* parameters = pass.parameters;
+    const Index T = pass.T, B = pass.B;
+    const std::int64_t* lengths = pass.lengths;
+    const RecordView::Cell& kept = pass.record.cells[static_cast<std::size_t>(layer * spec.directions() + direction)];
     CellWeights w = cell_weights(spec, parameters, layer, direction);
     const Index G = w.gate_rows, H = w.hidden_size, H_out = w.output_size, I = w.input_size;
     // W_hh^T packed once for the T products dA W_hh of a batch (GRU reset-before multiplies part
@@ -286,7 +289,7 @@ void backward_layer(const ModelSpec& spec, const float* parameters, float* gradi
     const Index C = spec.has_cell_state() ? H : 0;
     const Index E = kept.extra ? H : 0;
     // Gradients share the parameters' layout: a weight's gradient sits at the weight's offset.
-    auto grad_of = [&](const float* weight) { return gradients + (weight - parameters); };
+    auto grad_of = [&](const float* weight) { return pass.gradients + (weight - parameters); };
 
     // dL/d(pre-activations) of every step, for the weight gradients after the scan. They differ
     // on the input and recurrent sides only for the GRU.
@@ -353,7 +356,7 @@ void backward_layer(const ModelSpec& spec, const float* parameters, float* gradi
     const Index rows = T * B;
     const ConstMatMap DA_x = mat(static_cast<const float*>(da_x.data()), rows, G);
     const ConstMatMap DA_h = mat(static_cast<const float*>(da_h), rows, G);
-    const Strided X = Strided::of(mat(static_cast<const float*>(record.inputs[static_cast<std::size_t>(layer)]), rows, I));
+    const Strided X = Strided::of(mat(static_cast<const float*>(pass.record.inputs[static_cast<std::size_t>(layer)]), rows, I));
     const Strided H_prev = Strided::of(mat(static_cast<const float*>(kept.h_prev), rows, H_out));
     multiply(Strided::of(DA_x).transposed(), X, mat(grad_of(w.w_ih), G, I), true, threads);
     if (spec.kind == CellKind::gru && !spec.reset_after) {

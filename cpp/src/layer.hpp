@@ -62,13 +62,11 @@ void scan_layer(const RunWeights& weights, int layer, int direction, ConstSeqVie
 void step_row(const ModelSpec& spec, ForwardStep step, const CellWeights* cells, const float* x, float* y, float* h,
               float* c, Workspace& ws) noexcept;
 
-/// Back through one layer and direction of a record of T steps of B rows: d_out (columns of the
-/// layer's output gradient) -> d_in [T, B, I_l] (added to), dh and dc carried down the steps in
-/// place; weight gradients added into `gradients` (laid out as `parameters`), `threads` sharing
-/// their products. Allocates.
-void backward_layer(const ModelSpec& spec, const float* parameters, float* gradients, const RecordView& record,
-                    Index T, Index B, const std::int64_t* lengths, int layer, int direction, ConstSeqView d_out,
-                    float* d_in, float* dh, float* dc, int threads);
+/// Back through one layer and direction of the pass's record: d_out (columns of the layer's output
+/// gradient) -> d_in [T, B, I_l] (added to), dh and dc carried down the steps in place; weight
+/// gradients added into the pass's, `threads` sharing their products. Allocates.
+void backward_layer(const BackwardPass& pass, int layer, int direction, ConstSeqView d_out, float* d_in, float* dh,
+                    float* dc, int threads);
 
 }  // namespace streamrnn
 
@@ -81,10 +79,8 @@ namespace streamrnn {
 void run_stack(const RunWeights& weights, ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t* lengths,
                float* h, float* c, Workspace& ws, RecordView* record = nullptr, std::mt19937_64* rng = nullptr);
 
-/// backward_stack (stack.hpp) on the CPU, over a record of T steps of B rows made with
-/// `parameters`; weight gradients added into `gradients`. Allocates.
-void run_backward(const ModelSpec& spec, const float* parameters, float* gradients, const RecordView& record, Index T,
-                  Index B, const std::int64_t* lengths, ConstSeqView dy, const float* dh_n, const float* dc_n, SeqView dx,
+/// backward_stack (stack.hpp) on the CPU. Allocates.
+void run_backward(const BackwardPass& pass, ConstSeqView dy, const float* dh_n, const float* dc_n, SeqView dx,
                   float* dh0, float* dc0, int threads);
 
 }  // namespace streamrnn

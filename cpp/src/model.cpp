@@ -235,8 +235,8 @@ void Model::backward(const float* dy, const float* dh_n, const float* dc_n, floa
     for (const ForwardRecord::Part& part : record.parts)
         rows.push_back(part.rows);
     if (rows.size() == 1) {
-        run_backward(spec_, parameters, gradients, record.parts[0].view, T, B, record.lengths_data(), dys, dh_n, dc_n,
-                     dxs, dh0, dc0, threads);
+        run_backward({spec_, parameters, gradients, record.parts[0].view, T, B, record.lengths_data()}, dys, dh_n,
+                     dc_n, dxs, dh0, dc0, threads);
         return;
     }
     // Each part of the batch back through its own record on its own thread, into its own state
@@ -254,9 +254,14 @@ void Model::backward(const float* dy, const float* dh_n, const float* dc_n, floa
         const BatchPart& part = rows[k];
         dh_ns[k].gather(dh_n, B, part);
         dc_ns[k].gather(dc_n, B, part);
-        run_backward(spec_, parameters, k == 0 ? gradients : part_gradients[k].data(), record.parts[k].view, T,
-                     part.rows, record.lengths.empty() ? nullptr : record.lengths.data() + part.first,
-                     dys.from_row(part.first), dh_n ? dh_ns[k].data() : nullptr, dc_n ? dc_ns[k].data() : nullptr,
+        const BackwardPass pass{spec_,
+                                parameters,
+                                k == 0 ? gradients : part_gradients[k].data(),
+                                record.parts[k].view,
+                                T,
+                                part.rows,
+                                record.lengths.empty() ? nullptr : record.lengths.data() + part.first};
+        run_backward(pass, dys.from_row(part.first), dh_n ? dh_ns[k].data() : nullptr, dc_n ? dc_ns[k].data() : nullptr,
                      dxs.from_row(part.first), dh0s[k].data(), dc0 ? dc0s[k].data() : nullptr, 1);
         dh0s[k].scatter(dh0, B, part);
         dc0s[k].scatter(dc0, B, part);

@@ -54,12 +54,7 @@ struct CpuForward {
 };
 
 struct CpuBackward {
-    const ModelSpec& spec;
-    const float* parameters;
-    float* gradients;
-    const RecordView& record;
-    Index T, B;
-    const std::int64_t* lengths;
+    const BackwardPass& pass;
     int threads;
 
     void zero(float* data, Index count) { std::fill(data, data + count, 0.0f); }
@@ -67,8 +62,7 @@ struct CpuBackward {
     void scan_back(int layer, int direction, ConstSeqView d_out, float* d_in, float* dh, float* dc,
                    const RecordView::Cell&)
     {
-        backward_layer(spec, parameters, gradients, record, T, B, lengths, layer, direction, d_out, d_in, dh, dc,
-                       threads);
+        backward_layer(pass, layer, direction, d_out, d_in, dh, dc, threads);
     }
     void add_residual(ConstSeqView from, SeqView to, Index T_, Index B_, const std::int64_t* lengths_)
     {
@@ -90,14 +84,13 @@ void run_stack(const RunWeights& weights, ConstSeqView x, SeqView y, Index T, In
     forward_stack(backend, weights.spec, x, y, T, B, lengths, h, c, record);
 }
 
-void run_backward(const ModelSpec& spec, const float* parameters, float* gradients, const RecordView& record, Index T,
-                  Index B, const std::int64_t* lengths, ConstSeqView dy, const float* dh_n, const float* dc_n, SeqView dx,
+void run_backward(const BackwardPass& pass, ConstSeqView dy, const float* dh_n, const float* dc_n, SeqView dx,
                   float* dh0, float* dc0, int threads)
 {
-    Buffer d_out(static_cast<std::size_t>(backward_buffer_size(spec, T, B)));
+    Buffer d_out(static_cast<std::size_t>(backward_buffer_size(pass.spec, pass.T, pass.B)));
     Buffer d_in(d_out.size());
-    CpuBackward backend{spec, parameters, gradients, record, T, B, lengths, threads};
-    backward_stack(backend, spec, record, T, B, lengths, dy, dh_n, dc_n, dx, dh0, dc0, d_out.data(), d_in.data());
+    CpuBackward backend{pass, threads};
+    backward_stack(backend, pass, dy, dh_n, dc_n, dx, dh0, dc0, d_out.data(), d_in.data());
 }
 
 }  // namespace streamrnn

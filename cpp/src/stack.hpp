@@ -59,6 +59,17 @@ struct RecordView {
     }
 };
 
+/// What one backward pass works on: a record of T steps of B rows made with `parameters`, and the
+/// weight gradients it adds into (laid out as `parameters`). Both backends' backward holds one.
+struct BackwardPass {
+    const ModelSpec& spec;
+    const float* parameters;
+    float* gradients;
+    const RecordView& record;
+    Index T, B;
+    const std::int64_t* lengths;
+};
+
 /// The stack of a forward. Backend, which the backends provide:
 ///   float* between(int i)                   [T, B, D * H_out] buffers 0 and 1, alternating between
 ///                                           layers (an inference forward of several layers)
@@ -117,10 +128,11 @@ void forward_stack(Backend& backend, const ModelSpec& spec, ConstSeqView x, SeqV
 /// dy like y; dh_n, dc_n: dL/d(final state), or null for zeros; dx like x; dh0, dc0 out: dL/d(the
 /// initial state). d_out and d_in: two buffers of T * B * (the widest layer input or output).
 template <typename Backend>
-void backward_stack(Backend& backend, const ModelSpec& spec, const RecordView& record, Index T, Index B,
-                    const std::int64_t* lengths, ConstSeqView dy, const float* dh_n, const float* dc_n, SeqView dx,
-                    float* dh0, float* dc0, float* d_out, float* d_in)
+void backward_stack(Backend& backend, const BackwardPass& pass, ConstSeqView dy, const float* dh_n,
+                    const float* dc_n, SeqView dx, float* dh0, float* dc0, float* d_out, float* d_in)
 {
+    const ModelSpec& spec = pass.spec;
+    const Index T = pass.T, B = pass.B;
     const int D = spec.directions();
     const Index H = spec.hidden_size, H_out = spec.output_size(), width = D * H_out;
     backend.copy_steps(dy, SeqView::time_major(d_out, B, width, width), T, B);
@@ -143,11 +155,11 @@ void backward_stack(Backend& backend, const ModelSpec& spec, const RecordView& r
             if (dc)
                 start(dc_n, dc, B * H);
             backend.scan_back(layer, direction, d_view.columns(direction * H_out, H_out), d_in, dh, dc,
-                              record.cells[std::size_t(cell)]);
+                              pass.record.cells[std::size_t(cell)]);
         }
         if (spec.residual_at(layer))
-            backend.add_residual(d_view, SeqView::time_major(d_in, B, I, I), T, B, lengths);
-        if (const float* mask = record.masks[std::size_t(layer)])
+            backend.add_residual(d_view, SeqView::time_major(d_in, B, I, I), T, B, pass.lengths);
+        if (const float* mask = pass.record.masks[std::size_t(layer)])
             backend.scale(d_in, mask, T * B * I);
         std::swap(d_out, d_in);
     }

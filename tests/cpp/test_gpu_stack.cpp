@@ -149,9 +149,9 @@ TEST_CASE("the GPU plan of a training forward and its backward give Model::backw
 
         std::vector<float> dy_copy = dy, dx_gpu(dx.size(), -1.0f), dh0_gpu(dh0.size()), dc0_gpu(dc0.size());
         std::vector<float> grads(model.parameter_count(), 0.0f);
-        gpu::run_backward(ops, spec, model.parameters(), grads.data(), record, T, B, input.lengths_data(),
-                          rows_of(dy_copy.data(), T, B, Y, k.batch_first), dh_n.data(), lstm ? dc_n.data() : nullptr,
-                          rows_of(dx_gpu.data(), T, B, I, k.batch_first), dh0_gpu.data(),
+        const BackwardPass pass{spec, model.parameters(), grads.data(), record, T, B, input.lengths_data()};
+        gpu::run_backward(ops, pass, rows_of(dy_copy.data(), T, B, Y, k.batch_first), dh_n.data(),
+                          lstm ? dc_n.data() : nullptr, rows_of(dx_gpu.data(), T, B, I, k.batch_first), dh0_gpu.data(),
                           lstm ? dc0_gpu.data() : nullptr, back);
         check_close(dx_gpu, dx, 5e-5f);
         check_close(dh0_gpu, dh0, 5e-5f);

@@ -273,9 +273,10 @@ void DeviceModel::backward(const float* dy, const float* dh_n, const float* dc_n
     if (T > 0 && B > 0) {
         m.scratch.rewind();
         const gpu::BackBuffers buffers = gpu::BackBuffers::make(spec, T, B, m.scratch);
-        gpu::run_backward(run, spec, m.weights.data(), m.gradients.data(), m.record, T, B,
-                          m.record_lengths ? m.recorded_lengths.data() : nullptr, rows(dy_run, T, B, Y, spec.batch_first),
-                          dh_n_run, dc_n_run, rows(dx_run, T, B, I, spec.batch_first), dh0_run, dc0_run, buffers);
+        const std::int64_t* lengths = m.record_lengths ? m.recorded_lengths.data() : nullptr;
+        const BackwardPass pass{spec, m.weights.data(), m.gradients.data(), m.record, T, B, lengths};
+        gpu::run_backward(run, pass, rows(dy_run, T, B, Y, spec.batch_first), dh_n_run, dc_n_run,
+                          rows(dx_run, T, B, I, spec.batch_first), dh0_run, dc0_run, buffers);
     } else {
         // No step: the state's gradient passes through as it came.
         auto pass = [&](float* to, const float* from, long long count) {

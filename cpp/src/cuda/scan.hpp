@@ -183,12 +183,7 @@ struct GpuForward {
 template <typename Ops>
 struct GpuBackward {
     Ops& ops;
-    const ModelSpec& spec;
-    const float* parameters;
-    float* gradients;
-    const RecordView& record;
-    Index T, B;
-    const std::int64_t* lengths;
+    const BackwardPass& pass;
     const BackBuffers& buffers;
 
     void zero(float* data, Index count) { ops.template launch<ScaleElement>(ScaleArgs{data, nullptr, count, 0.0f}); }
@@ -212,13 +207,16 @@ struct GpuBackward {
     void scan_back(int layer, int direction, ConstSeqView d_out, float* d_in, float* dh, float* dc,
                    const RecordView::Cell& kept)
     {
+        const ModelSpec& spec = pass.spec;
+        const float* parameters = pass.parameters;
+        const long long T = pass.T, B = pass.B;
         const long long H = spec.hidden_size, H_out = spec.output_size(), G = spec.gate_rows();
         const long long I = spec.layer_input_size(layer), rows = T * B;
         const bool gru = spec.kind == CellKind::gru, reset_before = gru && !spec.reset_after;
         const CellWeights w = cell_weights(spec, parameters, layer, direction);
         // Gradients share the parameters' layout: a weight's gradient sits at the weight's offset.
-        auto grad_of = [&](const float* weight) { return gradients + (weight - parameters); };
-        const float* input = record.inputs[std::size_t(layer)];
+        auto grad_of = [&](const float* weight) { return pass.gradients + (weight - parameters); };
+        const float* input = pass.record.inputs[std::size_t(layer)];
 
         BackStepArgs step;
         step.B = int(B);
@@ -232,7 +230,7 @@ struct GpuBackward {
         step.dc = dc;
         step.dh_direct = gru ? buffers.dh_direct : nullptr;
         step.dh_rec = buffers.dh_rec;
-        step.lengths = lengths;
+        step.lengths = pass.lengths;
 
         for (long long s = 0; s < T; ++s) {
             const long long t = direction == 1 ? s : T - 1 - s;  // the forward's order, reversed
@@ -305,16 +303,14 @@ void run_forward(Ops& ops, const ModelSpec& spec, const float* parameters, Const
     forward_stack(backend, spec, x, y, T, B, lengths, h, c, record);
 }
 
-/// backward_stack on the executor `ops`, weight gradients added into `gradients` (laid out as
-/// `parameters`), all in its memory.
+/// backward_stack on the executor `ops`, the pass's buffers all in its memory.
 template <typename Ops>
-void run_backward(Ops& ops, const ModelSpec& spec, const float* parameters, float* gradients, const RecordView& record,
-                  Index T, Index B, const std::int64_t* lengths, ConstSeqView dy, const float* dh_n, const float* dc_n,
-                  SeqView dx, float* dh0, float* dc0, const BackBuffers& buffers)
+void run_backward(Ops& ops, const BackwardPass& pass, ConstSeqView dy, const float* dh_n, const float* dc_n, SeqView dx,
+                  float* dh0, float* dc0, const BackBuffers& buffers)
 {
-    ops.template launch<ScaleElement>(ScaleArgs{buffers.ones, nullptr, T * B, 1.0f});
-    GpuBackward<Ops> backend{ops, spec, parameters, gradients, record, T, B, lengths, buffers};
-    backward_stack(backend, spec, record, T, B, lengths, dy, dh_n, dc_n, dx, dh0, dc0, buffers.d_out, buffers.d_in);
+    ops.template launch<ScaleElement>(ScaleArgs{buffers.ones, nullptr, pass.T * pass.B, 1.0f});
+    GpuBackward<Ops> backend{ops, pass, buffers};
+    backward_stack(backend, pass, dy, dh_n, dc_n, dx, dh0, dc0, buffers.d_out, buffers.d_in);
 }
 
 }  // namespace streamrnn::gpu
