@@ -51,11 +51,7 @@ Model::Model(const ModelSpec& spec)
       training_(std::make_unique<TrainingState>(std::random_device{}()))
 {
     store().set_derive([spec](const detail::WeightSet& set, int kind) -> std::unique_ptr<const detail::DerivedCopies> {
-        WeightCopies which;
-        which.transposed = (kind & 4) != 0;
-        which.transposed_input = (kind & 2) != 0;
-        which.packed = (kind & 1) != 0;
-        return std::make_unique<DerivedWeights>(spec, which, set.values.data());
+        return std::make_unique<DerivedWeights>(spec, WeightCopies::of_kind(kind), set.values.data());
     });
 }
 

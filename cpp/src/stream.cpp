@@ -47,6 +47,15 @@ struct Stream::Impl {
         if (spec.has_cell_state())
             c.assign(buffer_size({spec.num_layers, batch, spec.hidden_size}), 0.0f);
         cells.resize(static_cast<std::size_t>(spec.num_layers));
+        if (WeightCopies::of_kind(kind).row) {
+            const auto& copies = *static_cast<const DerivedWeights*>(
+                reader.acquire().derived[static_cast<std::size_t>(kind)].load(std::memory_order_acquire));
+            row_step = row_kernels()->step(row_cell(spec), copies.row_lanes);
+            row_layers.resize(static_cast<std::size_t>(spec.num_layers));
+            row_scratch.assign(static_cast<std::size_t>(
+                                   row_scratch_floats(std::max(spec.hidden_size, spec.output_size()))),
+                               0.0f);
+        }
     }
 
     /// The weights of a run: the current version and the stream's copies of it.
@@ -61,19 +70,41 @@ struct Stream::Impl {
     /// Each layer's weights as a step of one row multiplies them, in the current version: worked
     /// out again only when the version changes (by number, not address: a version let go may be
     /// freed, and a later one made in its place).
-    const CellWeights* cells_now() noexcept
+    void cells_now() noexcept
     {
         const detail::WeightSet& set = reader.acquire();
         if (set.version != cells_version)
             work_out_cells(set);
-        return cells.data();
     }
     void work_out_cells(const detail::WeightSet& set) noexcept
     {
         const RunWeights run = weights_of(set);
-        for (int layer = 0; layer < spec.num_layers; ++layer)
-            cells[static_cast<std::size_t>(layer)] = run.cell(layer, 0, 1);
+        for (int layer = 0; layer < spec.num_layers; ++layer) {
+            const auto l = static_cast<std::size_t>(layer);
+            if (row_step) {
+                const CellWeights w = run.cell(layer, 0, 1);
+                row_layers[l] = {run.copies->row_panels[l].data(),
+                                 run.copies->row_biases[l].data(),
+                                 run.copies->row_projections[l].empty() ? nullptr
+                                                                        : run.copies->row_projections[l].data(),
+                                 w.input_size,
+                                 w.hidden_size,
+                                 w.output_size,
+                                 spec.residual_at(layer)};
+            } else {
+                cells[l] = run.cell(layer, 0, 1);
+            }
+        }
         cells_version = set.version;
+    }
+    /// One step of the row, with the weights of the last cells_now(): through the row kernels where
+    /// there are, else the engine's step_row.
+    void step_one_row(const float* x, float* y) noexcept
+    {
+        if (row_step)
+            row_step(row_layers.data(), spec.num_layers, x, y, h.data(), c_data(), row_scratch.data());
+        else
+            step_row(spec, forward_step, cells.data(), x, y, h.data(), c_data(), workspace);
     }
     float* c_data() noexcept { return c.empty() ? nullptr : c.data(); }
 
@@ -87,6 +118,9 @@ struct Stream::Impl {
     Workspace workspace;
     ForwardStep forward_step;        ///< the cell's step (one-row steps)
     std::vector<CellWeights> cells;  ///< per layer, of version cells_version (one-row steps)
+    RowStep row_step = nullptr;      ///< the row kernels' step, where a row steps through them
+    std::vector<RowLayer> row_layers;  ///< per layer, of version cells_version (row_step)
+    Buffer row_scratch;
     std::uint64_t cells_version = ~std::uint64_t(0);  ///< none yet: no version has this number
     bool flush_denormals = true;
     mutable Exclusive in_use;
@@ -115,7 +149,8 @@ bool Stream::step(const float* x, float* y) noexcept
     if (!use)
         return false;
     if (s.batch == 1) {
-        step_row(s.spec, s.forward_step, s.cells_now(), x, y, s.h.data(), s.c_data(), s.workspace);
+        s.cells_now();
+        s.step_one_row(x, y);
     } else {
         const Index I = s.spec.input_size, H_out = s.spec.output_size();
         run_stack(s.weights(), ConstSeqView::time_major(x, s.batch, I, I), SeqView::time_major(y, s.batch, H_out, H_out),
@@ -131,8 +166,15 @@ bool Stream::process(const float* x, float* y, Index T) noexcept
     if (!use)
         return false;
     const FlushDenormals flushed(s.flush_denormals);
-    const RunWeights weights = s.weights();
     const Index I = s.spec.input_size, H_out = s.spec.output_size();
+    if (s.row_step) {
+        // One row, step after step through the row kernels, in one version of the weights.
+        s.cells_now();
+        for (Index t = 0; t < T; ++t)
+            s.step_one_row(x + t * I, y + t * H_out);
+        return true;
+    }
+    const RunWeights weights = s.weights();
     const ConstSeqView xs = ConstSeqView::of(x, T, s.batch, I, I, s.spec.batch_first);
     const SeqView ys = SeqView::of(y, T, s.batch, H_out, H_out, s.spec.batch_first);
     for (Index t0 = 0; t0 < T; t0 += block_steps)

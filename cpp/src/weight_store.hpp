@@ -26,7 +26,7 @@ struct DerivedCopies {
 /// One version of the weights. Its values never change once it is published: a write publishes a
 /// new version instead, so that whoever holds one reads it whole.
 struct WeightSet {
-    static constexpr int kinds = 8;
+    static constexpr int kinds = 16;
 
     Buffer values;
     std::uint64_t version = 0;

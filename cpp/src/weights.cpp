@@ -83,6 +83,11 @@ bool transposed_pays(const ModelSpec& spec)
 WeightCopies weight_copies_for(const ModelSpec& spec, Index T, Index B, bool streaming)
 {
     WeightCopies copies;
+    // A stream of one row steps through the row kernels, where this CPU has them.
+    if (streaming && B == 1 && row_kernels() && !spec.bidirectional) {
+        copies.row = true;
+        return copies;
+    }
     // A whole-sequence call transposes once per call: worth it over a long enough row.
     copies.transposed = B == 1 && (streaming || T >= 32) && transposed_pays(spec);
     copies.transposed_input = copies.transposed && streaming;
@@ -93,8 +98,71 @@ WeightCopies weight_copies_for(const ModelSpec& spec, Index T, Index B, bool str
     return copies;
 }
 
+RowCell row_cell(const ModelSpec& spec) noexcept
+{
+    switch (spec.kind) {
+    case CellKind::lstm: return RowCell::lstm;
+    case CellKind::gru: return spec.reset_after ? RowCell::gru_reset_after : RowCell::gru_reset_before;
+    case CellKind::rnn_tanh: return RowCell::rnn_tanh;
+    case CellKind::rnn_relu: return RowCell::rnn_relu;
+    }
+    return RowCell::lstm;
+}
+
+namespace {
+
+/// One layer's weights in the layout of RowLayer (kernels/row_kernels.hpp), at `lanes` floats per
+/// vector. Allocates.
+void pack_row_layer(const ModelSpec& spec, const CellWeights& w, Index lanes, Buffer& panels, Buffer& bias,
+                    Buffer& projection)
+{
+    const Index I = w.input_size, H = w.hidden_size, H_out = w.output_size, K = I + H_out;
+    const Index blocks = row_blocks(row_cell(spec)), chunks = (H + lanes - 1) / lanes;
+    const bool gru = spec.kind == CellKind::gru;
+    panels.assign(buffer_size({chunks, K, blocks * lanes}), 0.0f);
+    for (Index j = 0; j < chunks; ++j)
+        for (Index k = 0; k < K; ++k)
+            for (Index b = 0; b < blocks; ++b)
+                for (Index u = 0; u < lanes && j * lanes + u < H; ++u) {
+                    const Index gate = b * H + j * lanes + u;
+                    panels[static_cast<std::size_t>(((j * K + k) * blocks + b) * lanes + u)] =
+                        k < I ? w.w_ih[gate * I + k] : w.w_hh[gate * H_out + k - I];
+                }
+    // GRU: r and z summed, then b_in and b_hn apart (n adds r (W_hn h + b_hn)).
+    const Index bias_blocks = gru ? 4 : blocks;
+    bias.assign(buffer_size({chunks, bias_blocks * lanes}), 0.0f);
+    if (w.b_ih)
+        for (Index j = 0; j < chunks; ++j)
+            for (Index b = 0; b < bias_blocks; ++b)
+                for (Index u = 0; u < lanes && j * lanes + u < H; ++u) {
+                    const Index unit = j * lanes + u;
+                    const float value = !gru || b < 2 ? w.b_ih[b * H + unit] + w.b_hh[b * H + unit]
+                                        : b == 2     ? w.b_ih[2 * H + unit]
+                                                     : w.b_hh[2 * H + unit];
+                    bias[static_cast<std::size_t>((j * bias_blocks + b) * lanes + u)] = value;
+                }
+    projection.clear();
+    if (w.w_hr) {
+        const Index out_chunks = (H_out + lanes - 1) / lanes;
+        projection.assign(buffer_size({out_chunks, H, lanes}), 0.0f);
+        for (Index j = 0; j < out_chunks; ++j)
+            for (Index k = 0; k < H; ++k)
+                for (Index u = 0; u < lanes && j * lanes + u < H_out; ++u)
+                    projection[static_cast<std::size_t>((j * H + k) * lanes + u)] = w.w_hr[(j * lanes + u) * H + k];
+    }
+}
+
+}  // namespace
+
 DerivedWeights::DerivedWeights(const ModelSpec& spec, WeightCopies copies, const float* parameters)
 {
+    if (copies.row) {
+        row_lanes = streamrnn::row_lanes(spec.hidden_size, row_kernels()->max_lanes);
+        for (int layer = 0; layer < spec.num_layers; ++layer)
+            pack_row_layer(spec, cell_weights(spec, parameters, layer, 0), row_lanes, row_panels.emplace_back(),
+                           row_biases.emplace_back(), row_projections.emplace_back());
+        return;
+    }
     for (int layer = 0; layer < spec.num_layers; ++layer)
         for (int direction = 0; direction < spec.directions(); ++direction) {
             const CellWeights w = cell_weights(spec, parameters, layer, direction);

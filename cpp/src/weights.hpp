@@ -5,6 +5,7 @@
 
 #include "cells/cell.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/row_kernels.hpp"
 #include "weight_store.hpp"
 
 #include "streamrnn/spec.hpp"
@@ -31,9 +32,21 @@ struct WeightCopies {
     /// W_ih, and W_hh for B > 1, packed for the matrix kernel (CellWeights::w_ih_packed), on CPUs
     /// that have one (AVX2, AVX-512): packed once, they serve every step and every chunk.
     bool packed = false;
+    /// Every layer packed for the row kernels (kernels/row_kernels.hpp): a stream of one row, on a
+    /// CPU that has them. It multiplies nothing else.
+    bool row = false;
 
     /// The kind of copies, as a WeightSet numbers them (WeightSet::kinds of them).
-    int kind() const { return int(transposed) << 2 | int(transposed_input) << 1 | int(packed); }
+    int kind() const { return int(row) << 3 | int(transposed) << 2 | int(transposed_input) << 1 | int(packed); }
+    static WeightCopies of_kind(int kind)
+    {
+        WeightCopies copies;
+        copies.row = (kind & 8) != 0;
+        copies.transposed = (kind & 4) != 0;
+        copies.transposed_input = (kind & 2) != 0;
+        copies.packed = (kind & 1) != 0;
+        return copies;
+    }
 };
 
 /// The copies that pay for runs of T steps over B rows: a stream's (`streaming`, chunk by chunk
@@ -50,7 +63,15 @@ struct DerivedWeights final : detail::DerivedCopies {
     std::vector<Buffer> biases;  ///< b_ih + b_hh (LSTM, RNN)
     std::vector<PackedWeights> packed_ih;
     std::vector<PackedWeights> packed_hh;
+    /// Per layer, for the row kernels (RowLayer's layout), at row_lanes floats per vector.
+    std::vector<Buffer> row_panels;
+    std::vector<Buffer> row_biases;
+    std::vector<Buffer> row_projections;
+    int row_lanes = 0;
 };
+
+/// The row kernels' cell for the spec's.
+RowCell row_cell(const ModelSpec& spec) noexcept;
 
 /// The weights of a layer and direction as a run over B rows multiplies them: `parameters`'
 /// pointers, with the copies that `copies` (or null: none) keeps, and b_hh folded into b_ih where

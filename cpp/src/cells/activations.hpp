@@ -1,6 +1,8 @@
 // cpp/src/cells/activations.hpp: the activation functions of the cells, for each value type the
 // cells' equations are instantiated with: a float (one element: a CUDA thread, the host's plan
-// checks) or an Eigen array expression (a block of rows and units: the CPU engine).
+// checks) or an Eigen array expression (a block of rows and units: the CPU engine). The row
+// kernels (kernels/row_kernels.cpp) bring their own vectors and functions, and no Eigen
+// (STREAMRNN_CELLS_WITHOUT_EIGEN).
 // Part of streamrnn, MIT licence.
 #pragma once
 
@@ -8,7 +10,7 @@
 
 #include <math.h>
 
-#if !defined(__CUDACC__)
+#if !defined(__CUDACC__) && !defined(STREAMRNN_CELLS_WITHOUT_EIGEN)
 #include <Eigen/Core>
 #endif
 
@@ -21,7 +23,7 @@ STREAMRNN_HD float relu(float v) { return fmaxf(v, 0.0f); }
 /// relu's derivative in terms of its output.
 STREAMRNN_HD float relu_slope(float h) { return h > 0.0f ? 1.0f : 0.0f; }
 
-#if !defined(__CUDACC__)
+#if !defined(__CUDACC__) && !defined(STREAMRNN_CELLS_WITHOUT_EIGEN)
 // A block of elements, vectorised by Eigen.
 template <typename Derived>
 auto sigmoid(const Eigen::ArrayBase<Derived>& v)

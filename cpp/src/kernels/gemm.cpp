@@ -37,6 +37,12 @@ const PanelKernels* panel_kernels() noexcept
     return chosen;
 }
 
+const RowKernels* row_kernels() noexcept
+{
+    const PanelKernels* kernels = panel_kernels();
+    return kernels ? kernels->row : nullptr;
+}
+
 Index PackedWeights::panel_width() noexcept
 {
     const PanelKernels* kernels = panel_kernels();

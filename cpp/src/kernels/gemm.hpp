@@ -119,4 +119,8 @@ void multiply(Strided a, Strided b, MatMap c, bool accumulate, int threads = 1);
 bool row_times(const float* a, Index K, const float* w, Index w_pitch, Index cols, float* out,
                bool accumulate) noexcept;
 
+struct RowKernels;
+/// The row steps (kernels/row_kernels.hpp) of the kernels this CPU runs, or null.
+const RowKernels* row_kernels() noexcept;
+
 }  // namespace streamrnn

@@ -250,7 +250,8 @@ void row_times(const float* a, Index K, const float* w, Index w_pitch, Index col
 
 }  // namespace
 
+extern const RowKernels STREAMRNN_ROW_KERNELS_NAME;
 extern const PanelKernels STREAMRNN_KERNELS_NAME;
-const PanelKernels STREAMRNN_KERNELS_NAME = {Vector::name, panel, multiply, row_times};
+const PanelKernels STREAMRNN_KERNELS_NAME = {Vector::name, panel, multiply, row_times, &STREAMRNN_ROW_KERNELS_NAME};
 
 }  // namespace streamrnn

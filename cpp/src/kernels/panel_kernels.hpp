@@ -6,6 +6,8 @@
 
 namespace streamrnn {
 
+struct RowKernels;
+
 /// The kernels of one instruction set, over raw pointers. panel_kernels.cpp builds them, once per
 /// instruction set with that set's flags, and includes nothing that another file compiles too:
 /// no inline function of its own can then stand in for the portable build's copy of it.
@@ -23,6 +25,8 @@ struct PanelKernels {
     /// vectors, at most eight.
     void (*row_times)(const float* a, std::ptrdiff_t K, const float* w, std::ptrdiff_t w_pitch, std::ptrdiff_t cols,
                       float* out, bool accumulate);
+    /// The one-row steps of the same instruction set (row_kernels.cpp).
+    const RowKernels* row;
 };
 
 /// The widest kernels that this build has and this CPU runs (AVX-512, else AVX2 with FMA), or

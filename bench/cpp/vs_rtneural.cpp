@@ -1,0 +1,252 @@
+// bench/cpp/vs_rtneural.cpp: streamrnn's one-row step and block paths against RTNeural's run-time
+// and compile-time APIs, in one program, on the same weights. Part of streamrnn, MIT licence.
+//
+// RTNeural (github.com/jatinchowdhury18/RTNeural) is what audio plugins step small LSTMs and GRUs
+// with today. It is built here only as a contender, from an unmodified copy given to CMake
+// (-DSTREAMRNN_RTNEURAL_DIR, the folder holding RTNeural/ and modules/), with the flags its own
+// CMake uses with Eigen. For each model: every contender steps the same random signal; rounds
+// interleave the contenders (the order rotates each round) and the table gives the median ns per
+// sample and the range over rounds. Before timing, every output of a 256-step run is compared
+// with RTNeural's: a difference above 1e-5 fails the run (exit status 1).
+// Run: ./vs_rtneural [--quick].
+#include "streamrnn/model.hpp"
+#include "streamrnn/stream.hpp"
+
+#include <RTNeural/RTNeural.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using streamrnn::CellKind;
+
+constexpr int block = 64;          // samples per process() call: an audio callback's block
+constexpr int check_steps = 256;   // steps whose outputs are compared
+constexpr float tolerance = 1e-5f;
+
+/// The PyTorch tensors of a 1-layer model, as RTNeural's setters take them: Keras' layout, W
+/// [I][G] and U [H][G] (transposed), gate blocks in Keras' order (LSTM i, f, c, o as PyTorch's;
+/// GRU z, r, h where PyTorch has r, z, n).
+struct KerasWeights {
+    std::vector<std::vector<float>> w, u, b;  // b: LSTM one row (b_ih + b_hh); GRU two (input, recurrent)
+};
+
+KerasWeights keras_weights(const streamrnn::Model& model)
+{
+    const streamrnn::ModelSpec& spec = model.spec();
+    const int I = spec.input_size, H = spec.hidden_size, G = spec.gate_rows();
+    const float* w_ih = model.parameters();
+    const float* w_hh = w_ih + G * I;
+    const float* b_ih = w_hh + G * H;
+    const float* b_hh = b_ih + G;
+    const bool gru = spec.kind == CellKind::gru;
+    // Keras column k holds PyTorch row torch_row(k).
+    auto torch_row = [&](int k) {
+        const int block_of = k / H, unit = k % H;
+        return (gru && block_of < 2 ? 1 - block_of : block_of) * H + unit;
+    };
+    KerasWeights kw;
+    kw.w.assign(static_cast<std::size_t>(I), std::vector<float>(static_cast<std::size_t>(G)));
+    kw.u.assign(static_cast<std::size_t>(H), std::vector<float>(static_cast<std::size_t>(G)));
+    kw.b.assign(gru ? 2 : 1, std::vector<float>(static_cast<std::size_t>(G)));
+    for (int k = 0; k < G; ++k) {
+        const int r = torch_row(k);
+        for (int i = 0; i < I; ++i)
+            kw.w[static_cast<std::size_t>(i)][static_cast<std::size_t>(k)] = w_ih[r * I + i];
+        for (int j = 0; j < H; ++j)
+            kw.u[static_cast<std::size_t>(j)][static_cast<std::size_t>(k)] = w_hh[r * H + j];
+        if (gru) {
+            kw.b[0][static_cast<std::size_t>(k)] = b_ih[r];
+            kw.b[1][static_cast<std::size_t>(k)] = b_hh[r];
+        } else {
+            kw.b[0][static_cast<std::size_t>(k)] = b_ih[r] + b_hh[r];
+        }
+    }
+    return kw;
+}
+
+/// RTNeural's GRU takes both biases, its LSTM their sum.
+template <bool gru, typename Layer>
+void set_weights(Layer& layer, const KerasWeights& kw)
+{
+    layer.setWVals(kw.w);
+    layer.setUVals(kw.u);
+    if constexpr (gru)
+        layer.setBVals(kw.b);
+    else
+        layer.setBVals(kw.b[0]);
+    layer.reset();
+}
+
+/// A contender: steps `n` samples of the signal (each I floats) into out, its state carried.
+struct Contender {
+    const char* name;
+    std::function<void(const float* signal, int n, float* out)> run;
+    std::function<void()> reset;
+};
+
+struct Row {
+    std::string model;
+    double median[4] = {}, low[4] = {}, high[4] = {};
+    double difference = 0.0;
+};
+
+template <CellKind kind, int I, int H>
+Row compare(int rounds, std::vector<float>& signal_storage)
+{
+    using Dynamic = std::conditional_t<kind == CellKind::lstm, RTNeural::LSTMLayer<float>, RTNeural::GRULayer<float>>;
+    using Static =
+        std::conditional_t<kind == CellKind::lstm, RTNeural::LSTMLayerT<float, I, H>, RTNeural::GRULayerT<float, I, H>>;
+    constexpr bool gru = kind == CellKind::gru;
+
+    streamrnn::ModelSpec spec;
+    spec.kind = kind;
+    spec.input_size = I;
+    spec.hidden_size = H;
+    const auto model = std::make_shared<const streamrnn::Model>(spec, 7);
+    const KerasWeights kw = keras_weights(*model);
+
+    auto dynamic = std::make_unique<Dynamic>(I, H);
+    set_weights<gru>(*dynamic, kw);
+    auto fixed = std::make_unique<Static>();
+    set_weights<gru>(*fixed, kw);
+    streamrnn::Stream stepped(model, 1), blocked(model, 1);
+
+    // Enough samples per timed run for about 1 ms at RTNeural's speed.
+    const int samples = std::max(block, (std::max(1, 400000 / ((I + H) * 4 * H)) / block + 1) * block);
+    signal_storage.resize(static_cast<std::size_t>(std::max(samples, check_steps) * I));
+    const float* signal = signal_storage.data();
+
+    std::vector<float> out(static_cast<std::size_t>(std::max(samples, check_steps) * H));
+    Contender contenders[4] = {
+        {"RTNeural run-time",
+         [&](const float* x, int n, float* y) {
+             for (int t = 0; t < n; ++t)
+                 dynamic->forward(x + t * I, y + t * H);
+         },
+         [&] { dynamic->reset(); }},
+        {"RTNeural compile-time",
+         [&](const float* x, int n, float* y) {
+             Eigen::Matrix<float, I, 1> in;
+             for (int t = 0; t < n; ++t) {
+                 std::copy_n(x + t * I, I, in.data());
+                 fixed->forward(in);
+                 std::copy_n(fixed->outs.data(), H, y + t * H);
+             }
+         },
+         [&] { fixed->reset(); }},
+        {"streamrnn step",
+         [&](const float* x, int n, float* y) {
+             for (int t = 0; t < n; ++t)
+                 stepped.step(x + t * I, y + t * H);
+         },
+         [&] { stepped.reset(); }},
+        {"streamrnn process",
+         [&](const float* x, int n, float* y) {
+             for (int t = 0; t < n; t += block)
+                 blocked.process(x + t * I, y + t * H, std::min(block, n - t));
+         },
+         [&] { blocked.reset(); }},
+    };
+
+    Row row;
+    row.model = std::string(gru ? "GRU " : "LSTM ") + std::to_string(I) + " -> " + std::to_string(H);
+    // The same outputs first: each contender from a zero state over check_steps samples.
+    std::vector<float> reference(static_cast<std::size_t>(check_steps * H));
+    contenders[0].reset();
+    contenders[0].run(signal, check_steps, reference.data());
+    for (Contender& c : contenders) {
+        c.reset();
+        c.run(signal, check_steps, out.data());
+        for (int k = 0; k < check_steps * H; ++k)
+            row.difference = std::max(row.difference, double(std::fabs(out[static_cast<std::size_t>(k)] -
+                                                                       reference[static_cast<std::size_t>(k)])));
+        c.reset();
+    }
+
+    std::vector<double> times[4];
+    for (int round = 0; round < rounds; ++round)
+        for (int j = 0; j < 4; ++j) {
+            Contender& c = contenders[(round + j) % 4];
+            const auto start = Clock::now();
+            c.run(signal, samples, out.data());
+            times[(round + j) % 4].push_back(std::chrono::duration<double, std::nano>(Clock::now() - start).count() /
+                                             samples);
+        }
+    for (int j = 0; j < 4; ++j) {
+        std::vector<double>& t = times[j];
+        std::sort(t.begin(), t.end());
+        row.median[j] = t[t.size() / 2];
+        row.low[j] = t.front();
+        row.high[j] = t.back();
+    }
+    return row;
+}
+
+}  // namespace
+
+int main(int argc, char** argv)
+{
+    const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+    const int rounds = quick ? 3 : 7;
+    std::vector<float> signal(1 << 20);
+    std::mt19937 rng(3);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (float& v : signal)
+        v = 0.5f * normal(rng);
+
+    std::vector<Row> rows;
+    auto add = [&](Row row) {
+        rows.push_back(std::move(row));
+        std::fflush(stdout);
+    };
+    add(compare<CellKind::lstm, 4, 4>(rounds, signal));
+    add(compare<CellKind::lstm, 8, 8>(rounds, signal));
+    add(compare<CellKind::lstm, 16, 16>(rounds, signal));
+    add(compare<CellKind::lstm, 32, 32>(rounds, signal));
+    add(compare<CellKind::lstm, 64, 64>(rounds, signal));
+    add(compare<CellKind::lstm, 128, 128>(rounds, signal));
+    add(compare<CellKind::lstm, 1, 8>(rounds, signal));
+    add(compare<CellKind::lstm, 1, 16>(rounds, signal));
+    add(compare<CellKind::lstm, 1, 32>(rounds, signal));
+    add(compare<CellKind::gru, 4, 4>(rounds, signal));
+    add(compare<CellKind::gru, 8, 8>(rounds, signal));
+    add(compare<CellKind::gru, 16, 16>(rounds, signal));
+    add(compare<CellKind::gru, 32, 32>(rounds, signal));
+    add(compare<CellKind::gru, 64, 64>(rounds, signal));
+    add(compare<CellKind::gru, 128, 128>(rounds, signal));
+    add(compare<CellKind::gru, 1, 8>(rounds, signal));
+    add(compare<CellKind::gru, 1, 16>(rounds, signal));
+    add(compare<CellKind::gru, 1, 32>(rounds, signal));
+
+    std::printf("streamrnn against RTNeural, batch 1, one layer: ns per sample, median of %d interleaved rounds "
+                "[min-max];\nprocess() in blocks of %d samples; ratios: streamrnn / RTNeural's faster API (below 1: "
+                "streamrnn faster)\n\n",
+                rounds, block);
+    std::printf("| model | RTNeural run-time | RTNeural compile-time | streamrnn step | streamrnn process | "
+                "step / RTNeural | process / RTNeural | max diff |\n|---|---|---|---|---|---|---|---|\n");
+    bool agree = true;
+    for (const Row& row : rows) {
+        const double best = std::min(row.median[0], row.median[1]);
+        std::printf("| %s |", row.model.c_str());
+        for (int j = 0; j < 4; ++j)
+            std::printf(" %.0f [%.0f-%.0f] |", row.median[j], row.low[j], row.high[j]);
+        std::printf(" %.2f | %.2f | %.1e |\n", row.median[2] / best, row.median[3] / best, row.difference);
+        agree = agree && row.difference <= tolerance;
+    }
+    if (!agree) {
+        std::printf("\nFAILED: an output differs from RTNeural's by more than %g\n", double(tolerance));
+        return 1;
+    }
+    return 0;
+}
