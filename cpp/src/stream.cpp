@@ -48,9 +48,7 @@ struct Stream::Impl {
             c.assign(buffer_size({spec.num_layers, batch, spec.hidden_size}), 0.0f);
         cells.resize(static_cast<std::size_t>(spec.num_layers));
         if (WeightCopies::of_kind(kind).row) {
-            const auto& copies = *static_cast<const DerivedWeights*>(
-                reader.acquire().derived[static_cast<std::size_t>(kind)].load(std::memory_order_acquire));
-            row_step = row_kernels()->step(row_cell(spec), copies.row_lanes);
+            row_step = row_kernels()->step(row_cell(spec), weights().copies->row_lanes);
             row_layers.resize(static_cast<std::size_t>(spec.num_layers));
             row_scratch.assign(static_cast<std::size_t>(
                                    row_scratch_floats(std::max(spec.hidden_size, spec.output_size()))),

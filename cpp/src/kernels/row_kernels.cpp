@@ -235,6 +235,21 @@ STREAMRNN_ROW_INLINE void accumulate(Vec<W> (&acc)[B], const float* a, Index K, 
             acc[b] = acc[b] + part[q][b];
 }
 
+/// The first n <= W floats at p: a whole vector where n == W, else the masked load (zeros after).
+template <int W>
+STREAMRNN_ROW_INLINE Vec<W> load_part(const float* p, Index n) noexcept
+{
+    return n == W ? Vec<W>::load(p) : Vec<W>::load_first(p, n);
+}
+template <int W>
+STREAMRNN_ROW_INLINE void store_part(Vec<W> v, float* p, Index n) noexcept
+{
+    if (n == W)
+        v.store(p);
+    else
+        v.store_first(p, n);
+}
+
 template <int W, int B>
 STREAMRNN_ROW_INLINE void load_row(Vec<W> (&acc)[B], const float* p) noexcept
 {
@@ -243,10 +258,14 @@ STREAMRNN_ROW_INLINE void load_row(Vec<W> (&acc)[B], const float* p) noexcept
         acc[b] = Vec<W>::load(p + b * W);
 }
 
-/// One layer's step: in [I] and h [H_out] -> next [H_out]; c [H] in place (LSTM). `work`: 3 padded
-/// rows of H for what a cell keeps between passes over its chunks.
+/// The floats of one row of a step's scratch (row_scratch_floats): `width` rounded up to 16.
+Index scratch_row(Index width) { return (width + 15) / 16 * 16; }
+
+/// One layer's step: in [I] and h [H_out] -> next [H_out]; c [H] in place (LSTM). `work`: 3 rows
+/// of `row` floats (at least H, padded) for what a cell keeps between passes over its chunks.
 template <int W, RowCell cell>
-STREAMRNN_ROW_INLINE void layer_step(const RowLayer& layer, const float* in, const float* h, float* c, float* next, float* work) noexcept
+STREAMRNN_ROW_INLINE void layer_step(const RowLayer& layer, const float* in, const float* h, float* c, float* next,
+                                     float* work, Index row) noexcept
 {
     using V = Vec<W>;
     constexpr int B = row_blocks(cell);
@@ -257,13 +276,6 @@ STREAMRNN_ROW_INLINE void layer_step(const RowLayer& layer, const float* in, con
     for (Index j = 0; j < chunks; ++j) {
         const float* p = layer.panels + j * panel;
         const Index first = j * W, n = H - first < W ? H - first : W;
-        auto load_state = [&](const float* from) { return n == W ? V::load(from + first) : V::load_first(from + first, n); };
-        auto store_state = [&](float* to, V v) {
-            if (n == W)
-                v.store(to + first);
-            else
-                v.store_first(to + first, n);
-        };
         if constexpr (cell == RowCell::lstm) {
             V acc[4];
             load_row(acc, layer.bias + j * pitch);
@@ -271,13 +283,13 @@ STREAMRNN_ROW_INLINE void layer_step(const RowLayer& layer, const float* in, con
             accumulate<W, 4, 2>(acc, h, H_out, p + I * pitch, pitch);
             const V i = Lstm::gate(acc[0]), f = Lstm::gate(acc[1]), g = Lstm::cell_input(acc[2]);
             const V o = Lstm::gate(acc[3]);
-            const V c_next = Lstm::next_cell(f, load_state(c), i, g);
-            store_state(c, c_next);
+            const V c_next = Lstm::next_cell(f, load_part<W>(c + first, n), i, g);
+            store_part(c_next, c + first, n);
             const V m = Lstm::output(o, c_next);
             if (layer.projection)
                 m.store(work + first);  // padded: the projection reads whole chunks
             else
-                store_state(next, m);
+                store_part(m, next + first, n);
         } else if constexpr (cell == RowCell::gru_reset_after) {
             // r and z from the sum of their two parts; n from x's and, through r, h's.
             const float* bias = layer.bias + j * 4 * W;
@@ -287,7 +299,7 @@ STREAMRNN_ROW_INLINE void layer_step(const RowLayer& layer, const float* in, con
             accumulate<W, 3, 1>(from_h, h, H_out, p + I * pitch, pitch);
             const V r = Gru::gate(from_x[0] + from_h[0]), z = Gru::gate(from_x[1] + from_h[1]);
             const V n_gate = Gru::candidate_reset_after(from_x[2], r, from_h[2]);
-            store_state(next, Gru::next_state(n_gate, z, load_state(h)));
+            store_part(Gru::next_state(n_gate, z, load_part<W>(h + first, n)), next + first, n);
         } else if constexpr (cell == RowCell::gru_reset_before) {
             // r and z first, for every chunk: the n block multiplies r h, all of it.
             const float* bias = layer.bias + j * 4 * W;
@@ -296,31 +308,25 @@ STREAMRNN_ROW_INLINE void layer_step(const RowLayer& layer, const float* in, con
             accumulate<W, 3, 1>(from_x, in, I, p, pitch);
             accumulate<W, 2, 1>(from_h, h, H_out, p + I * pitch, pitch);
             const V r = Gru::gate(from_x[0] + from_h[0]), z = Gru::gate(from_x[1] + from_h[1]);
-            Gru::reset_state(r, load_state(h)).store(work + first);  // padded with zeros
-            z.store(work + 16 * ((H + 15) / 16) + first);
-            from_x[2].store(work + 2 * 16 * ((H + 15) / 16) + first);
+            Gru::reset_state(r, load_part<W>(h + first, n)).store(work + first);  // padded with zeros
+            z.store(work + row + first);
+            from_x[2].store(work + 2 * row + first);
         } else {
             V acc[1];
             load_row(acc, layer.bias + j * pitch);
             accumulate<W, 1, 4>(acc, in, I, p, pitch);
             accumulate<W, 1, 4>(acc, h, H_out, p + I * pitch, pitch);
-            store_state(next, cells::Rnn<cell == RowCell::rnn_relu>::activate(acc[0]));
+            store_part(cells::Rnn<cell == RowCell::rnn_relu>::activate(acc[0]), next + first, n);
         }
     }
     if constexpr (cell == RowCell::gru_reset_before) {
         // n from x's part and W_hn (r h) + b_hn, with every chunk's r h made.
-        const Index row = 16 * ((H + 15) / 16);
         for (Index j = 0; j < chunks; ++j) {
             const Index first = j * W, n = H - first < W ? H - first : W;
             V acc[1] = {V::load(layer.bias + j * 4 * W + 3 * W)};
             accumulate<W, 1, 4>(acc, work, H, layer.panels + j * panel + I * pitch + 2 * W, pitch);
             const V n_gate = Gru::candidate_reset_before(V::load(work + 2 * row + first), acc[0]);
-            const V h_prev = n == W ? V::load(h + first) : V::load_first(h + first, n);
-            const V h_next = Gru::next_state(n_gate, V::load(work + row + first), h_prev);
-            if (n == W)
-                h_next.store(next + first);
-            else
-                h_next.store_first(next + first, n);
+            store_part(Gru::next_state(n_gate, V::load(work + row + first), load_part<W>(h + first, n)), next + first, n);
         }
     }
     if constexpr (cell == RowCell::lstm) {
@@ -330,10 +336,7 @@ STREAMRNN_ROW_INLINE void layer_step(const RowLayer& layer, const float* in, con
                 const Index n = H_out - first < W ? H_out - first : W;
                 V acc[1] = {V::zero()};
                 accumulate<W, 1, 4>(acc, work, H, layer.projection + first * H, W);
-                if (n == W)
-                    acc[0].store(next + first);
-                else
-                    acc[0].store_first(next + first, n);
+                store_part(acc[0], next + first, n);
             }
         }
     }
@@ -360,14 +363,14 @@ void row_step(const RowLayer* layers, int count, const float* x, float* y, float
     for (int l = 0; l < count; ++l)
         widest = layers[l].hidden_size > widest ? layers[l].hidden_size : widest,
         widest = layers[l].output_size > widest ? layers[l].output_size : widest;
-    const Index row = 16 * ((widest + 15) / 16);
+    const Index row = scratch_row(widest);
     float* const next = scratch;
     float* const work = scratch + row;
     float* const outputs[2] = {scratch + 4 * row, scratch + 5 * row};
     const float* in = x;
     for (int l = 0; l < count; ++l) {
         const RowLayer& layer = layers[l];
-        layer_step<W, cell>(layer, in, h, c, next, work);
+        layer_step<W, cell>(layer, in, h, c, next, work, row);
         const Index H_out = layer.output_size;
         copy_row<W>(next, nullptr, h, H_out);
         const bool last = l + 1 == count;

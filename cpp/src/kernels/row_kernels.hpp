@@ -50,11 +50,12 @@ struct RowKernels {
     RowStep (*step)(RowCell cell, int lanes);
 };
 
-/// The floats of scratch a row step needs, for layers of at most `width` units or outputs.
+/// The floats of scratch a row step needs, for layers of at most `width` units or outputs: six
+/// rows of `width` rounded up to 16 (the new h, three of a cell's work, two layer outputs). The
+/// kernels lay it out themselves (row_kernels.cpp: scratch_row), using nothing of this file's.
 inline std::ptrdiff_t row_scratch_floats(std::ptrdiff_t width)
 {
-    const std::ptrdiff_t padded = (width + 15) / 16 * 16;
-    return 8 * padded;
+    return 6 * ((width + 15) / 16 * 16);
 }
 
 /// The vector width for H units: the widest whose chunks need no more padding than a narrower
