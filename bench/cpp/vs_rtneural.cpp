@@ -7,11 +7,13 @@
 // CMake uses with Eigen. For each model: every contender steps the same random signal; rounds
 // interleave the contenders (the order rotates each round) and the table gives the median ns per
 // sample and the range over rounds. Before timing, every output of a 256-step run is compared
-// with RTNeural's: a difference above 1e-5 fails the run (exit status 1).
+// with RTNeural's: a difference above 1e-5 fails the run (exit status 1). Beside them, timed in the
+// same rounds, the floor of bench_step: the step's matrix-vector products alone.
 // Run: ./vs_rtneural [--quick].
 #include "streamrnn/model.hpp"
 #include "streamrnn/stream.hpp"
 
+#include <Eigen/Core>
 #include <RTNeural/RTNeural.h>
 
 #include <algorithm>
@@ -95,9 +97,11 @@ struct Contender {
     std::function<void()> reset;
 };
 
+constexpr int contender_count = 5;  // the four below and the GEMV floor
+
 struct Row {
     std::string model;
-    double median[4] = {}, low[4] = {}, high[4] = {};
+    double median[contender_count] = {}, low[contender_count] = {}, high[contender_count] = {};
     double difference = 0.0;
 };
 
@@ -128,7 +132,13 @@ Row compare(int rounds, std::vector<float>& signal_storage)
     const float* signal = signal_storage.data();
 
     std::vector<float> out(static_cast<std::size_t>(std::max(samples, check_steps) * H));
-    Contender contenders[4] = {
+    // The floor, as bench_step's: one GEMV per sample over the fused weights [G, I + H], the
+    // products no step can skip, each independent of the last (so not waiting on one another).
+    using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    const RowMajor fused = RowMajor::Random(spec.gate_rows(), I + H);
+    const Eigen::VectorXf fused_input = Eigen::VectorXf::Random(I + H);
+    Eigen::VectorXf gates(spec.gate_rows());
+    Contender contenders[contender_count] = {
         {"RTNeural run-time",
          [&](const float* x, int n, float* y) {
              for (int t = 0; t < n; ++t)
@@ -157,6 +167,12 @@ Row compare(int rounds, std::vector<float>& signal_storage)
                  blocked.process(x + t * I, y + t * H, std::min(block, n - t));
          },
          [&] { blocked.reset(); }},
+        {"GEMV floor",
+         [&](const float*, int n, float*) {
+             for (int t = 0; t < n; ++t)
+                 gates.noalias() = fused * fused_input;
+         },
+         [] {}},
     };
 
     Row row;
@@ -165,7 +181,8 @@ Row compare(int rounds, std::vector<float>& signal_storage)
     std::vector<float> reference(static_cast<std::size_t>(check_steps * H));
     contenders[0].reset();
     contenders[0].run(signal, check_steps, reference.data());
-    for (Contender& c : contenders) {
+    for (int j = 0; j < 4; ++j) {  // the floor computes no outputs
+        Contender& c = contenders[j];
         c.reset();
         c.run(signal, check_steps, out.data());
         for (int k = 0; k < check_steps * H; ++k)
@@ -174,16 +191,15 @@ Row compare(int rounds, std::vector<float>& signal_storage)
         c.reset();
     }
 
-    std::vector<double> times[4];
+    std::vector<double> times[contender_count];
     for (int round = 0; round < rounds; ++round)
-        for (int j = 0; j < 4; ++j) {
-            Contender& c = contenders[(round + j) % 4];
+        for (int j = 0; j < contender_count; ++j) {
+            const int which = (round + j) % contender_count;
             const auto start = Clock::now();
-            c.run(signal, samples, out.data());
-            times[(round + j) % 4].push_back(std::chrono::duration<double, std::nano>(Clock::now() - start).count() /
-                                             samples);
+            contenders[which].run(signal, samples, out.data());
+            times[which].push_back(std::chrono::duration<double, std::nano>(Clock::now() - start).count() / samples);
         }
-    for (int j = 0; j < 4; ++j) {
+    for (int j = 0; j < contender_count; ++j) {
         std::vector<double>& t = times[j];
         std::sort(t.begin(), t.end());
         row.median[j] = t[t.size() / 2];
@@ -231,17 +247,20 @@ int main(int argc, char** argv)
 
     std::printf("streamrnn against RTNeural, batch 1, one layer: ns per sample, median of %d interleaved rounds "
                 "[min-max];\nprocess() in blocks of %d samples; ratios: streamrnn / RTNeural's faster API (below 1: "
-                "streamrnn faster)\n\n",
+                "streamrnn faster);\nGEMV floor: one Eigen GEMV over the fused weights [G, I + H] per sample, as "
+                "bench_step's, and each\nlibrary's step over it (near 1: the step is the products it cannot skip)\n\n",
                 rounds, block);
-    std::printf("| model | RTNeural run-time | RTNeural compile-time | streamrnn step | streamrnn process | "
-                "step / RTNeural | process / RTNeural | max diff |\n|---|---|---|---|---|---|---|---|\n");
+    std::printf("| model | RTNeural run-time | RTNeural compile-time | streamrnn step | streamrnn process | GEMV floor | "
+                "step / RTNeural | process / RTNeural | RTNeural / floor | step / floor | max diff |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|\n");
     bool agree = true;
     for (const Row& row : rows) {
         const double best = std::min(row.median[0], row.median[1]);
         std::printf("| %s |", row.model.c_str());
-        for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < contender_count; ++j)
             std::printf(" %.0f [%.0f-%.0f] |", row.median[j], row.low[j], row.high[j]);
-        std::printf(" %.2f | %.2f | %.1e |\n", row.median[2] / best, row.median[3] / best, row.difference);
+        std::printf(" %.2f | %.2f | %.2f | %.2f | %.1e |\n", row.median[2] / best, row.median[3] / best,
+                    best / row.median[4], row.median[2] / row.median[4], row.difference);
         agree = agree && row.difference <= tolerance;
     }
     if (!agree) {
