@@ -901,3 +901,11 @@ def test_clip_grad_norm_refuses_a_max_norm_that_is_negative_or_nan(max_norm):
         sr.clip_grad_norm(m, max_norm)
     for k, v in m.grads().items():
         assert np.array_equal(v, before[k])
+
+
+def test_streamrnn_imports_without_onnx_and_says_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if it were not installed
+    with pytest.raises(ImportError, match=r"pip install 'streamrnn\[onnx\]'"):
+        sr.onnx.load("model.onnx")
