@@ -20,14 +20,6 @@ import streamrnn as sr
 
 OPSET = 17
 
-# Rows of PyTorch's fused gate blocks, in ONNX's order. LSTM: PyTorch i, f, g, o; ONNX i, o, f, c.
-# GRU: PyTorch r, z, n; ONNX z, r, h.
-_GATE_ORDER = {"LSTM": (0, 3, 1, 2), "GRU": (1, 0, 2), "RNN": (0,)}
-
-
-def _reorder(tensor: np.ndarray, order: tuple, H: int) -> np.ndarray:
-    return np.concatenate([tensor[g * H:(g + 1) * H] for g in order], axis=0)
-
 
 def _kind(model) -> str:
     for kind in ("LSTM", "GRU", "RNN"):
@@ -47,9 +39,7 @@ def to_onnx(model, T: int, B: int) -> onnx.ModelProto:
     if unsupported:
         raise ValueError(f"model: the ONNX twin covers plain stacks only, got {', '.join(unsupported)}")
     I, H, L = model.input_size, model.hidden_size, model.num_layers
-    G = len(_GATE_ORDER[kind])
-    order = _GATE_ORDER[kind]
-    weights = model.state_dict()
+    G = {"LSTM": 4, "GRU": 3, "RNN": 1}[kind]
 
     def value(name: str, *shape) -> onnx.ValueInfoProto:
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
@@ -64,14 +54,9 @@ def to_onnx(model, T: int, B: int) -> onnx.ModelProto:
 
     layer_input = "x"
     for l in range(L):
-        w = tensor(f"W_l{l}", _reorder(weights[f"weight_ih_l{l}"], order, H)[None])
-        r = tensor(f"R_l{l}", _reorder(weights[f"weight_hh_l{l}"], order, H)[None])
-        if model.bias:
-            bias = np.concatenate([_reorder(weights[f"bias_ih_l{l}"], order, H),
-                                   _reorder(weights[f"bias_hh_l{l}"], order, H)])
-        else:
-            bias = np.zeros(2 * G * H, np.float32)
-        b = tensor(f"B_l{l}", bias[None])
+        W, R, bias = sr.onnx.node_weights(model, l, 0)  # in ONNX's gate order
+        w, r = tensor(f"W_l{l}", W[None]), tensor(f"R_l{l}", R[None])
+        b = tensor(f"B_l{l}", (bias if bias is not None else np.zeros(2 * G * H, np.float32))[None])
         inputs.append(value(f"h0_l{l}", 1, B, H))
         outputs.append(value(f"hn_l{l}", 1, B, H))
         # Operator inputs: X, W, R, B, sequence_lens (none), initial_h[, initial_c].

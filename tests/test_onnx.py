@@ -238,3 +238,55 @@ for _case in _cases.values():
     for _name in [n for n in vars(_case) if n.startswith("test_") and not re.match(_RECURRENT, n)]:
         delattr(_case, _name)
 globals().update({name: case for name, case in _cases.items() if any(n.startswith("test_") for n in vars(case))})
+
+
+SAVE_CASES = [(kind, options, layers, bidirectional, residual, batch_first, bias)
+              for kind, options in (("LSTM", {}), ("GRU", {}), ("GRU", {"reset_after": False}), ("RNN", {}),
+                                    ("RNN", {"nonlinearity": "relu"}))
+              for layers, bidirectional, residual, batch_first, bias in
+              ((1, False, False, False, True), (2, True, True, True, False), (3, False, True, False, True),
+               (2, True, False, False, True))]
+
+
+@pytest.mark.parametrize("kind,options,layers,bidirectional,residual,batch_first,bias", SAVE_CASES)
+def test_save_runs_in_onnx_runtime_as_the_model_does(tmp_path, kind, options, layers, bidirectional, residual,
+                                                     batch_first, bias):
+    ort = pytest.importorskip("onnxruntime")
+    m = getattr(sr, kind)(6, 6, layers, bidirectional=bidirectional, residual=residual, batch_first=batch_first,
+                          bias=bias, seed=2, **options)
+    path = tmp_path / "model.onnx"
+    sr.onnx.save(m, path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(4)
+    T, B, D = 5, 3, 2 if bidirectional else 1
+    x = rng.standard_normal((B, T, 6) if batch_first else (T, B, 6)).astype(np.float32)
+    names = ["h0", "c0"] if kind == "LSTM" else ["h0"]
+    initial = [rng.standard_normal((layers * D, B, 6)).astype(np.float32) * 0.5 for _ in names]
+    for feeds, state in (({"x": x}, None), ({"x": x, **dict(zip(names, initial))},
+                                            tuple(initial) if kind == "LSTM" else initial[0])):
+        y, final = m(x, state)
+        got = session.run(None, feeds)
+        np.testing.assert_allclose(got[0], y, atol=2e-6)
+        for value, expected in zip(got[1:], final if kind == "LSTM" else (final,)):
+            np.testing.assert_allclose(value, expected, atol=2e-6)
+
+
+def test_a_saved_graph_steps_as_a_stream_when_fed_its_final_state():
+    ort = pytest.importorskip("onnxruntime")
+    m = sr.LSTM(2, 5, 2, seed=3)
+    session = ort.InferenceSession(sr.onnx.to_proto(m).SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((8, 1, 2)).astype(np.float32)
+    stream, h, c = m.stream(1), None, None
+    for t in range(8):
+        feeds = {"x": x[t:t + 1]} if h is None else {"x": x[t:t + 1], "h0": h, "c0": c}
+        y, h, c = session.run(None, feeds)
+        np.testing.assert_allclose(y[0], stream.step(x[t]), atol=2e-6)
+
+
+def test_save_refuses_what_onnx_cannot_express(tmp_path):
+    with pytest.raises(ValueError, match="proj_size=2: ONNX's LSTM has no projection"):
+        sr.onnx.save(sr.LSTM(3, 4, proj_size=2), tmp_path / "m.onnx")
+    with pytest.raises(TypeError, match="model: expected a streamrnn.LSTM, GRU or RNN, got LSTMCell"):
+        sr.onnx.save(sr.LSTMCell(3, 4), tmp_path / "m.onnx")
+    with pytest.raises(TypeError, match="path: expected a str or os.PathLike"):
+        sr.onnx.save(sr.GRU(3, 4), 3)
