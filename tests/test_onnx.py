@@ -290,3 +290,61 @@ def test_save_refuses_what_onnx_cannot_express(tmp_path):
         sr.onnx.save(sr.LSTMCell(3, 4), tmp_path / "m.onnx")
     with pytest.raises(TypeError, match="path: expected a str or os.PathLike"):
         sr.onnx.save(sr.GRU(3, 4), 3)
+
+
+@pytest.mark.filterwarnings("ignore")  # torch's TorchScript exporter is deprecated, and says so
+@pytest.mark.parametrize("kind,options", [("LSTM", {}), ("GRU", {}), ("RNN", {}), ("RNN", {"nonlinearity": "relu"})])
+@pytest.mark.parametrize("layers,bidirectional,batch_first,with_state",
+                         [(1, False, False, False), (2, True, False, True), (3, False, True, True)])
+def test_load_folds_what_torch_onnx_export_writes(kind, options, layers, bidirectional, batch_first, with_state):
+    import io
+
+    import torch
+
+    torch.manual_seed(0)
+    t = getattr(torch.nn, kind)(3, 4, layers, bidirectional=bidirectional, batch_first=batch_first, **options)
+    D, B, T = 2 if bidirectional else 1, 2, 5
+    x = torch.randn(B, T, 3) if batch_first else torch.randn(T, B, 3)
+    state = None
+    if with_state:
+        state = (torch.randn(layers * D, B, 4), torch.randn(layers * D, B, 4)) if kind == "LSTM" else \
+            torch.randn(layers * D, B, 4)
+    buffer = io.BytesIO()
+    torch.onnx.export(t, (x, state) if with_state else (x,), buffer, dynamo=False)
+    m = sr.onnx.load(onnx.load_from_string(buffer.getvalue()))
+    assert (type(m).__name__, m.num_layers, m.bidirectional, m.batch_first) == (kind, layers, bidirectional,
+                                                                                 batch_first)
+    with torch.no_grad():
+        expected, expected_state = t(x, state) if with_state else t(x)
+    y, final = m(x.numpy(), None if state is None else
+                 tuple(s.numpy() for s in state) if kind == "LSTM" else state.numpy())
+    np.testing.assert_allclose(y, expected.numpy(), atol=2e-6)
+    for got, want in zip(final if kind == "LSTM" else (final,),
+                         expected_state if kind == "LSTM" else (expected_state,)):
+        np.testing.assert_allclose(got, want.numpy(), atol=2e-6)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_save_then_load_gives_the_model_back(kind):
+    m = getattr(sr, kind)(4, 4, 2, bidirectional=True, residual=True, batch_first=True, seed=6)
+    back = sr.onnx.load(sr.onnx.to_proto(m))
+    assert repr(back) == repr(m)
+    for name, value in m.state_dict().items():
+        np.testing.assert_array_equal(back.state_dict()[name], value)
+
+
+def test_load_refuses_glue_that_computes_something_else():
+    proto = sr.onnx.to_proto(sr.GRU(3, 4, 2, seed=1))
+    # y + 1 is no streamrnn model's output.
+    output = next(n for n in proto.graph.node if "y" in n.output)
+    output.output[0] = "y_before"
+    proto.graph.initializer.append(numpy_helper.from_array(np.ones(1, np.float32), "one"))
+    proto.graph.node.append(helper.make_node("Add", ["y_before", "one"], ["y"], name="plus_one"))
+    with pytest.raises(ValueError, match="do not compute a streamrnn stack's outputs"):
+        sr.onnx.load(proto)
+    mixed = sr.onnx.to_proto(sr.GRU(3, 4, 2, seed=1))
+    second = [n for n in mixed.graph.node if n.op_type == "GRU"][1]
+    second.attribute.append(helper.make_attribute("linear_before_reset", 0))
+    del second.attribute[[a.name for a in second.attribute].index("linear_before_reset")]
+    with pytest.raises(ValueError, match="its reset_after differs"):
+        sr.onnx.load(mixed)

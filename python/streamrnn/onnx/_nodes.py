@@ -291,6 +291,21 @@ def constants_of(graph: Any) -> dict:
     return values
 
 
+def constant_weights(node: Node, constants: dict) -> dict:
+    """The node's W, R and, where it has them, B and P, from the graph's constants: ValueError
+    for one that is a graph input (a model's weights are fixed when it is made)."""
+    weights = {}
+    for what in ("W", "R", "B", "P"):
+        value = node.inputs.get(what)
+        if value is None:
+            continue
+        if value not in constants:
+            raise ValueError(f"node {node.name!r} ({node.kind}): input {what} ({value!r}) must be an initializer "
+                             "or a Constant, not a graph input")
+        weights[what] = constants[value]
+    return weights
+
+
 def recurrent_node_of(graph: Any) -> Node:
     """The graph's one recurrent node: ValueError naming any other node that is not a Constant."""
     recurrent = []
@@ -307,31 +322,32 @@ def recurrent_node_of(graph: Any) -> Node:
 
 
 def load(source: Any) -> Any:
-    """A streamrnn model from an ONNX graph of one LSTM, GRU or RNN node whose W, R (and B, P)
-    are initializers or Constants: sr.LSTM, sr.GRU or sr.RNN, batch_first for layout=1.
+    """A streamrnn model (sr.LSTM, sr.GRU or sr.RNN) from an ONNX graph: a path or an
+    onnx.ModelProto.
 
-    The model takes the node's X (in its layout) and gives y as (T, B, D*H) (or batch-first),
-    with ONNX's sequence_lens as `lengths` and initial_h/initial_c as its state, (D, B, H).
-    ONNX's Y is y.reshape(T, B, D, H).transpose(0, 2, 1, 3). Float64 or float16 weights are
-    read as float32, the engine's type.
+    - One LSTM, GRU or RNN node whose W, R (and B, P) are initializers or Constants: the model of
+      that node, batch_first for layout=1. It takes the node's X (in its layout) and gives y as
+      (T, B, D*H) (or batch-first), with ONNX's sequence_lens as `lengths` and
+      initial_h/initial_c as its state, (D, B, H); ONNX's Y is
+      y.reshape(T, B, D, H).transpose(0, 2, 1, 3).
+    - Recurrent nodes stacked with the glue exporters write (torch.onnx.export's, sr.onnx.save's):
+      the stack, once the glue is found to compute its y, h_n and c_n (_graphs.py).
 
-    ValueError naming the node and the attribute for what is not supported yet: direction
-    'reverse' (a model that runs backwards in time), clip, input_forget, activations other
-    than ONNX's defaults (and Relu for RNN), non-zero peepholes, and other operators than
-    Constant in the graph. ImportError without the onnx package."""
-    graph = _model_proto(source).graph
+    Float64 or float16 weights are read as float32, the engine's type. ValueError naming the node
+    and the attribute for what is not supported yet: direction 'reverse' (a model that runs
+    backwards in time), clip, input_forget, activations other than ONNX's defaults (and Relu for
+    RNN), non-zero peepholes, other operators, and glue that computes anything else. ImportError
+    without the onnx package."""
+    proto = _model_proto(source)
+    graph = proto.graph
+    if sum(n.op_type in _INPUTS for n in graph.node) != 1 or any(
+            n.op_type not in _INPUTS and n.op_type != "Constant" for n in graph.node):
+        from ._graphs import load_stack
+
+        return load_stack(proto)
     node = recurrent_node_of(graph)
     if node.direction == "reverse":
         raise ValueError(f"node {node.name!r} ({node.kind}): attribute direction: 'reverse' has no streamrnn "
                          "model yet (a stream runs forward in time); streamrnn.onnx.backend runs such nodes")
-    constants = constants_of(graph)
-    weights = {}
-    for what in ("W", "R", "B", "P"):
-        value = node.inputs.get(what)
-        if value is None:
-            continue
-        if value not in constants:
-            raise ValueError(f"node {node.name!r} ({node.kind}): input {what} ({value!r}) must be an initializer "
-                             "or a Constant, not a graph input")
-        weights[what] = constants[value]
+    weights = constant_weights(node, constants_of(graph))
     return build(node, weights["W"], weights["R"], weights.get("B"), weights.get("P"), batch_first=node.layout == 1)
