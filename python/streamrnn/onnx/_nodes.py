@@ -98,7 +98,7 @@ def parse(op_type: str, name: str, inputs: "list[str]", outputs: "list[str]", at
         raise refuse("hidden_size", f"expected a positive integer, got {hidden_size!r}")
     if "clip" in attributes:
         raise refuse("clip", "clipping the gates is not supported yet")
-    if attributes.get("input_forget", 0) not in (0,):
+    if attributes.get("input_forget", 0) != 0:
         raise refuse("input_forget", "coupled input and forget gates are not supported yet")
 
     directions = 2 if direction == "bidirectional" else 1
@@ -147,8 +147,8 @@ def _float32(node: Node, what: str, value: Any) -> np.ndarray:
 
 def build(node: Node, W: Any, R: Any, B: Any = None, P: Any = None, batch_first: bool = False) -> Any:
     """The streamrnn model of a node with these weights (of a reverse node, the forward model that
-    `run` steps over the reversed sequence). ValueError for shapes that
-    disagree with the node or one another, or for peepholes that are not all zero."""
+    `run` steps over the reversed sequence). ValueError for shapes that disagree with the node or
+    with one another, or for peepholes that are not all zero."""
     W, R = _float32(node, "W", W), _float32(node, "R", R)
     gates = len(_TORCH_FROM_ONNX[node.kind])
     D = node.directions

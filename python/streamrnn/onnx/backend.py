@@ -20,7 +20,7 @@ from typing import Any
 
 from ._nodes import Node, attributes_of, build, constants_of, parse, recurrent_node_of, require_onnx, run
 
-_onnx = require_onnx()
+require_onnx()  # ImportError saying what to install, before onnx's own imports below
 from onnx.backend.base import Backend as _Backend  # noqa: E402
 from onnx.backend.base import BackendRep as _BackendRep  # noqa: E402
 from onnx.backend.base import namedtupledict  # noqa: E402
