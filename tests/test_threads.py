@@ -167,8 +167,11 @@ def test_a_backward_refuses_a_record_that_another_thread_replaced():
 
     def trainer():
         while not done.is_set():
-            m(large, train=True)
-            m(small, train=True)
+            for x in (large, small):
+                try:
+                    m(x, train=True)
+                except RuntimeError:
+                    pass  # the backward holds the record: refused from this side, and the loop goes on
 
     thread = threading.Thread(target=trainer)
     thread.start()
