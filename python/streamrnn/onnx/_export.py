@@ -28,12 +28,15 @@ def _kind(model: Any) -> str:
 def node_weights(model: Any, layer: int, direction: int) -> "tuple[np.ndarray, np.ndarray, Any]":
     """W [G*H, I_l], R [G*H, H] and B [2*G*H] (None without a bias) of one layer and direction, in
     ONNX's gate order (LSTM i, o, f, c; GRU z, r, h)."""
-    kind = _kind(model)
+    return _onnx_weights(model, model.state_dict(), layer, direction)
+
+
+def _onnx_weights(model: Any, state: dict, layer: int, direction: int) -> "tuple[np.ndarray, np.ndarray, Any]":
+    """node_weights from `state`, the model's state_dict() (taken once for all its layers)."""
     H = model.hidden_size
-    order = _TORCH_FROM_ONNX[kind]
+    order = _TORCH_FROM_ONNX[_kind(model)]
     # ONNX block j is torch block onnx_from_torch[j]: the inverse of _TORCH_FROM_ONNX.
     onnx_from_torch = [order.index(j) for j in range(len(order))]
-    state = model.state_dict()
     suffix = f"_l{layer}" + ("_reverse" if direction else "")
 
     def onnx_rows(tensor: np.ndarray) -> np.ndarray:
@@ -88,8 +91,9 @@ def to_proto(model: Any) -> Any:
     elif kind == "RNN":
         attributes["activations"] = ["Relu" if model.nonlinearity == "relu" else "Tanh"] * D
     final = {state: [] for state in states}
+    tensors = model.state_dict()  # once: each call copies every tensor
     for layer in range(L):
-        weights = [node_weights(model, layer, d) for d in range(D)]
+        weights = [_onnx_weights(model, tensors, layer, d) for d in range(D)]
         W = constant(f"W_l{layer}", np.stack([w for w, _, _ in weights]))
         R = constant(f"R_l{layer}", np.stack([r for _, r, _ in weights]))
         B = constant(f"B_l{layer}", np.stack([b for _, _, b in weights])) if model.bias else ""

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._nodes import Node, attributes_of, build, constant_weights, constants_of, parse, require_onnx
+from ._nodes import _TORCH_FROM_ONNX, Node, attributes_of, build, constant_weights, constants_of, parse, require_onnx
 
 # What exporters join recurrent layers with: shapes and states (Shape, Gather, Unsqueeze, Concat,
 # Expand, ConstantOfShape, Cast, Slice), layouts (Transpose, Reshape, Squeeze), residual stacks
@@ -26,16 +26,19 @@ GLUE = {"Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Expand
 RECURRENT = {"LSTM", "GRU", "RNN"}
 
 
-def _ancestors(value: str, producers: dict) -> set:
-    """Every node index that `value` depends on."""
-    seen, stack = set(), [value]
+def _upstream(value: str, producers: dict) -> "tuple[set, set]":
+    """What `value` is computed from: the indices of the nodes, and the names of the values."""
+    nodes, values, stack = set(), set(), [value]
     while stack:
-        node = producers.get(stack.pop())
-        if node is None or node[0] in seen:
+        name = stack.pop()
+        if name in values:
             continue
-        seen.add(node[0])
-        stack.extend(i for i in node[1].input if i)
-    return seen
+        values.add(name)
+        node = producers.get(name)
+        if node is not None:
+            nodes.add(node[0])
+            stack.extend(i for i in node[1].input if i)
+    return nodes, values
 
 
 def _model_of(nodes: "list[Node]", weights: "list[dict]", batch_first: bool, residual: bool) -> Any:
@@ -63,7 +66,7 @@ def _model_of(nodes: "list[Node]", weights: "list[dict]", batch_first: bool, res
 
 
 def _zero_bias(node: Node, weights: dict) -> np.ndarray:
-    gates, D = {"LSTM": 4, "GRU": 3, "RNN": 1}[node.kind], weights["W"].shape[0]
+    gates, D = len(_TORCH_FROM_ONNX[node.kind]), weights["W"].shape[0]
     return np.zeros((D, 2 * gates * weights["R"].shape[2]), np.float32)
 
 
@@ -103,7 +106,7 @@ def load_stack(proto: Any) -> Any:
             raise ValueError(f"node {node.name!r} ({node.kind}): {what} inside a stack is not supported")
     # A chain: each layer's X computed from the layer before's Y.
     for k in range(1, len(nodes)):
-        if protos[k - 1][0] not in _ancestors(nodes[k].inputs["X"], producers):
+        if protos[k - 1][0] not in _upstream(nodes[k].inputs["X"], producers)[0]:
             raise ValueError(f"node {nodes[k].name!r} ({nodes[k].kind}): its X does not come from node "
                              f"{nodes[k - 1].name!r}: not a stack of layers")
     constants = constants_of(graph)
@@ -114,7 +117,7 @@ def load_stack(proto: Any) -> Any:
             raise ValueError(f"node {node.name!r} ({node.kind}): hidden size {w['R'].shape[2]} differs from {H}")
 
     inputs = {i.name: i for i in graph.input if i.name not in constants}
-    x_name = [name for name in inputs if name in _graph_inputs_of(first.inputs["X"], producers, inputs)]
+    x_name = [name for name in inputs if name in _upstream(first.inputs["X"], producers)[1]]
     if len(x_name) != 1:
         raise ValueError(f"graph: expected one input that the first recurrent node's X comes from, found {x_name}")
     x_name = x_name[0]
@@ -140,24 +143,6 @@ def load_stack(proto: Any) -> Any:
             return model
     raise ValueError(f"graph: its {len(graph.node) - L} nodes around the {L} {first.kind} nodes do not compute a "
                      "streamrnn stack's outputs (y, h_n, c_n) from its input")
-
-
-def _graph_inputs_of(value: str, producers: dict, inputs: dict) -> set:
-    """The graph inputs that `value` is computed from."""
-    found, seen, stack = set(), set(), [value]
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        if name in inputs:
-            found.add(name)
-        node = producers.get(name)
-        if node is not None:
-            stack.extend(i for i in node[1].input if i)
-    return found
-
-
 
 
 def _relu_rnn() -> Any:
