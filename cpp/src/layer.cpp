@@ -238,7 +238,10 @@ void scan_layer(const RunWeights& weights, int layer, int direction, ConstSeqVie
 #endif
         float* next = ws.state[s % 2].data();
         StepState step{mat(h_prev, B, H_out), mat(c_prev, B, C), mat(next, B, H_out), mat(next + B * H_out, B, C)};
-        forward_step(w, mat(gates + (t - gates_first) * B * G, B, G), step, buffers);
+        StepBuffers step_buffers = buffers;
+        if (kept && kept->pre)
+            step_buffers.pre = kept->pre + t * B * G;
+        forward_step(w, mat(gates + (t - gates_first) * B * G, B, G), step, step_buffers);
         auto y_t = step_rows(y, t, B);
         y_t = step.h_next;
         if (lengths) {
@@ -317,7 +320,7 @@ void backward_layer(const BackwardPass& pass, int layer, int direction, ConstSeq
             return mat(width ? kept_rows + r * width : nullptr, B, width);
         };
         const StepRecord step{rows_of(kept.gates, G), rows_of(kept.h_prev, H_out), rows_of(kept.c_prev, C),
-                              rows_of(kept.c_next, C), rows_of(kept.extra, E)};
+                              rows_of(kept.c_next, C), rows_of(kept.extra, E), rows_of(kept.pre, kept.pre ? G : 0)};
         StepGradients grads{mat(static_cast<const float*>(dh_total.data()), B, H_out),
                             mat(static_cast<const float*>(dc), B, C),
                             mat(da_x.data() + r * G, B, G),
@@ -373,6 +376,15 @@ void backward_layer(const BackwardPass& pass, int layer, int direction, ConstSeq
     if (w.b_ih) {
         mat(grad_of(w.b_ih), 1, G) += db_x;
         mat(grad_of(w.b_hh), 1, G) += two_sides ? db_h : db_x;
+    }
+    if (w.peephole) {
+        // i and f peep at c, o at c': dP = the sum over rows of dA times those.
+        auto dp = mat(grad_of(w.peephole), 3, H);
+        const ConstMatMap c_prev = mat(static_cast<const float*>(kept.c_prev), rows, H);
+        const ConstMatMap c_next = mat(static_cast<const float*>(kept.c_next), rows, H);
+        dp.row(0) += (DA_x.leftCols(H).array() * c_prev.array()).colwise().sum().matrix();
+        dp.row(1) += (DA_x.middleCols(H, H).array() * c_prev.array()).colwise().sum().matrix();
+        dp.row(2) += (DA_x.rightCols(H).array() * c_next.array()).colwise().sum().matrix();
     }
     if (w.w_hr)
         multiply(Strided::of(mat(static_cast<const float*>(dh_steps.data()), rows, H_out)).transposed(),

@@ -28,6 +28,7 @@ struct RecordView {
         /// [T, B, H]: LSTM with projection o * tanh(c'); GRU reset-after W_hn h + b_hn;
         /// reset-before r * h.
         float* extra = nullptr;
+        float* pre = nullptr;  ///< [T, B, G]: a cell with options' pre-activations (StepBuffers::pre)
     };
     std::vector<Cell> cells;
 
@@ -52,6 +53,8 @@ struct RecordView {
                 }
                 if (extra)
                     cell.extra = allocate(rows * H);
+                if (spec.has_cell_options())
+                    cell.pre = allocate(rows * spec.gate_rows());
                 record.cells.push_back(cell);
             }
         }

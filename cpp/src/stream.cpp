@@ -88,7 +88,10 @@ struct Stream::Impl {
                                  w.input_size,
                                  w.hidden_size,
                                  w.output_size,
-                                 spec.residual_at(layer)};
+                                 spec.residual_at(layer),
+                                 w.peephole,
+                                 w.options.clip,
+                                 w.options.input_forget};
             } else {
                 cells[l] = run.cell(layer, 0, 1);
             }

@@ -23,6 +23,8 @@ std::vector<TensorInfo> tensor_table(const ModelSpec& spec)
             }
             if (spec.proj_size > 0)
                 table.push_back({"weight_hr" + suffix, {spec.proj_size, spec.hidden_size}});
+            if (spec.peepholes)
+                table.push_back({"weight_peephole" + suffix, {3, spec.hidden_size}});
         }
     }
     return table;
@@ -38,7 +40,8 @@ CellWeights cell_weights(const ModelSpec& spec, const float* parameters, int lay
     const std::uint64_t H_out = static_cast<std::uint64_t>(spec.output_size());
     const std::uint64_t P = static_cast<std::uint64_t>(spec.proj_size);
     const std::uint64_t D = static_cast<std::uint64_t>(spec.directions());
-    const std::uint64_t rest = G * H_out + (spec.bias ? 2 * G : 0) + P * H;  // all but W_ih
+    const std::uint64_t peephole = spec.peepholes ? 3 * H : 0;
+    const std::uint64_t rest = G * H_out + (spec.bias ? 2 * G : 0) + P * H + peephole;  // all but W_ih
     const std::uint64_t first_cell = G * static_cast<std::uint64_t>(spec.input_size) + rest;
     const std::uint64_t later_cell = G * D * H_out + rest;
     const std::uint64_t cell = static_cast<std::uint64_t>(layer) * D + static_cast<std::uint64_t>(direction);
@@ -58,8 +61,19 @@ CellWeights cell_weights(const ModelSpec& spec, const float* parameters, int lay
         w.b_hh = at + G;
         at += 2 * G;
     }
-    if (P > 0)
+    if (P > 0) {
         w.w_hr = at;
+        at += P * H;
+    }
+    if (peephole > 0)
+        w.peephole = at;
+    if (spec.has_cell_options()) {
+        w.options.any = true;
+        for (int index = 0; index < spec.cell_function_count(); ++index)
+            w.options.functions[index] = spec.cell_function(direction, index);
+        w.options.clip = static_cast<float>(spec.clip);
+        w.options.input_forget = spec.input_forget;
+    }
     return w;
 }
 
@@ -83,8 +97,11 @@ bool transposed_pays(const ModelSpec& spec)
 WeightCopies weight_copies_for(const ModelSpec& spec, Index T, Index B, bool streaming)
 {
     WeightCopies copies;
-    // A stream of one row steps through the row kernels, where this CPU has them.
-    if (streaming && B == 1 && row_kernels() && !spec.bidirectional) {
+    // A stream of one row steps through the row kernels, where this CPU has them and they have
+    // the cell: of ONNX's options, an LSTM's peepholes, clipping and coupled gates, with its own
+    // functions (other functions are the general step's alone).
+    const bool row_cell_exists = !spec.has_cell_options() || (spec.kind == CellKind::lstm && spec.has_own_functions());
+    if (streaming && B == 1 && row_kernels() && !spec.bidirectional && row_cell_exists) {
         copies.row = true;
         return copies;
     }
@@ -101,7 +118,7 @@ WeightCopies weight_copies_for(const ModelSpec& spec, Index T, Index B, bool str
 RowCell row_cell(const ModelSpec& spec) noexcept
 {
     switch (spec.kind) {
-    case CellKind::lstm: return RowCell::lstm;
+    case CellKind::lstm: return spec.has_cell_options() ? RowCell::lstm_options : RowCell::lstm;
     case CellKind::gru: return spec.reset_after ? RowCell::gru_reset_after : RowCell::gru_reset_before;
     case CellKind::rnn_tanh: return RowCell::rnn_tanh;
     case CellKind::rnn_relu: return RowCell::rnn_relu;

@@ -79,6 +79,48 @@ ModelSpec spec_from(nb::dict fields)
             if (PyErr_Occurred())
                 throw nb::python_error();
         }
+        // A sequence of functions, each a name or (name, alpha[, beta]); those not given take
+        // ONNX's defaults.
+        void operator()(const char* key, std::vector<ActivationFunction>& value) const
+        {
+            if (!fields.contains(key))
+                return;
+            nb::handle given = fields[key];
+            if (!PyList_Check(given.ptr()) && !PyTuple_Check(given.ptr()))
+                throw nb::type_error((std::string(key) + ": expected a list of functions, got " + python_type(given)).c_str());
+            value.clear();
+            for (nb::handle entry : given) {
+                const std::string where = std::string(key) + "[" + std::to_string(value.size()) + "]";
+                const bool with_parameters = PyList_Check(entry.ptr()) || PyTuple_Check(entry.ptr());
+                const nb::handle name = with_parameters && nb::len(entry) > 0 ? entry[0] : entry;
+                if (!PyUnicode_Check(name.ptr()))
+                    throw nb::type_error((where + ": expected a function's name or (name, alpha, beta), got " +
+                                          python_type(entry)).c_str());
+                Activation kind{};
+                if (!parse_activation_name(nb::cast<std::string>(name), kind))
+                    throw ArgumentError(where + ": unknown function " + nb::cast<std::string>(nb::repr(name)) +
+                                        "; expected one of Relu, Tanh, Sigmoid, Affine, LeakyRelu, ThresholdedRelu, "
+                                        "ScaledTanh, HardSigmoid, Elu, Softsign, Softplus");
+                ActivationFunction function = default_parameters(kind);
+                const std::size_t given_parameters = with_parameters ? nb::len(entry) - 1 : 0;
+                if (given_parameters > 2)
+                    throw ArgumentError(where + ": expected (name, alpha, beta) at most, got " +
+                                        nb::cast<std::string>(nb::repr(entry)));
+                // Those the function does not take may be given as 0 (Model.activations lists
+                // them so), and are checked by the spec.
+                float* parameters[] = {&function.alpha, &function.beta};
+                for (std::size_t i = 0; i < given_parameters; ++i) {
+                    nb::handle number = entry[i + 1];
+                    if (PyBool_Check(number.ptr()) || !(PyFloat_Check(number.ptr()) || PyLong_Check(number.ptr())))
+                        throw nb::type_error((where + ": " + (i == 0 ? "alpha" : "beta") + " must be a number, got " +
+                                              python_type(number)).c_str());
+                    *parameters[i] = static_cast<float>(PyFloat_AsDouble(number.ptr()));
+                    if (PyErr_Occurred())
+                        throw nb::python_error();
+                }
+                value.push_back(function);
+            }
+        }
     };
     ModelSpec spec;
     for (auto item : fields) {
@@ -90,6 +132,7 @@ ModelSpec spec_from(nb::dict fields)
     }
     for_each_field(spec, Reader{fields});
     spec.validate();
+    spec.canonicalize();
     return spec;
 }
 
@@ -97,10 +140,21 @@ nb::dict spec_dict(const ModelSpec& spec)
 {
     nb::dict out;
     for_each_field(spec, [&](const char* key, const auto& value) {
-        if constexpr (std::is_same_v<std::decay_t<decltype(value)>, CellKind>)
+        using Field = std::decay_t<decltype(value)>;
+        if constexpr (std::is_same_v<Field, CellKind>) {
             out[key] = kind_name(value);
-        else
+        } else if constexpr (std::is_same_v<Field, std::vector<ActivationFunction>>) {
+            nb::list functions;
+            for (const ActivationFunction& f : value) {  // as the Reader takes them back
+                const int count = activation_parameter_count(f.kind);
+                functions.append(count == 0   ? nb::make_tuple(activation_name(f.kind))
+                                 : count == 1 ? nb::make_tuple(activation_name(f.kind), f.alpha)
+                                              : nb::make_tuple(activation_name(f.kind), f.alpha, f.beta));
+            }
+            out[key] = functions;
+        } else {
             out[key] = value;
+        }
     });
     return out;
 }

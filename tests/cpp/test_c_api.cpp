@@ -250,6 +250,51 @@ TEST_CASE("streaming calls allocate nothing, lock nothing and throw nothing, fai
         }
 }
 
+TEST_CASE("models with ONNX's cell options stream through the C API as their whole-sequence forward, allocating nothing")
+{
+    ModelSpec lstm;
+    lstm.kind = CellKind::lstm;
+    lstm.input_size = 3;
+    lstm.hidden_size = 5;
+    lstm.num_layers = 2;
+    lstm.peepholes = true;
+    lstm.clip = 0.5;
+    lstm.input_forget = true;
+    ModelSpec gru = lstm;
+    gru.kind = CellKind::gru;
+    gru.peepholes = gru.input_forget = false;
+    gru.activations = {{Activation::hard_sigmoid, 0.3f, 0.5f}, {Activation::softsign}};
+    ModelSpec lstm_functions = lstm;  // functions of its own: the general step, not the row kernels
+    lstm_functions.activations = {{Activation::sigmoid}, {Activation::elu, 0.7f}, {Activation::softplus}};
+    for (const ModelSpec& spec : {lstm, gru, lstm_functions})
+        for (std::size_t B : {std::size_t(1), std::size_t(4)}) {
+            CAPTURE(kind_name(spec.kind));
+            CAPTURE(B);
+            const Model model(spec, 5);
+            const std::vector<std::uint8_t> bytes = save_model_bytes(model);
+            streamrnn_model* loaded = nullptr;
+            streamrnn_stream* stream = nullptr;
+            REQUIRE(streamrnn_model_load_buffer(bytes.data(), bytes.size(), &loaded) == STREAMRNN_OK);
+            REQUIRE(streamrnn_stream_create(loaded, B, &stream) == STREAMRNN_OK);
+            const std::size_t T = 30, I = 3, O = 5;
+            const std::vector<float> x = random_values(T * B * I, 9);
+            std::vector<float> y(T * B * O), y_reference(T * B * O);
+            std::vector<float> h(2 * B * O, 0.0f), c(spec.has_cell_state() ? 2 * B * O : 0, 0.0f);
+            model.forward(x.data(), T, static_cast<Index>(B), nullptr, y_reference.data(), h.data(),
+                          spec.has_cell_state() ? c.data() : nullptr);
+            const long allocations = testing::allocation_count();
+            for (std::size_t t = 0; t < T; ++t)
+                REQUIRE(streamrnn_stream_step(stream, &x[t * B * I], B * I, &y[t * B * O], B * O) == STREAMRNN_OK);
+            CHECK(testing::allocation_count() == allocations);
+            double worst = 0.0;
+            for (std::size_t i = 0; i < y.size(); ++i)
+                worst = std::max(worst, double(std::abs(y[i] - y_reference[i])));
+            CHECK(worst <= 2e-6);
+            streamrnn_stream_free(stream);
+            streamrnn_model_free(loaded);
+        }
+}
+
 TEST_CASE("the allocation counter sees operator new and malloc")
 {
     // Without this, a counter that never counts (a sanitizer's hook not installed, say) would

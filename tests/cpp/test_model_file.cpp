@@ -65,7 +65,32 @@ std::vector<ModelSpec> specs()
         spec.is_cell = true;
         all.push_back(spec);
     }
+    // ONNX's cell options (format version 2), with alphas that take all 9 digits to read back.
+    spec = make_spec(CellKind::lstm, 3, 4);
+    spec.bidirectional = true;
+    spec.peepholes = true;
+    spec.input_forget = true;
+    spec.clip = 2.5;
+    spec.activations = {{Activation::hard_sigmoid, 0.3f, 0.45f}, {Activation::leaky_relu, 0.123456789f},
+                        {Activation::softsign}, {Activation::sigmoid}, {Activation::scaled_tanh, 1.7f, 0.6f},
+                        {Activation::elu, 0.9f}};
+    all.push_back(spec);
+    spec = make_spec(CellKind::gru, 2, 3);
+    spec.reset_after = false;
+    spec.activations = {{Activation::softplus}, {Activation::affine, 0.5f, -0.25f}};
+    all.push_back(spec);
+    spec = make_spec(CellKind::rnn_tanh, 2, 3);
+    spec.clip = 0.75;
+    all.push_back(spec);
     return all;
+}
+
+Model options_model()
+{
+    ModelSpec spec = make_spec(CellKind::lstm, 2, 3);
+    spec.peepholes = true;
+    spec.activations = {{Activation::leaky_relu, 0.5f}, {Activation::tanh}, {Activation::tanh}};
+    return Model(spec, 3);
 }
 
 Model small_model() { return Model(make_spec(CellKind::gru, 2, 3), 7); }
@@ -278,7 +303,7 @@ TEST_CASE("a missing or unwritable file is a FileError with errno")
 TEST_CASE("a file of another format or version is rejected")
 {
     const Bytes file = save_model_bytes(small_model());
-    check_rejected(edit_header(file, "\"format_version\":\"1\"", "\"format_version\":\"2\""), "format_version \"2\"");
+    check_rejected(edit_header(file, "\"format_version\":\"1\"", "\"format_version\":\"3\""), "format_version \"3\"");
     check_rejected(edit_header(file, "\"format\":\"streamrnn\"", "\"format\":\"pt\""), "not a streamrnn model");
     check_rejected(edit_header(file, "\"__metadata__\"", "\"__metadata\""), "not a streamrnn model");
     check_rejected(edit_header(file, "\"format_version\":\"1\",", ""), "no \"format_version\"");
@@ -293,6 +318,22 @@ TEST_CASE("a file of another format or version is rejected")
     check_rejected(edit_header(file, "\"dropout\":\"0\"", "\"dropout\":\"nan\""), "\"dropout\"");
     // Sizes that pass validate() but whose weights the file does not hold, so nothing is allocated.
     check_rejected(edit_header(file, "\"hidden_size\":\"3\"", "\"hidden_size\":\"1000000\""), "bytes of weights");
+
+    // Version 2, the cell options: written only for a model with some, and each checked.
+    CHECK(header_of(file).find("activations") == std::string::npos);
+    const Bytes options = save_model_bytes(options_model());
+    CHECK(header_of(options).find("\"format_version\":\"2\"") != std::string::npos);
+    CHECK(header_of(options).find("\"activations\":\"LeakyRelu:0.5,Tanh,Tanh\"") != std::string::npos);
+    check_rejected(edit_header(options, "\"format_version\":\"2\"", "\"format_version\":\"1\""),
+                   "weight_peephole_l0\" is not part of");
+    check_rejected(edit_header(options, "\"peepholes\":\"true\",", ""), "no \"peepholes\"");
+    check_rejected(edit_header(options, "LeakyRelu:0.5", "LeakyRelu:x"), "\"activations\"");
+    check_rejected(edit_header(options, "LeakyRelu:0.5", "Swish"), "\"activations\"");
+    check_rejected(edit_header(options, "LeakyRelu:0.5", "LeakyRelu:0.5:1:2"), "\"activations\"");
+    check_rejected(edit_header(options, "LeakyRelu:0.5", "LeakyRelu:1e39"), "\"activations\"");
+    check_rejected(edit_header(options, "LeakyRelu:0.5,", ""), "invalid architecture: activations: expected 3");
+    check_rejected(edit_header(options, "LeakyRelu:0.5", "Tanh:0.5"), "Tanh takes no alpha");
+    check_rejected(edit_header(options, "\"clip\":\"0\"", "\"clip\":\"-1\""), "invalid architecture: clip");
 }
 
 TEST_CASE("tensors that do not match the architecture are rejected")

@@ -1,5 +1,5 @@
 // tests/cpp/test_row_step.cpp: the one-row step (kernels/row_kernels.cpp) against the engine's
-// whole-sequence forward for every cell, option, depth and vector width, and its activations
+// whole-sequence forward for every cell, option (ONNX's too), depth and vector width, and its activations
 // against double precision. Part of streamrnn, MIT licence.
 #include <doctest/doctest.h>
 
@@ -93,6 +93,18 @@ TEST_CASE("the row kernels step every cell, option and width as the whole-sequen
         ModelSpec rnn = spec_of(CellKind::rnn_tanh, hidden, hidden, 3);
         rnn.residual = true;  // the first layer too (I = H)
         check_against_forward(rnn);
+        // ONNX's options that the row kernels have (RowCell::lstm_options); clip 0.3 clips about
+        // half of the pre-activations here.
+        ModelSpec options = spec_of(CellKind::lstm, 3, hidden, 2);
+        options.peepholes = true;
+        check_against_forward(options);
+        options.clip = 0.3;
+        check_against_forward(options);
+        options.input_forget = true;
+        options.proj_size = lstm.proj_size;
+        check_against_forward(options);
+        options.peepholes = false;
+        check_against_forward(options);
     }
 }
 

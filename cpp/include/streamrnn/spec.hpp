@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace streamrnn {
 
@@ -22,6 +23,41 @@ bool parse_kind_name(const std::string& name, CellKind& kind);
 /// The inverse of kind_name; raises ArgumentError for an unknown name.
 CellKind kind_from_name(const std::string& name);
 
+/// The activation functions a cell may use in place of its own (ONNX's recurrent operators' list).
+enum class Activation : std::uint8_t {
+    sigmoid,           ///< 1 / (1 + e^-x)
+    tanh,              ///< tanh x
+    relu,              ///< max(0, x)
+    affine,            ///< alpha x + beta
+    leaky_relu,        ///< x if x >= 0, else alpha x
+    thresholded_relu,  ///< x if x > alpha, else 0
+    scaled_tanh,       ///< alpha tanh(beta x)
+    hard_sigmoid,      ///< min(max(alpha x + beta, 0), 1)
+    elu,               ///< x if x >= 0, else alpha (e^x - 1)
+    softsign,          ///< x / (1 + |x|)
+    softplus,          ///< log(1 + e^x)
+};
+
+/// A function with its parameters; those it does not take are 0.
+struct ActivationFunction {
+    Activation kind = Activation::sigmoid;
+    float alpha = 0.0f;
+    float beta = 0.0f;
+
+    bool operator==(const ActivationFunction& o) const { return kind == o.kind && alpha == o.alpha && beta == o.beta; }
+    bool operator!=(const ActivationFunction& o) const { return !(*this == o); }
+};
+
+/// ONNX's name of a function: "Sigmoid", "LeakyRelu", ...
+const char* activation_name(Activation kind);
+/// The inverse of activation_name, ignoring case as ONNX Runtime does: false for an unknown name.
+bool parse_activation_name(const std::string& name, Activation& kind);
+/// How many of alpha and beta `kind` takes: 0, 1 (alpha) or 2.
+int activation_parameter_count(Activation kind);
+/// `kind` with ONNX's default alpha and beta (LeakyRelu 0.01; ThresholdedRelu, Elu 1; HardSigmoid
+/// 0.2, 0.5; Affine 1, 0; ScaledTanh 1, 1).
+ActivationFunction default_parameters(Activation kind);
+
 /// Everything that fixes a model's shape and behaviour, apart from its weights.
 struct ModelSpec {
     CellKind kind = CellKind::lstm;
@@ -38,17 +74,37 @@ struct ModelSpec {
     /// A single cell (torch.nn.LSTMCell etc.): one layer, one direction, and tensors named
     /// weight_ih / weight_hh / bias_ih / bias_hh without a layer suffix.
     bool is_cell = false;
+    // ONNX's cell options; their defaults are the cells above.
+    bool peepholes = false;     ///< LSTM: i and f add P_i c and P_f c, o adds P_o c' (weight_peephole [3, H])
+    bool input_forget = false;  ///< LSTM: f = 1 - i (ONNX Runtime's coupling); W_f and b_f go unused
+    /// > 0: every gate's pre-activation is clipped to [-clip, clip] before its function; 0: none.
+    double clip = 0.0;
+    /// Empty: the cell's own functions. Else cell_function_count() per direction, forward first,
+    /// in ONNX's order: LSTM f (i, f, o), g (the cell input), h (of c'); GRU f (r, z), g (n); RNN f.
+    std::vector<ActivationFunction> activations;
 
     /// What is wrong with the spec, naming the first field out of range; empty when it is valid.
     std::string problem() const;
     /// Raises ArgumentError with problem() when there is one.
     void validate() const;
+    /// The one spelling of the options: activations equal to the cell's own are cleared, an
+    /// RNN_TANH whose functions are all Relu becomes RNN_RELU, and clip is rounded to float32.
+    void canonicalize();
 
     int directions() const { return bidirectional ? 2 : 1; }
     int gate_count() const;  ///< 1, 4 or 3
     int gate_rows() const { return gate_count() * hidden_size; }  ///< G
     int output_size() const { return proj_size > 0 ? proj_size : hidden_size; }  ///< H_out
     bool has_cell_state() const { return kind == CellKind::lstm; }
+    /// The functions of a cell: LSTM 3, GRU 2, RNN 1.
+    int cell_function_count() const;
+    /// Function `index` of `direction` (activations, or the cell's own).
+    ActivationFunction cell_function(int direction, int index) const;
+    /// Whether every function is the cell's own (activations empty, or spelling those out).
+    bool has_own_functions() const;
+    /// Whether any of ONNX's options differs from its default: the cells then run their general
+    /// equations (cells/options.hpp), not the fused defaults.
+    bool has_cell_options() const;
     int layer_input_size(int layer) const { return layer == 0 ? input_size : directions() * output_size(); }
     /// Whether layer `layer` adds its input to its output.
     bool residual_at(int layer) const
@@ -65,10 +121,12 @@ struct ModelSpec {
 
 /// Calls visit(name, field) for every field of `spec` (a ModelSpec, or a const one), in the order
 /// model files list them; `name` is the field's key in a model file's metadata and its keyword in
-/// Python, and `field` a CellKind, int, bool or double. The one list of a spec's fields that every
-/// reader and writer of specs goes through (model files, the bindings of both backends).
+/// Python, and `field` a CellKind, int, bool, double or std::vector<ActivationFunction>. The one
+/// list of a spec's fields that every reader and writer of specs goes through (model files, the
+/// bindings of both backends): the fields every model file has (for_each_base_field), then ONNX's
+/// cell options (for_each_option_field), which files of format version 1 lack.
 template <typename Spec, typename Visit>
-void for_each_field(Spec& spec, Visit&& visit)
+void for_each_base_field(Spec& spec, Visit&& visit)
 {
     visit("mode", spec.kind);
     visit("input_size", spec.input_size);
@@ -82,6 +140,22 @@ void for_each_field(Spec& spec, Visit&& visit)
     visit("reset_after", spec.reset_after);
     visit("is_cell", spec.is_cell);
     visit("dropout", spec.dropout);
+}
+
+template <typename Spec, typename Visit>
+void for_each_option_field(Spec& spec, Visit&& visit)
+{
+    visit("peepholes", spec.peepholes);
+    visit("input_forget", spec.input_forget);
+    visit("clip", spec.clip);
+    visit("activations", spec.activations);
+}
+
+template <typename Spec, typename Visit>
+void for_each_field(Spec& spec, Visit&& visit)
+{
+    for_each_base_field(spec, visit);
+    for_each_option_field(spec, visit);
 }
 
 }  // namespace streamrnn

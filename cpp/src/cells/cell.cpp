@@ -37,6 +37,13 @@ void recurrent_backward_product(const CellWeights& w, ConstMatMap da, MatMap dh,
 
 ForwardStep forward_step_of(const ModelSpec& spec) noexcept
 {
+    if (spec.has_cell_options()) {
+        switch (spec.kind) {
+        case CellKind::lstm: return lstm_general_forward_step;
+        case CellKind::gru: return spec.reset_after ? gru_general_forward_step<true> : gru_general_forward_step<false>;
+        default: return rnn_general_forward_step;
+        }
+    }
     switch (spec.kind) {
     case CellKind::rnn_tanh: return rnn_forward_step<false>;
     case CellKind::rnn_relu: return rnn_forward_step<true>;
@@ -49,6 +56,14 @@ ForwardStep forward_step_of(const ModelSpec& spec) noexcept
 void cell_backward_step(const ModelSpec& spec, const CellWeights& w, const StepRecord& record,
                         StepGradients grads)
 {
+    if (w.options.any) {
+        switch (spec.kind) {
+        case CellKind::lstm: lstm_general_backward_step(w, record, grads); break;
+        case CellKind::gru: gru_backward_step(w, spec.reset_after, record, grads); break;  // both in one
+        default: rnn_general_backward_step(w, record, grads); break;
+        }
+        return;
+    }
     switch (spec.kind) {
     case CellKind::rnn_tanh: rnn_backward_step<false>(w, record, grads); break;
     case CellKind::rnn_relu: rnn_backward_step<true>(w, record, grads); break;

@@ -12,6 +12,15 @@ namespace streamrnn {
 class GemmSpace;
 class PackedWeights;
 
+/// ONNX's options of one layer and direction's cell (ModelSpec::has_cell_options), by value: a
+/// step reads them beside the weights.
+struct CellOptions {
+    bool any = false;            ///< false: the cell's own equations, and nothing below is read
+    ActivationFunction functions[3];  ///< ModelSpec::activations' f, g, h of this direction
+    float clip = 0.0f;           ///< 0: none
+    bool input_forget = false;
+};
+
 /// The weights of one layer and direction: views into a buffer laid out as a Model's parameters
 /// (host or device memory: cell_weights only computes pointers), in PyTorch's fused layout and
 /// gate order (LSTM i, f, g, o; GRU r, z, n).
@@ -21,6 +30,7 @@ struct CellWeights {
     const float* b_ih = nullptr;  ///< [G], null when bias=False
     const float* b_hh = nullptr;  ///< [G], null when bias=False
     const float* w_hr = nullptr;  ///< [P, H]: LSTM projection, else null
+    const float* peephole = nullptr;  ///< [3, H]: LSTM peepholes, rows i, f, o; else null
     /// W_ih and W_hh transposed, [I_l, G] and [H_out, G], where a run keeps such copies (small
     /// models, one row): one row of x or h then multiplies them column by column, which beats a
     /// dot product per gate row when rows are short. Null otherwise.
@@ -37,6 +47,7 @@ struct CellWeights {
     Index hidden_size = 0;  ///< H
     Index output_size = 0;  ///< H_out
     Index gate_rows = 0;    ///< G
+    CellOptions options;
 
     ConstMatMap input_weights() const { return mat(w_ih, gate_rows, input_size); }
     ConstMatMap recurrent_weights() const { return mat(w_hh, gate_rows, output_size); }
@@ -50,6 +61,9 @@ struct StepBuffers {
     float* recurrent = nullptr;  ///< [B, G]: W_hh h + b_hh
     float* hidden = nullptr;     ///< [B, H]: LSTM o * tanh(c) before projection; GRU (Cho) r * h
     GemmSpace* gemm = nullptr;   ///< packing space for the step's matrix products
+    /// [B, G]: where a recording step of a cell with options keeps its pre-activations (before
+    /// clipping), which its backward differentiates at; null otherwise.
+    float* pre = nullptr;
 };
 
 /// The state a step reads and the state it writes, [B, H_out] and (LSTM) [B, H] each.
@@ -71,6 +85,7 @@ struct StepRecord {
     /// [B, H]: LSTM with projection o * tanh(c'); GRU reset-after W_hn h + b_hn; GRU reset-before
     /// r * h; else empty.
     ConstMatMap extra;
+    ConstMatMap pre;  ///< [B, G]: a cell with options' pre-activations (StepBuffers::pre); else empty
 };
 
 /// The gradients of one backward step, [B, ...] rows each.
@@ -109,17 +124,27 @@ ForwardStep forward_step_of(const ModelSpec& spec) noexcept;
 void cell_backward_step(const ModelSpec& spec, const CellWeights& w, const StepRecord& record, StepGradients grads);
 
 // Each kind's step (cells/lstm.cpp, gru.cpp, rnn.cpp), as forward_step_of and cell_backward_step
-// choose them.
+// choose them; the *_general steps are those of cells with ONNX's options (w.options).
 void lstm_forward_step(const CellWeights& w, MatMap gates, StepState& state, const StepBuffers& buffers) noexcept;
 void lstm_backward_step(const CellWeights& w, const StepRecord& record, StepGradients grads);
+void lstm_general_forward_step(const CellWeights& w, MatMap gates, StepState& state,
+                               const StepBuffers& buffers) noexcept;
+void lstm_general_backward_step(const CellWeights& w, const StepRecord& record, StepGradients grads);
 /// buffers.recurrent ends as W_hh h + b_hh, whose n block (W_hn h + b_hn) the reset-after
 /// backward reads.
 template <bool reset_after>
 void gru_forward_step(const CellWeights& w, MatMap gates, StepState& state, const StepBuffers& buffers) noexcept;
+/// Either cell's, with options or without (w.options).
 void gru_backward_step(const CellWeights& w, bool reset_after, const StepRecord& record, StepGradients grads);
+template <bool reset_after>
+void gru_general_forward_step(const CellWeights& w, MatMap gates, StepState& state,
+                              const StepBuffers& buffers) noexcept;
 template <bool relu>
 void rnn_forward_step(const CellWeights& w, MatMap gates, StepState& state, const StepBuffers& buffers) noexcept;
 template <bool relu>
 void rnn_backward_step(const CellWeights& w, const StepRecord& record, StepGradients grads);
+void rnn_general_forward_step(const CellWeights& w, MatMap gates, StepState& state,
+                              const StepBuffers& buffers) noexcept;
+void rnn_general_backward_step(const CellWeights& w, const StepRecord& record, StepGradients grads);
 
 }  // namespace streamrnn

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <iomanip>
 #include <limits>
 #include <locale>
@@ -20,7 +21,11 @@ namespace {
 using namespace io;
 
 constexpr const char* format_name = "streamrnn";
+// Version 2 adds ONNX's cell options to the metadata. A model without options is written as
+// version 1, which every reader reads; one with them as 2, which a reader of 1 refuses rather than
+// run it without them.
 constexpr const char* format_version = "1";
+constexpr const char* options_format_version = "2";
 
 // Streams imbued with the classic locale: printf and strtod would follow the process's locale,
 // and write or misread "0,1" under some of them.
@@ -49,17 +54,77 @@ std::string format_double(double value)
 
 const char* bool_text(bool value) { return value ? "true" : "false"; }
 
+/// Activations as "Sigmoid,LeakyRelu:0.01,HardSigmoid:0.2:0.5": each name with the alpha and beta
+/// it takes.
+std::string activations_text(const std::vector<ActivationFunction>& functions)
+{
+    std::string text;
+    for (const ActivationFunction& f : functions) {
+        text += (text.empty() ? "" : ",") + std::string(activation_name(f.kind));
+        const int count = activation_parameter_count(f.kind);
+        if (count >= 1)
+            text += ":" + format_double(f.alpha);
+        if (count == 2)
+            text += ":" + format_double(f.beta);
+    }
+    return text;
+}
+
+/// The inverse of activations_text: false for a name it does not know or a number that does not
+/// parse or fit a float.
+bool parse_activations(const std::string& text, std::vector<ActivationFunction>& functions)
+{
+    functions.clear();
+    std::size_t start = 0;
+    while (start < text.size()) {
+        std::size_t end = text.find(',', start);
+        end = end == std::string::npos ? text.size() : end;
+        const std::string item = text.substr(start, end - start);
+        const std::size_t colon = item.find(':');
+        Activation kind{};
+        if (!parse_activation_name(item.substr(0, colon), kind))
+            return false;
+        ActivationFunction f{kind};
+        float* parameters[] = {&f.alpha, &f.beta};
+        std::size_t at = colon;
+        for (float* parameter : parameters) {
+            if (at == std::string::npos)
+                break;
+            const std::size_t next = item.find(':', at + 1);
+            double value = 0.0;
+            if (!parse_double(item.substr(at + 1, next == std::string::npos ? std::string::npos : next - at - 1), value)
+                || !(std::abs(value) <= std::numeric_limits<float>::max()))
+                return false;
+            *parameter = static_cast<float>(value);
+            at = next;
+        }
+        if (at != std::string::npos)
+            return false;
+        functions.push_back(f);
+        start = end + 1;
+    }
+    return text.empty() || text.back() != ',';
+}
+
 std::vector<std::pair<std::string, std::string>> metadata_of(const ModelSpec& spec)
 {
-    std::vector<std::pair<std::string, std::string>> metadata{{"format", format_name}, {"format_version", format_version}};
+    const bool options = spec.has_cell_options();
+    std::vector<std::pair<std::string, std::string>> metadata{
+        {"format", format_name}, {"format_version", options ? options_format_version : format_version}};
     struct Writer {
         std::vector<std::pair<std::string, std::string>>& out;
         void operator()(const char* key, CellKind kind) const { out.emplace_back(key, kind_name(kind)); }
         void operator()(const char* key, int value) const { out.emplace_back(key, std::to_string(value)); }
         void operator()(const char* key, bool value) const { out.emplace_back(key, bool_text(value)); }
         void operator()(const char* key, double value) const { out.emplace_back(key, format_double(value)); }
+        void operator()(const char* key, const std::vector<ActivationFunction>& value) const
+        {
+            out.emplace_back(key, activations_text(value));
+        }
     };
-    for_each_field(spec, Writer{metadata});
+    for_each_base_field(spec, Writer{metadata});
+    if (options)
+        for_each_option_field(spec, Writer{metadata});
     return metadata;
 }
 
@@ -150,9 +215,9 @@ bool read_spec(const TensorFile& file, ModelSpec& spec, Status& status)
     if (!metadata.text("format_version", version)) {
         return false;
     }
-    if (*version != format_version) {
+    if (*version != format_version && *version != options_format_version) {
         return fail(status, "format_version " + quote(*version) + " is not supported; this streamrnn reads "
-                                + format_version);
+                                + format_version + " and " + options_format_version);
     }
     // Field by field, stopping at the first that is missing or does not parse.
     struct Reader {
@@ -168,9 +233,19 @@ bool read_spec(const TensorFile& file, ModelSpec& spec, Status& status)
         void operator()(const char* key, int& value) { ok = ok && metadata.integer(key, value); }
         void operator()(const char* key, bool& value) { ok = ok && metadata.flag(key, value); }
         void operator()(const char* key, double& value) { ok = ok && metadata.real(key, value); }
+        void operator()(const char* key, std::vector<ActivationFunction>& value)
+        {
+            const std::string* text = nullptr;
+            if (ok && (ok = metadata.text(key, text)) && !(ok = parse_activations(*text, value)))
+                fail(status, std::string("metadata \"") + key + "\" is " + quote(*text) +
+                                 ", expected functions such as \"Sigmoid,LeakyRelu:0.01\"");
+        }
     };
     Reader reader{metadata, status};
-    for_each_field(spec, reader);
+    for_each_base_field(spec, reader);
+    if (*version == options_format_version)
+        for_each_option_field(spec, reader);
+    spec.canonicalize();
     return reader.ok;
 }
 

@@ -277,14 +277,36 @@ STREAMRNN_ROW_INLINE void layer_step(const RowLayer& layer, const float* in, con
     for (Index j = 0; j < chunks; ++j) {
         const float* p = layer.panels + j * panel;
         const Index first = j * W, n = H - first < W ? H - first : W;
-        if constexpr (cell == RowCell::lstm) {
+        if constexpr (cell == RowCell::lstm || cell == RowCell::lstm_options) {
             V acc[4];
             load_row(acc, layer.bias + j * pitch);
             accumulate<W, 4, 2>(acc, in, I, p, pitch);
             accumulate<W, 4, 2>(acc, h, H_out, p + I * pitch, pitch);
-            const V i = Lstm::gate(acc[0]), f = Lstm::gate(acc[1]), g = Lstm::cell_input(acc[2]);
-            const V o = Lstm::gate(acc[3]);
-            const V c_next = Lstm::next_cell(f, load_part<W>(c + first, n), i, g);
+            const V c_prev = load_part<W>(c + first, n);
+            V i, f, g, o, c_next;
+            if constexpr (cell == RowCell::lstm) {
+                i = Lstm::gate(acc[0]), f = Lstm::gate(acc[1]), g = Lstm::cell_input(acc[2]);
+                o = Lstm::gate(acc[3]);
+                c_next = Lstm::next_cell(f, c_prev, i, g);
+            } else {
+                // ONNX's options, as the general step (cells/lstm.cpp) has them: peepholes into
+                // the pre-activations, each clipped, f = 1 - i where coupled.
+                const float* peephole = layer.peephole;
+                const V bound = V::set(layer.clip > 0.0f ? layer.clip : 3.4e38f);
+                const V low = bits_xor(bound, V::set(-0.0f));
+                auto clipped = [&](V a) { return max(low, min(bound, a)); };
+                if (peephole) {
+                    acc[0] = fma(load_part<W>(peephole + first, n), c_prev, acc[0]);
+                    acc[1] = fma(load_part<W>(peephole + H + first, n), c_prev, acc[1]);
+                }
+                i = Lstm::gate(clipped(acc[0]));
+                f = layer.input_forget ? V::set(1.0f) - i : Lstm::gate(clipped(acc[1]));
+                g = Lstm::cell_input(clipped(acc[2]));
+                c_next = Lstm::next_cell(f, c_prev, i, g);
+                if (peephole)
+                    acc[3] = fma(load_part<W>(peephole + 2 * H + first, n), c_next, acc[3]);
+                o = Lstm::gate(clipped(acc[3]));
+            }
             store_part(c_next, c + first, n);
             const V m = Lstm::output(o, c_next);
             if (layer.projection)
@@ -330,7 +352,7 @@ STREAMRNN_ROW_INLINE void layer_step(const RowLayer& layer, const float* in, con
             store_part(Gru::next_state(n_gate, V::load(work + row + first), load_part<W>(h + first, n)), next + first, n);
         }
     }
-    if constexpr (cell == RowCell::lstm) {
+    if constexpr (cell == RowCell::lstm || cell == RowCell::lstm_options) {
         if (layer.projection) {
             //  h' = W_hr m
             for (Index first = 0; first < H_out; first += W) {
@@ -395,6 +417,7 @@ RowStep step_at(RowCell cell)
 {
     switch (cell) {
     case RowCell::lstm: return row_step<W, RowCell::lstm>;
+    case RowCell::lstm_options: return row_step<W, RowCell::lstm_options>;
     case RowCell::gru_reset_after: return row_step<W, RowCell::gru_reset_after>;
     case RowCell::gru_reset_before: return row_step<W, RowCell::gru_reset_before>;
     case RowCell::rnn_tanh: return row_step<W, RowCell::rnn_tanh>;

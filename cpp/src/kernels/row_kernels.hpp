@@ -7,13 +7,16 @@
 
 namespace streamrnn {
 
-/// The cells a row step runs.
-enum class RowCell { lstm, gru_reset_after, gru_reset_before, rnn_tanh, rnn_relu };
+/// The cells a row step runs. lstm_options: an LSTM with ONNX's peepholes, clipping or coupled
+/// gates (RowLayer's peephole, clip, input_forget), and its own functions.
+enum class RowCell { lstm, lstm_options, gru_reset_after, gru_reset_before, rnn_tanh, rnn_relu };
 
 /// Gate blocks per unit: LSTM i, f, g, o; GRU r, z, n; RNN one.
 constexpr int row_blocks(RowCell cell)
 {
-    return cell == RowCell::lstm ? 4 : cell == RowCell::rnn_tanh || cell == RowCell::rnn_relu ? 1 : 3;
+    return cell == RowCell::lstm || cell == RowCell::lstm_options         ? 4
+           : cell == RowCell::rnn_tanh || cell == RowCell::rnn_relu ? 1
+                                                                    : 3;
 }
 
 /// One layer of a row step, its weights packed for `lanes` (W) floats per vector. The units go in
@@ -33,6 +36,10 @@ struct RowLayer {
     std::ptrdiff_t hidden_size;  ///< H
     std::ptrdiff_t output_size;  ///< H_out
     bool residual;               ///< the layer's input is added to its output
+    // RowCell::lstm_options only:
+    const float* peephole = nullptr;  ///< [3][H], rows i, f, o (ModelSpec::peepholes); or null
+    float clip = 0.0f;                ///< > 0: gate pre-activations clipped to [-clip, clip]
+    bool input_forget = false;        ///< f = 1 - i
 };
 
 /// x [I] -> y [H_out] through `layers` layers, the state h [L][H_out] and c [L][H] (LSTM; else
