@@ -412,3 +412,31 @@ def single_layer_modules(kind: str, cfg: dict, seed: int):
         layers.append(mod)
         weights.update(rename_layer(mod.state_dict(), layer))
     return layers, weights
+
+
+def feed_stream(s, x, sizes, rng, batch_first, unbatched):
+    """Feed x through the stream `s` in chunks of `sizes`, a single step as step() half the time;
+    the outputs joined along time."""
+    outs, t = [], 0
+    time_major = unbatched or not batch_first
+    for size in sizes:
+        if size == 1 and rng.random() < 0.5:
+            y_t = s.step(x[t] if time_major else x[:, t])
+            assert_float32(y_t)
+            outs.append(y_t[None] if time_major else y_t[:, None])
+        else:
+            y = s.process(x[t:t + size] if time_major else x[:, t:t + size])
+            assert_float32(y)
+            outs.append(y)
+        t += size
+    return np.concatenate(outs, axis=0 if time_major else 1)
+
+
+def sr_gradients(m, x, state, dy, dstate=None, lengths=None):
+    """A training forward of m, then backward, from zeroed gradients: y, state, dx, dstate0, grads."""
+    m.zero_grad()
+    y, s = m(x, state, lengths=lengths, train=True)
+    dx, dstate0 = m.backward(dy, dstate)
+    grads = m.grads()
+    assert_float32(y, s, dx, dstate0, *grads.values())
+    return dict(y=y, state=s, dx=dx, dstate0=dstate0, grads=grads)

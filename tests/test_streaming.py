@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import streamrnn as sr
-from conftest import (assert_close, assert_float32, assert_identical, copy_state, make_sr,
+from conftest import (assert_close, assert_float32, assert_identical, copy_state, feed_stream, make_sr,
                       output_size, randn, random_input, random_state, rng_for, zero_state)
 
 # (kind, extra constructor arguments)
@@ -40,30 +40,6 @@ def _random_chunks(rng, T, max_chunk):
     return sizes
 
 
-def _time_slice(x, a, b, batch_first, unbatched):
-    if unbatched or not batch_first:
-        return x[a:b]
-    return x[:, a:b]
-
-
-def _feed(s, x, sizes, rng, batch_first, unbatched):
-    """Feed x through the stream in chunks of `sizes`, a single step as step() half the time."""
-    outs, t = [], 0
-    for size in sizes:
-        if size == 1 and rng.random() < 0.5:
-            x_t = x[t] if (unbatched or not batch_first) else x[:, t]
-            y_t = s.step(x_t)
-            assert_float32(y_t)
-            outs.append(y_t[None] if (unbatched or not batch_first) else y_t[:, None])
-        else:
-            y = s.process(_time_slice(x, t, t + size, batch_first, unbatched))
-            assert_float32(y)
-            outs.append(y)
-        t += size
-    axis = 1 if (batch_first and not unbatched) else 0
-    return np.concatenate(outs, axis=axis)
-
-
 def _batched_state(kind, state):
     """Add the B=1 axis to an unbatched state."""
     if kind == "LSTM":
@@ -83,7 +59,7 @@ def test_streaming_in_random_chunks_equals_the_whole_sequence(variant, seed):
     y_ref, s_ref = m(x)
 
     s = m.stream(batch=B)
-    y = _feed(s, x, _random_chunks(rng, T, T), rng, cfg["batch_first"], unbatched)
+    y = feed_stream(s, x, _random_chunks(rng, T, T), rng, cfg["batch_first"], unbatched)
     assert y.shape == y_ref.shape
     assert_close(y, y_ref, what=f"stream y for {cfg}")
     assert_close(s.state, _batched_state(kind, s_ref) if unbatched else s_ref, what="stream state")
@@ -100,7 +76,7 @@ def test_streaming_in_chunks_longer_than_the_internal_block_equals_the_whole_seq
                   [1, 200, 199], _random_chunks(rng, T, 150)):
         assert sum(sizes) == T
         s = m.stream(batch=B)
-        y = _feed(s, x, sizes, rng, False, False)
+        y = feed_stream(s, x, sizes, rng, False, False)
         assert_close(y, y_ref, what=f"chunks {sizes}")
         assert_close(s.state, s_ref, what=f"state after chunks {sizes}")
 
@@ -131,7 +107,7 @@ def test_streaming_after_setting_the_state_equals_the_call_with_that_state(varia
     y_ref, s_ref = m(x, state)
     s = m.stream(batch=B)
     s.state = state
-    y = _feed(s, x, _random_chunks(rng, T, 5), rng, cfg["batch_first"], False)
+    y = feed_stream(s, x, _random_chunks(rng, T, 5), rng, cfg["batch_first"], False)
     assert_close(y, y_ref)
     assert_close(s.state, s_ref)
 

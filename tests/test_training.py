@@ -9,7 +9,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 import streamrnn as sr
 from conftest import (ATOL, GRAD_ATOL, KINDS, TORCH_CELL, assert_close, assert_float32, assert_identical,
                       assert_message_names, copy_state, directions, make_sr, make_torch, numpy_gru, output_size,
-                      randn, random_state, rng_for, single_layer_modules, to_numpy, zero_state)
+                      randn, random_state, rng_for, single_layer_modules, sr_gradients, to_numpy, zero_state)
 
 CELL = {"LSTM": "LSTMCell", "GRU": "GRUCell", "RNN": "RNNCell"}
 
@@ -84,16 +84,6 @@ def _torch_gradients(module, x, state, dy, dstate=None, lengths=None):
     return _autograd(lambda xt, st: _torch_run(module, xt, st, lengths), params, x, state, dy, dstate)
 
 
-def _sr_gradients(m, x, state, dy, dstate=None, lengths=None):
-    """The same quantities from streamrnn: a training forward, then backward, from zeroed gradients."""
-    m.zero_grad()
-    y, s = m(x, state, lengths=lengths, train=True)
-    dx, dstate0 = m.backward(dy, dstate)
-    grads = m.grads()
-    assert_float32(y, s, dx, dstate0, *grads.values())
-    return dict(y=y, state=s, dx=dx, dstate0=dstate0, grads=grads)
-
-
 def _assert_grads_close(grads, expected: dict, atol=GRAD_ATOL, what="grads"):
     assert sorted(grads) == sorted(expected), f"{what}: keys {sorted(grads)} != {sorted(expected)}"
     for k in expected:
@@ -110,7 +100,7 @@ def _assert_same_gradients(ours, ref, what="", atol=GRAD_ATOL, values_atol=ATOL)
 
 
 def _assert_identical_backward(m, dx, dstate0, expected):
-    """dx, dstate0 and m's gradients are bit for bit those of `expected` (see _sr_gradients)."""
+    """dx, dstate0 and m's gradients are bit for bit those of `expected` (see sr_gradients)."""
     assert_identical(dx, expected["dx"], "dx")
     assert_identical(dstate0, expected["dstate0"], "dstate0")
     for k, g in m.grads().items():
@@ -179,7 +169,7 @@ def test_layer_gradients_match_torch_autograd_on_a_random_configuration(kind, se
     dy = randn(rng, *_output_shape(kind, cfg, T, B))
     dstate = _random_dstate(rng, kind, cfg, B) if with_dstate else None
 
-    ours = _sr_gradients(m, x, state, dy, dstate, lengths)
+    ours = sr_gradients(m, x, state, dy, dstate, lengths)
     ref = _torch_gradients(module, x, state if with_state else zero_state(kind, cfg, B), dy, dstate, lengths)
 
     assert ours["dx"].shape == x.shape
@@ -199,7 +189,7 @@ def test_longer_sequences_and_wider_layers_keep_gradients_within_tolerance(kind)
     x, state = _input(rng, cfg, 12, 4), random_state(rng, kind, cfg, 4)
     dy, dstate = randn(rng, 12, 4, 24), _random_dstate(rng, kind, cfg, 4)
     lengths = np.array([12, 5, 9, 1])
-    _assert_same_gradients(_sr_gradients(m, x, state, dy, dstate, lengths),
+    _assert_same_gradients(sr_gradients(m, x, state, dy, dstate, lengths),
                            _torch_gradients(module, x, state, dy, dstate, lengths))
 
 
@@ -253,7 +243,7 @@ def test_zero_length_rows_pass_their_state_gradient_through_and_get_no_input_gra
     x, state = _input(rng, cfg, 6, 4), random_state(rng, kind, cfg, 4)
     dy, dstate = randn(rng, 6, 4, 8), _random_dstate(rng, kind, cfg, 4)
     lengths = np.array([6, 0, 3, 0])
-    ours = _sr_gradients(m, x, state, dy, dstate, lengths)
+    ours = sr_gradients(m, x, state, dy, dstate, lengths)
     assert np.all(ours["dx"][:, [1, 3]] == 0.0), "dx of a zero-length row must be zero"
     for got, given in zip(_as_tuple(ours["dstate0"]), _as_tuple(dstate)):
         assert_identical(got[:, [1, 3]], given[:, [1, 3]], "dstate0 of a zero-length row is its dstate")
@@ -275,14 +265,14 @@ def test_padded_steps_get_no_input_gradient_and_their_dy_is_ignored(kind, batch_
     x = _input(rng, cfg, 7, 3)
     lengths = np.array([7, 2, 4])
     dy = randn(rng, *_output_shape(kind, cfg, 7, 3))
-    a = _sr_gradients(m, x, None, dy, None, lengths)
+    a = sr_gradients(m, x, None, dy, None, lengths)
     padded = np.arange(7)[:, None] >= lengths[None, :]  # (T, B)
     if batch_first:
         padded = padded.T
     assert np.all(a["dx"][padded] == 0.0), "dx at padded steps must be zero"
     dy_changed = dy.copy()
     dy_changed[padded] = 1e3
-    b = _sr_gradients(m, x, None, dy_changed, None, lengths)
+    b = sr_gradients(m, x, None, dy_changed, None, lengths)
     assert_identical(b["dx"], a["dx"], "dx with other dy on padded steps")
     assert_identical(b["dstate0"], a["dstate0"], "dstate0 with other dy on padded steps")
     for k in a["grads"]:
@@ -504,7 +494,7 @@ def test_gru_without_reset_after_has_the_cho_equations_gradients(seed):
     dy = randn(rng, *_output_shape("GRU", cfg, T, B))
     dh = _random_dstate(rng, "GRU", cfg, B) if with_dstate else None
 
-    ours = _sr_gradients(m, x, h0, dy, dh, lengths)
+    ours = sr_gradients(m, x, h0, dy, dh, lengths)
     ref = _gru_reference_gradients(cfg, m.state_dict(), x, h0 if with_state else zero_state("GRU", cfg, B), dy, dh,
                                    lengths, reset_after=False, residual=residual)
     _assert_same_gradients(ours, ref, f"for {cfg}, residual={residual}, T={T}, lengths={lengths}")
@@ -589,7 +579,7 @@ def test_residual_stack_gradients_match_single_layer_torch_modules_with_skip_con
     dy = randn(rng, *_output_shape(kind, cfg, T, B))
     dstate = _random_dstate(rng, kind, cfg, B)
 
-    ours = _sr_gradients(m, x, state, dy, dstate, lengths)
+    ours = sr_gradients(m, x, state, dy, dstate, lengths)
     ref = _stack_gradients(kind, cfg, layers, x, state if state is not None else zero_state(kind, cfg, B), dy,
                            dstate, lengths, residual=True)
     _assert_same_gradients(ours, ref, f"for {cfg}, lengths={lengths}")
@@ -679,7 +669,7 @@ def test_dropout_gradients_match_torch_applying_the_same_masks(kind, opts, with_
     m.load_state_dict(weights)
     state = random_state(rng, kind, cfg, B)
     dy, dstate = randn(rng, *_output_shape(kind, cfg, T, B)), _random_dstate(rng, kind, cfg, B)
-    ours = _sr_gradients(m, x, state, dy, dstate, lengths)
+    ours = sr_gradients(m, x, state, dy, dstate, lengths)
     ref = _stack_gradients(kind, cfg, layers, x, state, dy, dstate, lengths, residual=residual, masks=[mask])
     _assert_same_gradients(ours, ref, f"with dropout {p}")
 
@@ -756,7 +746,7 @@ def test_dropout_zero_in_training_gives_torchs_gradients(kind):
     m = sr.from_torch(module)
     x, state = _input(rng, cfg, 7, 3), random_state(rng, kind, cfg, 3)
     dy, dstate = randn(rng, 7, 3, 5), _random_dstate(rng, kind, cfg, 3)
-    _assert_same_gradients(_sr_gradients(m, x, state, dy, dstate), _torch_gradients(module, x, state, dy, dstate))
+    _assert_same_gradients(sr_gradients(m, x, state, dy, dstate), _torch_gradients(module, x, state, dy, dstate))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -803,13 +793,13 @@ def test_dropout_one_passes_nothing_to_upper_layers(kind):
     m = make_sr(kind, cfg, seed=9)
     x, state = _input(rng, cfg, 5, 2), random_state(rng, kind, cfg, 2)
     dy = randn(rng, 5, 2, 4)
-    ours = _sr_gradients(m, x, state, dy, None)
+    ours = sr_gradients(m, x, state, dy, None)
 
     # the top layer alone, on zero input, from its initial state
     top = make_sr(kind, dict(cfg, num_layers=1, input_size=4, dropout=0.0))
     top.load_state_dict({k.replace("_l2", "_l0"): v for k, v in m.state_dict().items() if "_l2" in k})
     top_state = _like(state, [s[2:] for s in _as_tuple(state)])
-    alone = _sr_gradients(top, np.zeros((5, 2, 4), np.float32), top_state, dy, None)
+    alone = sr_gradients(top, np.zeros((5, 2, 4), np.float32), top_state, dy, None)
     assert_close(ours["y"], alone["y"], what="y")
     assert np.all(ours["dx"] == 0.0), "nothing reaches x through dropped outputs"
     for k, g in ours["grads"].items():
@@ -887,8 +877,8 @@ def test_gradients_of_two_batches_add_up(kind):
     rng = rng_for("two batches", kind)
     m, cfg, x, state, dy, dstate = _trained(kind, rng)
     x2, dy2 = randn(rng, *x.shape), randn(rng, *dy.shape)
-    g1 = _sr_gradients(m, x, state, dy, dstate)["grads"]
-    g2 = _sr_gradients(m, x2, None, dy2, None)["grads"]
+    g1 = sr_gradients(m, x, state, dy, dstate)["grads"]
+    g2 = sr_gradients(m, x2, None, dy2, None)["grads"]
     m.zero_grad()
     m(x, state, train=True)
     m.backward(dy, dstate)
@@ -904,7 +894,7 @@ def test_a_second_training_forward_replaces_the_record(kind):
     m, cfg, x, state, dy, dstate = _trained(kind, rng)
     x2 = _input(rng, cfg, 4, 2)  # another shape
     dy2 = randn(rng, *_output_shape(kind, cfg, 4, 2))
-    expected = _sr_gradients(make_sr(kind, cfg, seed=12), x2, None, dy2)
+    expected = sr_gradients(make_sr(kind, cfg, seed=12), x2, None, dy2)
     m(x, state, train=True)
     m(x2, train=True)
     with pytest.raises(ValueError):
@@ -917,7 +907,7 @@ def test_a_second_training_forward_replaces_the_record(kind):
 def test_an_inference_call_keeps_the_training_record(kind):
     rng = rng_for("record kept", kind)
     m, cfg, x, state, dy, dstate = _trained(kind, rng)
-    expected = _sr_gradients(m, x, state, dy, dstate)
+    expected = sr_gradients(m, x, state, dy, dstate)
     m.zero_grad()
     m(x, state, train=True)
     m(_input(rng, cfg, 3, 1))  # inference in between, another shape
@@ -929,7 +919,7 @@ def test_an_inference_call_keeps_the_training_record(kind):
 def test_backward_accepts_any_array_like_and_leaves_its_arguments_alone(kind):
     rng = rng_for("backward forms", kind)
     m, cfg, x, state, dy, dstate = _trained(kind, rng)
-    ref = _sr_gradients(m, x, state, dy, dstate)
+    ref = sr_gradients(m, x, state, dy, dstate)
     dy0, dstate_copy = dy.copy(), copy_state(dstate)
     for form, (dy_form, ds_form) in {
         "float64": (dy.astype(np.float64), _like(dstate, [v.astype(np.float64) for v in _as_tuple(dstate)])),
@@ -950,7 +940,7 @@ def test_backward_accepts_any_array_like_and_leaves_its_arguments_alone(kind):
 def test_grads_returns_copies():
     rng = rng_for("grads copies")
     m, cfg, x, state, dy, dstate = _trained("GRU", rng)
-    g = _sr_gradients(m, x, state, dy, dstate)["grads"]
+    g = sr_gradients(m, x, state, dy, dstate)["grads"]
     kept = {k: v.copy() for k, v in g.items()}
     for v in g.values():
         v[...] = 7.0
@@ -1058,7 +1048,7 @@ def test_a_refused_backward_names_dy_and_its_shape_and_changes_nothing(kind):
         excinfo = _grads_unchanged_after(m, lambda: m.backward(np.zeros(bad, np.float32), dstate), ValueError)
         assert_message_names(excinfo, "dy", bad)
     # the record is still there and gives what it gave
-    expected = _sr_gradients(make_sr(kind, cfg, seed=12), x, state, dy, dstate)
+    expected = sr_gradients(make_sr(kind, cfg, seed=12), x, state, dy, dstate)
     m.zero_grad()
     dx, _ = m.backward(dy, dstate)
     assert_identical(dx, expected["dx"], "dx after refused calls")

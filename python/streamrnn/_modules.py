@@ -55,8 +55,15 @@ class _Module(_Weights):
 
     def _build(self, mode: str, input_size: Any, hidden_size: Any, num_layers: Any = 1, *, proj_size: Any = 0,
                bias: Any = True, batch_first: Any = False, bidirectional: Any = False, residual: Any = False,
-               reset_after: Any = True, dropout: Any = 0.0, is_cell: bool = False, seed: Any = None) -> None:
+               reset_after: Any = True, dropout: Any = 0.0, is_cell: bool = False, seed: Any = None,
+               peepholes: Any = False, input_forget: Any = False, clip: Any = None,
+               activations: Any = None) -> None:
         # The engine's spec, keyed as its fields: the engine checks the sizes' ranges.
+        options = dict(peepholes=_checks.flag("peepholes", peepholes),
+                       input_forget=_checks.flag("input_forget", input_forget), clip=_clip(clip))
+        if activations is not None:
+            options["activations"] = _flat_activations(activations, _FUNCTIONS[mode],
+                                                        2 if bidirectional is True else 1)
         spec = dict(mode=mode, input_size=_checks.integer("input_size", input_size),
                     hidden_size=_checks.integer("hidden_size", hidden_size),
                     num_layers=_checks.integer("num_layers", num_layers),
@@ -64,7 +71,7 @@ class _Module(_Weights):
                     batch_first=_checks.flag("batch_first", batch_first),
                     bidirectional=_checks.flag("bidirectional", bidirectional),
                     residual=_checks.flag("residual", residual), reset_after=_checks.flag("reset_after", reset_after),
-                    dropout=_checks.number("dropout", dropout), is_cell=is_cell)
+                    dropout=_checks.number("dropout", dropout), is_cell=is_cell, **options)
         self._core = _core.Model(spec, _checks.seed(seed))
 
     @classmethod
@@ -171,15 +178,33 @@ class _Layer(_Module):
             return self._device_model.stream(batch)
         return self._core.stream(batch)
 
+    clip = property(lambda self: _float32(self._core.spec["clip"]) or None,
+                    doc="Gate pre-activations are clipped to [-clip, clip] (ONNX's clip); None: not clipped.")
+
+    @property
+    def activations(self) -> "Optional[tuple[tuple[tuple[str, float, float], ...], ...]]":
+        """The cell's functions (ONNX's f, g, h order), per direction, each (name, alpha, beta);
+        None: the cell's own (sigmoid and tanh; an RNN's nonlinearity)."""
+        flat = self._core.spec["activations"]
+        if not flat:
+            return None
+        triples = [(f[0], *(_float32(v) for v in (tuple(f[1:]) + (0.0, 0.0))[:2])) for f in flat]
+        n = len(triples) // (2 if self.bidirectional else 1)
+        return tuple(tuple(triples[d:d + n]) for d in range(0, len(triples), n))
+
     def _describe(self) -> str:
         parts = [super()._describe()]
         if self.num_layers != 1:
             parts.append(f"num_layers={self.num_layers}")
-        for name in ("batch_first", "bidirectional", "residual"):
-            if getattr(self, name):
+        for name in ("batch_first", "bidirectional", "residual", "peepholes", "input_forget"):
+            if getattr(self, name, False):
                 parts.append(f"{name}=True")
         if self.dropout:
             parts.append(f"dropout={self.dropout:g}")
+        if self.clip is not None:
+            parts.append(f"clip={self.clip:g}")
+        if self.activations is not None:
+            parts.append(f"activations={self.activations}")
         return ", ".join(parts)
 
 
@@ -189,16 +214,28 @@ class LSTM(_Layer):
     With proj_size > 0, h = W_hr (o * tanh(c)) has proj_size features (PyTorch's LSTM with
     projections). residual=True adds each layer's input to its output where their sizes match
     (every layer past the first; the first when input_size == D * H_out). Weights are drawn from
-    uniform(-1/sqrt(H), 1/sqrt(H)) with `seed` (None: a random seed)."""
+    uniform(-1/sqrt(H), 1/sqrt(H)) with `seed` (None: a random seed).
+
+    ONNX's options: peepholes, input_forget (f = 1 - i), clip (of every gate's pre-activation), and
+    activations: the functions f (of i, f, o), g (of the cell input) and h (of c'), each a name
+    (ONNX's: Relu, Tanh, Sigmoid, Affine, LeakyRelu, ThresholdedRelu, ScaledTanh, HardSigmoid, Elu,
+    Softsign, Softplus) or (name, alpha[, beta]); a bidirectional model may give one list per
+    direction. The defaults are the equations above."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 residual: bool = False, proj_size: int = 0, seed: Optional[int] = None) -> None:
+                 residual: bool = False, proj_size: int = 0, seed: Optional[int] = None, peepholes: bool = False,
+                 input_forget: bool = False, clip: Optional[float] = None, activations: Any = None) -> None:
         self._build("LSTM", input_size, hidden_size, num_layers, proj_size=proj_size, bias=bias,
                     batch_first=batch_first, bidirectional=bidirectional, residual=residual, dropout=dropout,
-                    seed=seed)
+                    seed=seed, peepholes=peepholes, input_forget=input_forget, clip=clip, activations=activations)
 
     proj_size = property(lambda self: self._core.proj_size, doc="P, the projected output size (0: none).")
+    peepholes = property(lambda self: self._core.spec["peepholes"],
+                         doc="ONNX's peepholes: i and f add P_i * c and P_f * c, o adds P_o * c' "
+                             "(weight_peephole_l{k}, rows i, f, o).")
+    input_forget = property(lambda self: self._core.spec["input_forget"],
+                            doc="ONNX's coupled input and forget gates: f = 1 - i.")
 
     def _describe(self) -> str:
         return super()._describe() + (f", proj_size={self.proj_size}" if self.proj_size else "")
@@ -210,14 +247,17 @@ class GRU(_Layer):
     reset_after=True is PyTorch's (and cuDNN's) GRU, n = tanh(W_in x + b_in + r * (W_hn h + b_hn));
     reset_after=False is Cho et al. (2014), n = tanh(W_in x + b_in + W_hn (r * h) + b_hn), ONNX's
     default (linear_before_reset=0). PyTorch has no reset-before GRU, so from_torch always gives
-    reset_after=True; a reset-before model moves across through its state_dict."""
+    reset_after=True; a reset-before model moves across through its state_dict.
+
+    ONNX's options: clip, and activations f (of r and z) and g (of n), as for LSTM."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 residual: bool = False, reset_after: bool = True, seed: Optional[int] = None) -> None:
+                 residual: bool = False, reset_after: bool = True, seed: Optional[int] = None,
+                 clip: Optional[float] = None, activations: Any = None) -> None:
         self._build("GRU", input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
                     bidirectional=bidirectional, residual=residual, reset_after=reset_after, dropout=dropout,
-                    seed=seed)
+                    seed=seed, clip=clip, activations=activations)
 
     reset_after = property(lambda self: self._core.reset_after, doc="PyTorch's GRU (True) or Cho et al.'s (False).")
 
@@ -226,20 +266,70 @@ class GRU(_Layer):
 
 
 class RNN(_Layer):
-    """Elman RNN, h' = tanh(W_ih x + b_ih + W_hh h + b_hh), or relu with nonlinearity="relu"."""
+    """Elman RNN, h' = tanh(W_ih x + b_ih + W_hh h + b_hh), or relu with nonlinearity="relu".
+
+    ONNX's options: clip, and activations: the one function f, as for LSTM (["Relu"] is
+    nonlinearity="relu")."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *, nonlinearity: str = "tanh",
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 residual: bool = False, seed: Optional[int] = None) -> None:
-        self._build(_rnn_mode(nonlinearity), input_size, hidden_size, num_layers, bias=bias,
-                    batch_first=batch_first, bidirectional=bidirectional, residual=residual, dropout=dropout,
-                    seed=seed)
+                 residual: bool = False, seed: Optional[int] = None, clip: Optional[float] = None,
+                 activations: Any = None) -> None:
+        mode = _rnn_mode(nonlinearity)
+        if activations is not None and mode == "RNN_RELU":
+            raise ValueError("activations: give the function there or nonlinearity='relu', not both")
+        self._build(mode, input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+                    bidirectional=bidirectional, residual=residual, dropout=dropout, seed=seed, clip=clip,
+                    activations=activations)
 
     nonlinearity = property(lambda self: "relu" if self._core.mode == "RNN_RELU" else "tanh",
                             doc='"tanh" or "relu".')
 
     def _describe(self) -> str:
         return super()._describe() + (", nonlinearity='relu'" if self.nonlinearity == "relu" else "")
+
+
+# Functions per direction of each mode's cell (ONNX's f, g, h).
+_FUNCTIONS = {"LSTM": 3, "GRU": 2, "RNN_TANH": 1, "RNN_RELU": 1}
+
+
+def _float32(value: float) -> float:
+    """A float32 the engine holds, as its shortest decimal (0.2, not 0.2000000029...)."""
+    return float(str(np.float32(value)))
+
+
+def _clip(clip: Any) -> float:
+    """ONNX's clip for the engine, where 0 means none."""
+    if clip is None:
+        return 0.0
+    value = _checks.number("clip", clip)
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"clip: expected a positive number (None: no clipping), got {clip!r}")
+    return value
+
+
+def _is_function(entry: Any) -> bool:
+    """A name, or (name, numbers...)."""
+    return isinstance(entry, str) or (isinstance(entry, (list, tuple)) and len(entry) > 0 and
+                                      isinstance(entry[0], str) and
+                                      not any(isinstance(v, (str, list, tuple)) for v in entry[1:]))
+
+
+def _flat_activations(activations: Any, n: int, directions: int) -> list:
+    """The functions of every direction, forward first, from one list for all directions, one
+    list per direction, or ONNX's flat list; each entry a name or (name, alpha[, beta])."""
+    if isinstance(activations, str) or not isinstance(activations, (list, tuple)):
+        raise TypeError(f"activations: expected a list of {n} function(s), got {type(activations).__name__}")
+    entries = list(activations)
+    # One list per direction: lists of functions. (A list of one name reads the same either way.)
+    if entries and all(isinstance(e, (list, tuple)) and all(_is_function(f) for f in e) for e in entries):
+        entries = [f for direction in entries for f in direction]
+    if len(entries) == n:
+        entries = entries * directions
+    if len(entries) != n * directions:
+        raise ValueError(f"activations: expected {n} function(s)" + (
+            f" (or {n} for each of the 2 directions)" if directions == 2 else "") + f", got {list(activations)}")
+    return [tuple(e) if isinstance(e, (list, tuple)) else e for e in entries]
 
 
 def _rnn_mode(nonlinearity: Any) -> str:
