@@ -1,6 +1,7 @@
-# tests/test_onnx.py: streamrnn.onnx (load and the backend) against ONNX's own definitions: its
-# reference evaluator on random single-node graphs, and its backend test runner's recurrent node
-# cases. Part of streamrnn, MIT licence.
+# tests/test_onnx.py: streamrnn.onnx (load, save and the backend) against ONNX's own definitions:
+# its reference evaluator on random single-node graphs, its backend test runner's recurrent node
+# cases, and ONNX Runtime for the cell options the reference ignores (activations, clip,
+# input_forget) and for the graphs sr.onnx.save writes. Part of streamrnn, MIT licence.
 import itertools
 import re
 import warnings
@@ -22,6 +23,14 @@ INPUTS = {"LSTM": ["X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c"
           "GRU": ["X", "W", "R", "B", "sequence_lens", "initial_h"],
           "RNN": ["X", "W", "R", "B", "sequence_lens", "initial_h"]}
 OUTPUTS = {"LSTM": ["Y", "Y_h", "Y_c"], "GRU": ["Y", "Y_h"], "RNN": ["Y", "Y_h"]}
+# ONNX's activation functions, each with how many of (alpha, beta) it takes, and how many a cell
+# has per direction.
+FUNCTIONS = {"Relu": 0, "Tanh": 0, "Sigmoid": 0, "Softsign": 0, "Softplus": 0, "LeakyRelu": 1, "ThresholdedRelu": 1,
+             "Elu": 1, "Affine": 2, "ScaledTanh": 2, "HardSigmoid": 2}
+PER_DIRECTION = {"LSTM": 3, "GRU": 2, "RNN": 1}
+# ONNX's defaults of alpha and beta, its operators' (an independent copy of the engine's table).
+ONNX_DEFAULTS = {"LeakyRelu": (0.01, 0.0), "ThresholdedRelu": (1.0, 0.0), "Elu": (1.0, 0.0), "Affine": (1.0, 0.0),
+                 "ScaledTanh": (1.0, 1.0), "HardSigmoid": (0.2, 0.5)}
 
 
 def node_graph(kind, tensors, attributes, initializers=()):
@@ -54,6 +63,46 @@ def random_tensors(kind, rng, T, B, I, H, D, layout, bias, initial_state):
         if kind == "LSTM":
             t["initial_c"] = rng.standard_normal(shape).astype(np.float32) * 0.5
     return t
+
+
+def random_functions(rng, count):
+    """`count` random functions, each (name, alpha, beta), the alpha and beta it takes drawn (as
+    float32 values, as ONNX stores them), the others 0."""
+    functions = []
+    for name in rng.choice(list(FUNCTIONS), count):
+        alpha, beta = np.float32(rng.uniform(0.1, 1.0)), np.float32(rng.uniform(0.0, 1.0))
+        functions.append((str(name), float(alpha) if FUNCTIONS[name] > 0 else 0.0,
+                          float(beta) if FUNCTIONS[name] > 1 else 0.0))
+    return functions
+
+
+def onnx_runtime(kind, tensors, attributes):
+    """ONNX Runtime's outputs of one node. It runs layout 0 only: a layout=1 node's X and initial
+    states go in time-major, and its outputs come back batch-major."""
+    ort = pytest.importorskip("onnxruntime")
+    layout = attributes.get("layout", 0)
+    if layout:
+        tensors = {n: np.ascontiguousarray(v.swapaxes(0, 1)) if n in ("X", "initial_h", "initial_c") else v
+                   for n, v in tensors.items()}
+    model = node_graph(kind, tensors, {**attributes, "layout": 0})
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    outputs = dict(zip(OUTPUTS[kind], session.run(None, tensors)))
+    if layout:
+        outputs = {n: v.transpose(2, 0, 1, 3) if n == "Y" else v.swapaxes(0, 1) for n, v in outputs.items()}
+    return outputs
+
+
+def model_outputs(kind, m, tensors, layout):
+    """A loaded node's model called on the node's inputs, its results as the node's outputs."""
+    states = [tensors.get(n) for n in (("initial_h", "initial_c") if kind == "LSTM" else ("initial_h",))]
+    states = [s if s is None or not layout else np.ascontiguousarray(s.swapaxes(0, 1)) for s in states]
+    state = None if states[0] is None else tuple(states) if kind == "LSTM" else states[0]
+    y, final = m(tensors["X"], state, tensors.get("sequence_lens"))
+    Y = y.reshape(*y.shape[:2], -1, m.hidden_size)
+    finals = final if kind == "LSTM" else (final,)
+    if layout:
+        return dict(zip(OUTPUTS[kind], [Y, *(f.swapaxes(0, 1) for f in finals)]))
+    return dict(zip(OUTPUTS[kind], [Y.transpose(0, 2, 1, 3), *finals]))
 
 
 def relu_rnn(tensors, attributes):
@@ -137,6 +186,59 @@ def test_sequence_lens_as_each_sequence_alone(kind, direction):
 
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("layout", [0, 1])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_cell_options_match_onnx_runtime(kind, direction, layout, seed):
+    """Random activations (the last alpha and beta sometimes left to their defaults), clip,
+    input_forget and peepholes, with sequence_lens and initial states: load's model (the
+    backend's, for a reverse node) computes what ONNX Runtime does. The defaults are ONNX's
+    operators', as its spec says; ONNX Runtime's differ for Affine, ScaledTanh and ThresholdedRelu
+    (0 for all), so its node is given them spelt out."""
+    rng = np.random.default_rng([seed, len(kind), len(direction), layout])
+    D = 2 if direction == "bidirectional" else 1
+    T, B, I, H = 5, 3, 3, 4
+    tensors = random_tensors(kind, rng, T, B, I, H, D, layout, True, rng.random() < 0.7)
+    functions = random_functions(rng, PER_DIRECTION[kind] * D)
+    # Names in lower case too, where ONNX Runtime takes them (its RNN takes only ONNX's spelling).
+    attributes = {"hidden_size": H, "direction": direction, "layout": layout,
+                  "activations": [n.lower() if kind != "RNN" and rng.random() < 0.3 else n for n, _, _ in functions]}
+    ort_attributes = dict(attributes)
+    for index, attribute in enumerate(("activation_alpha", "activation_beta"), 1):
+        taking = [f for f in functions if FUNCTIONS[f[0]] >= index]
+        values = [f[index] for f in taking][:len(taking) - rng.integers(2)]
+        if values:
+            attributes[attribute] = values
+        if taking:
+            ort_attributes[attribute] = values + [ONNX_DEFAULTS[f[0]][index - 1] for f in taking[len(values):]]
+    if rng.random() < 0.7:
+        attributes["clip"] = float(np.float32(rng.uniform(0.3, 1.5)))  # pre-activations reach 3 or so: it clips
+    if kind == "LSTM":
+        attributes["input_forget"] = int(rng.integers(2))
+        if rng.random() < 0.7:
+            tensors["P"] = rng.uniform(-1, 1, (D, 3 * H)).astype(np.float32)
+    ort_attributes.update({k: v for k, v in attributes.items() if k not in ("activation_alpha", "activation_beta")})
+    if rng.random() < 0.5:
+        tensors["sequence_lens"] = rng.integers(1, T + 1, B).astype(np.int32)
+    expected = onnx_runtime(kind, tensors, ort_attributes)
+    weights = [n for n in ("W", "R", "B", "P") if n in tensors]
+    graph = node_graph(kind, tensors, attributes, initializers=weights)
+    if direction == "reverse":
+        got = dict(zip(OUTPUTS[kind], backend.prepare(graph).run({n: v for n, v in tensors.items()
+                                                                   if n not in weights})))
+    else:
+        m = sr.onnx.load(graph)
+        # The float32 of the attribute, which the model shows as its shortest decimal.
+        assert (m.clip is None) == ("clip" not in attributes)
+        assert m.clip is None or np.float32(m.clip) == np.float32(attributes["clip"])
+        if kind == "LSTM":
+            assert (m.peepholes, m.input_forget) == ("P" in tensors, attributes["input_forget"] == 1)
+        got = model_outputs(kind, m, tensors, layout)
+    for name in OUTPUTS[kind]:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
 @pytest.mark.parametrize("layout", [0, 1])
 def test_load_gives_the_model_and_its_stream(kind, layout):
     rng = np.random.default_rng(5)
@@ -176,16 +278,21 @@ def test_load_from_a_file_and_constants(tmp_path):
 
 
 @pytest.mark.parametrize("attributes,inputs,message", [
-    ({"clip": 3.0}, {}, "attribute clip"),
-    ({"input_forget": 1}, {}, "attribute input_forget"),
-    ({"activations": ["Sigmoid", "Tanh", "Relu"]}, {}, "attribute activations"),
+    ({"clip": 0.0}, {}, "attribute clip: expected a positive finite number, got 0.0"),
+    ({"clip": -1.0}, {}, "attribute clip: expected a positive finite number"),
+    ({"input_forget": 2}, {}, "attribute input_forget: expected 0 or 1, got 2"),
+    ({"activations": ["Sigmoid", "Tanh", "Swish"]}, {}, "attribute activations: unknown function 'Swish'"),
     ({"activations": ["Sigmoid", "Tanh"]}, {}, "attribute activations: expected 3 names"),
-    ({"activation_alpha": [0.5]}, {}, "attribute activation_alpha"),
+    ({"activation_alpha": [0.5]}, {}, "attribute activation_alpha: 1 more values than the functions"),
+    ({"activations": ["HardSigmoid", "Tanh", "Elu"], "activation_alpha": [0.1, 0.2], "activation_beta": [0.5, 0.6]},
+     {}, "attribute activation_beta: 1 more values than the functions"),
+    ({"activations": ["LeakyRelu", "Tanh", "Tanh"], "activation_alpha": ["a"]}, {},
+     "attribute activation_alpha: expected a list of floats"),
     ({"direction": "sideways"}, {}, "attribute direction"),
     ({"layout": 2}, {}, "attribute layout"),
     ({"linear_before_reset": 1}, {}, "attribute linear_before_reset: LSTM has no such attribute"),
     ({"direction": "reverse"}, {}, "attribute direction: 'reverse'"),
-    ({}, {"P": np.ones((1, 12), np.float32)}, "input P: peepholes"),
+    ({}, {"P": np.ones((1, 8), np.float32)}, "input P: expected shape (1, 12)"),
     ({"hidden_size": 5}, {}, "input W: expected shape (1, 20, 2)"),
 ])
 def test_load_refuses_what_it_cannot_compute(attributes, inputs, message):
@@ -224,16 +331,14 @@ def test_backend_refuses_a_gpu_and_wrong_inputs():
         rep.run([tensors["X"], tensors["W"].astype(np.int32), tensors["R"], tensors["B"]])
 
 
-# ONNX's own runner over its 18 recurrent node cases. Two do not pass yet: peepholes (refused
-# with ValueError until the engine has them), and test_gru_seq_length, off by 1.2e-7 at one element
-# against its atol of 1e-7 (the engine's tanh, Eigen's, is within 4.65 float32 ulps; ONNX's
-# reference runs NumPy's, within 1).
+# ONNX's own runner over its 18 recurrent node cases. One does not pass: test_gru_seq_length, off
+# by 1.2e-7 at one element against its atol of 1e-7 (the engine's tanh, Eigen's, is within 4.65
+# float32 ulps; ONNX's reference runs NumPy's, within 1).
 _RECURRENT = r"^test_(lstm|gru|rnn|simple_rnn)_"
 with warnings.catch_warnings():  # ONNX's makers of other operators' cases overflow on purpose
     warnings.simplefilter("ignore", RuntimeWarning)
     _runner = onnx.backend.test.BackendTest(backend, __name__)
     _runner.include(_RECURRENT)
-    _runner.xfail(r"^test_lstm_with_peepholes_")
     _runner.xfail(r"^test_gru_seq_length_")
     _cases = _runner.test_cases  # made anew at each access
 for _case in _cases.values():
@@ -272,6 +377,48 @@ def test_save_runs_in_onnx_runtime_as_the_model_does(tmp_path, kind, options, la
         np.testing.assert_allclose(got[0], y, atol=2e-6)
         for value, expected in zip(got[1:], final if kind == "LSTM" else (final,)):
             np.testing.assert_allclose(value, expected, atol=2e-6)
+
+
+@pytest.mark.parametrize("kind,layers,bidirectional,batch_first", [
+    ("LSTM", 1, False, False), ("LSTM", 2, True, True), ("GRU", 2, True, False), ("GRU", 1, False, True),
+    ("RNN", 2, True, True), ("RNN", 1, False, False)])
+def test_save_with_cell_options_runs_in_onnx_runtime_and_loads_back(kind, layers, bidirectional, batch_first):
+    """A model with random activations (each a name, taking the engine's defaults, or with its alpha
+    and beta), clip, input_forget and random peepholes: ONNX Runtime runs its graph with its
+    outputs and final states, and load reads back the same model."""
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng([layers, len(kind), bidirectional, batch_first])
+    D, I, H, T, B = 2 if bidirectional else 1, 4, 5, 6, 3
+    functions = [[f[:1 + FUNCTIONS[f[0]]] if rng.random() < 0.7 else f[0]
+                  for f in random_functions(rng, PER_DIRECTION[kind])] for _ in range(D)]
+    # clip a float32 value too, as ONNX stores it, and over 1: no ThresholdedRelu (alpha < 1) gives
+    # only zeros.
+    options = {"activations": functions if bidirectional else functions[0],
+               "clip": float(np.float32(rng.uniform(1.0, 2.0)))}
+    if kind == "LSTM":
+        options.update(peepholes=True, input_forget=bool(rng.integers(2)))
+    elif kind == "GRU":
+        options["reset_after"] = bool(rng.integers(2))
+    m = getattr(sr, kind)(I, H, layers, bidirectional=bidirectional, batch_first=batch_first, seed=7, **options)
+    m.load_state_dict({n: rng.uniform(-1, 1, v.shape).astype(np.float32) if "peephole" in n else v
+                       for n, v in m.state_dict().items()})
+    proto = sr.onnx.to_proto(m)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(np.float32)
+    names = ["h0", "c0"] if kind == "LSTM" else ["h0"]
+    initial = [rng.standard_normal((layers * D, B, H)).astype(np.float32) * 0.5 for _ in names]
+    y, final = m(x, tuple(initial) if kind == "LSTM" else initial[0])
+    got = session.run(None, {"x": x, **dict(zip(names, initial))})
+    for value, expected in zip(got, [y, *(final if kind == "LSTM" else (final,))]):
+        np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-5)
+
+    back = sr.onnx.load(proto)
+    assert repr(back) == repr(m)
+    assert (back.activations, back.clip) == (m.activations, m.clip)
+    if kind == "LSTM":
+        assert (back.peepholes, back.input_forget) == (m.peepholes, m.input_forget)
+    for name, value in m.state_dict().items():
+        np.testing.assert_array_equal(back.state_dict()[name], value)
 
 
 def test_a_saved_graph_steps_as_a_stream_when_fed_its_final_state():
@@ -345,9 +492,27 @@ def test_load_refuses_glue_that_computes_something_else():
     proto.graph.node.append(helper.make_node("Add", ["y_before", "one"], ["y"], name="plus_one"))
     with pytest.raises(ValueError, match="do not compute a streamrnn stack's outputs"):
         sr.onnx.load(proto)
-    mixed = sr.onnx.to_proto(sr.GRU(3, 4, 2, seed=1))
-    second = [n for n in mixed.graph.node if n.op_type == "GRU"][1]
-    second.attribute.append(helper.make_attribute("linear_before_reset", 0))
-    del second.attribute[[a.name for a in second.attribute].index("linear_before_reset")]
-    with pytest.raises(ValueError, match="its reset_after differs"):
+
+
+@pytest.mark.parametrize("kind,options,attribute,value,option", [
+    ("GRU", {}, "linear_before_reset", 0, "reset_after"),
+    ("LSTM", {"clip": 1.0}, "clip", 2.0, "clip"),
+    ("LSTM", {}, "input_forget", 1, "input_forget"),
+    ("RNN", {"bidirectional": True}, "activations", ["Tanh", "Relu"], "activations"),
+])
+def test_load_refuses_a_stack_whose_nodes_differ(kind, options, attribute, value, option):
+    mixed = sr.onnx.to_proto(getattr(sr, kind)(3, 4, 2, seed=1, **options))
+    second = [n for n in mixed.graph.node if n.op_type == kind][1]
+    kept = [a for a in second.attribute if a.name != attribute]
+    del second.attribute[:]
+    second.attribute.extend([*kept, helper.make_attribute(attribute, value)])
+    with pytest.raises(ValueError, match=f"its {option} differs"):
+        sr.onnx.load(mixed)
+
+
+def test_load_refuses_a_stack_with_peepholes_in_some_nodes():
+    mixed = sr.onnx.to_proto(sr.LSTM(3, 4, 2, peepholes=True, seed=1))
+    second = [n for n in mixed.graph.node if n.op_type == "LSTM"][1]
+    del second.input[7]  # its P
+    with pytest.raises(ValueError, match="its peepholes differs"):
         sr.onnx.load(mixed)

@@ -1,6 +1,8 @@
 # python/streamrnn/onnx/_export.py: streamrnn models written as ONNX graphs.
 # Part of streamrnn, MIT licence.
-"""A model as one ONNX LSTM, GRU or RNN node per layer (opset 14), with the glue a stack needs:
+"""A model as one ONNX LSTM, GRU or RNN node per layer (opset 14), its cell options as the node's
+attributes (activations with their alpha and beta, clip, input_forget) and its peepholes as P,
+with the glue a stack needs:
 the layers' Y reshaped to the next layer's input, residual Adds, the batch-first transposes, and
 the initial states sliced per layer from one optional input each. ONNX Runtime runs the graph
 with the model's outputs and final states."""
@@ -13,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import _modules
-from ._nodes import _TORCH_FROM_ONNX, require_onnx
+from ._nodes import _FUNCTIONS, _PEEPHOLE_ROWS, _TORCH_FROM_ONNX, require_onnx
 
 OPSET = 14  # the first with the recurrent operators' layout attribute, and Slice/Reshape as today
 
@@ -47,6 +49,33 @@ def _onnx_weights(model: Any, state: dict, layer: int, direction: int) -> "tuple
     if model.bias:
         B = np.concatenate([onnx_rows(state["bias_ih" + suffix]), onnx_rows(state["bias_hh" + suffix])])
     return W, R, B
+
+
+def _cell_attributes(model: Any, kind: str, D: int) -> dict:
+    """The recurrent nodes' attributes for the model's cell options: what `parse` reads back."""
+    attributes: dict = {}
+    if model.clip is not None:
+        attributes["clip"] = model.clip
+    if kind == "LSTM" and model.input_forget:
+        attributes["input_forget"] = 1
+    activations = model.activations
+    if activations is None and kind == "RNN":
+        activations = ((("Relu" if model.nonlinearity == "relu" else "Tanh", 0.0, 0.0),),) * D
+    if activations is not None:
+        functions = [function for direction in activations for function in direction]
+        attributes["activations"] = [name for name, _, _ in functions]
+        # Every alpha and beta written out: no reader's defaults apply (ONNX's and ONNX Runtime's differ).
+        for index, attribute in enumerate(("activation_alpha", "activation_beta"), 1):
+            values = [function[index] for function in functions if _FUNCTIONS[function[0]][0] >= index]
+            if values:
+                attributes[attribute] = values
+    return attributes
+
+
+def _onnx_peepholes(state: dict, layer: int, direction: int) -> np.ndarray:
+    """P [3*H] of one layer and direction (ONNX's i, o, f) from `state`, the model's state_dict()."""
+    suffix = f"_l{layer}" + ("_reverse" if direction else "")
+    return state["weight_peephole" + suffix][list(_PEEPHOLE_ROWS)].reshape(-1)
 
 
 def to_proto(model: Any) -> Any:
@@ -85,11 +114,10 @@ def to_proto(model: Any) -> Any:
         constant(state, np.zeros((L * D, 1, H), np.float32))
         node("Expand", [state, "state_shape"], [f"{state}_full"])
 
-    attributes: dict = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward"}
+    attributes = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward",
+                  **_cell_attributes(model, kind, D)}
     if kind == "GRU":
         attributes["linear_before_reset"] = int(model.reset_after)
-    elif kind == "RNN":
-        attributes["activations"] = ["Relu" if model.nonlinearity == "relu" else "Tanh"] * D
     final = {state: [] for state in states}
     tensors = model.state_dict()  # once: each call copies every tensor
     for layer in range(L):
@@ -104,6 +132,9 @@ def to_proto(model: Any) -> Any:
                            constant(f"{state}_axes_l{layer}", np.array([0], np.int64))], [f"{state}_l{layer}"])
             node_inputs.append(f"{state}_l{layer}")
             final[state].append(f"{state}_n_l{layer}")
+        if kind == "LSTM" and model.peepholes:
+            P = np.stack([_onnx_peepholes(tensors, layer, d) for d in range(D)])
+            node_inputs.append(constant(f"P_l{layer}", P))
         node(kind, node_inputs, [f"Y_l{layer}"] + [f"{state}_n_l{layer}" for state in states], **attributes)
         # Y [T, D, B, H] -> [T, B, D * H], the layer's output as the model gives it.
         node("Transpose", [f"Y_l{layer}"], [f"Y_l{layer}_t"], perm=[0, 2, 1, 3])

@@ -6,8 +6,10 @@ weights as constants; every other node must be one of the operators exporters us
 (Shape, Gather, Concat, Expand, Transpose, Reshape, ...). Then the glue is folded by checking
 what it computes: the streamrnn model those nodes make (batch-first or not, residual or not) is
 run beside ONNX's reference evaluator on random inputs of two shapes, and each graph output must be
-the model's y, h_n or c_n. A graph whose glue computes anything else is refused, never
-approximated."""
+the model's y, h_n or c_n. The evaluator runs the glue; the recurrent nodes in it run as
+streamrnn's single-node models (ONNX's reference has neither Relu nor the other activations, nor
+clip), so this checks the glue, and the tests check single nodes against ONNX Runtime. A graph
+whose glue computes anything else is refused, never approximated."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ._nodes import _TORCH_FROM_ONNX, Node, attributes_of, build, constant_weights, constants_of, parse, require_onnx
+from ._nodes import (_INPUTS, _OUTPUTS, _TORCH_FROM_ONNX, Node, attributes_of, build, constant_weights, constants_of,
+                     evaluate, new_model, parse, require_onnx)
 
 # What exporters join recurrent layers with: shapes and states (Shape, Gather, Unsqueeze, Concat,
 # Expand, ConstantOfShape, Cast, Slice), layouts (Transpose, Reshape, Squeeze), residual stacks
@@ -44,19 +47,11 @@ def _upstream(value: str, producers: dict) -> "tuple[set, set]":
 def _model_of(nodes: "list[Node]", weights: "list[dict]", batch_first: bool, residual: bool) -> Any:
     """The streamrnn stack of these layers: each layer's model built as one node, its tensors
     moved into the stack's state_dict under the layer's names."""
-    from .. import _modules
-
     first = nodes[0]
     layers = [build(node, w["W"], w["R"], w.get("B", _zero_bias(node, w)), w.get("P")) for node, w in
               zip(nodes, weights)]
-    options = dict(bias=True, bidirectional=first.directions == 2, batch_first=batch_first, residual=residual)
-    I, H, L = layers[0].input_size, layers[0].hidden_size, len(layers)
-    if first.kind == "LSTM":
-        model = _modules.LSTM(I, H, L, **options)
-    elif first.kind == "GRU":
-        model = _modules.GRU(I, H, L, reset_after=first.reset_after, **options)
-    else:
-        model = _modules.RNN(I, H, L, nonlinearity=first.nonlinearity, **options)
+    model = new_model(first, layers[0].input_size, layers[0].hidden_size, len(layers), peepholes=first.peepholes,
+                      bias=True, bidirectional=first.directions == 2, batch_first=batch_first, residual=residual)
     state = {}
     for index, layer in enumerate(layers):
         for name, value in layer.state_dict().items():
@@ -93,7 +88,8 @@ def load_stack(proto: Any) -> Any:
         raise ValueError("graph: no LSTM, GRU or RNN node")
     first = nodes[0]
     for node in nodes[1:]:
-        for option in ("kind", "direction", "reset_after", "nonlinearity"):
+        for option in ("kind", "direction", "reset_after", "nonlinearity", "activations", "clip", "input_forget",
+                       "peepholes"):
             if getattr(node, option) != getattr(first, option):
                 raise ValueError(f"node {node.name!r} ({node.kind}): its {option} differs from node {first.name!r}'s; "
                                  "a streamrnn stack has one cell")
@@ -128,7 +124,7 @@ def load_stack(proto: Any) -> Any:
                          f"{x_name!r}")
 
     D, L, I = first.directions, len(nodes), weights[0]["W"].shape[2]
-    evaluator = ReferenceEvaluator(proto, new_ops=[_relu_rnn()])
+    evaluator = ReferenceEvaluator(proto, new_ops=[_streamrnn_node(kind) for kind in RECURRENT])
     rng = np.random.default_rng(0)
     residual_options = (False, True) if any(p.op_type == "Add" for p in graph.node) else (False,)
     dims = [d.dim_value if d.HasField("dim_value") else 0 for d in inputs[x_name].type.tensor_type.shape.dim]
@@ -145,19 +141,18 @@ def load_stack(proto: Any) -> Any:
                      "streamrnn stack's outputs (y, h_n, c_n) from its input")
 
 
-def _relu_rnn() -> Any:
-    """ONNX's reference RNN with Relu too (it has only Tanh and Affine), for stacks of relu RNNs."""
-    from onnx.reference.ops.op_rnn import RNN_14
+def _streamrnn_node(kind: str) -> Any:
+    """The reference evaluator's operator `kind` (LSTM, GRU or RNN), run by streamrnn as one node."""
+    from onnx.reference.op_run import OpRun
 
-    class RNN(RNN_14):  # the evaluator takes an operator's implementation by its class name
-        op_domain = ""
+    def _run(self: Any, *inputs: Any, **attributes: Any) -> tuple:  # noqa: ARG001 (parse reads the node's)
+        proto = self.onnx_node
+        node = parse(kind, proto.name or kind, list(proto.input), list(proto.output), attributes_of(proto))
+        outputs = evaluate(node, {what: v for what, v in zip(_INPUTS[kind], inputs) if v is not None})
+        return tuple(outputs[name] for name in _OUTPUTS[kind][:len(proto.output)])
 
-        def choose_act(self, name: str, alpha: Any, beta: Any) -> Any:
-            if name == "Relu":
-                return lambda x: np.maximum(x, 0)
-            return super().choose_act(name, alpha, beta)
-
-    return RNN
+    # The evaluator takes an operator's implementation by its class name.
+    return type(kind, (OpRun,), {"op_domain": "", "_run": _run})
 
 
 def _agrees(model: Any, evaluator: Any, x_name: str, state_names: "list[str]", rng: Any, T: int, B: int, I: int,

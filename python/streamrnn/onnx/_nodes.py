@@ -1,8 +1,9 @@
 # python/streamrnn/onnx/_nodes.py: ONNX's LSTM, GRU and RNN nodes read into streamrnn models, and
 # run as ONNX defines them. Part of streamrnn, MIT licence.
-"""One recurrent node: its attributes checked and mapped onto a streamrnn model's options, its
-W, R, B tensors onto the model's state_dict (ONNX's gate order to PyTorch's), and a call of the
-model in the node's layout, direction and outputs. `onnx` is imported only by the functions that
+"""One recurrent node: its attributes checked and mapped onto a streamrnn model's options (ONNX's
+cell options included: activations with their alpha and beta, clip, input_forget), its W, R, B, P
+tensors onto the model's state_dict (ONNX's gate order to PyTorch's), and a call of the model in
+the node's layout, direction and outputs. `onnx` is imported only by the functions that
 read protobufs (`attributes_of`, `load`); building and running a model needs NumPy alone."""
 
 from __future__ import annotations
@@ -18,8 +19,20 @@ from .. import _modules
 # ONNX's gate blocks in PyTorch's order: torch block k is ONNX block _TORCH_FROM_ONNX[kind][k].
 # LSTM: ONNX i, o, f, c; PyTorch i, f, g, o. GRU: ONNX z, r, h; PyTorch r, z, n.
 _TORCH_FROM_ONNX = {"LSTM": (0, 2, 3, 1), "GRU": (1, 0, 2), "RNN": (0,)}
+# ONNX's P rows (i, o, f) in streamrnn's order (i, f, o); the swap is its own inverse.
+_PEEPHOLE_ROWS = (0, 2, 1)
 # What each operator's activations default to, per direction (ONNX's operator definitions).
 _DEFAULT_ACTIVATIONS = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "Tanh"), "RNN": ("Tanh",)}
+# ONNX's activation functions: how many of (alpha, beta) each takes from activation_alpha and
+# activation_beta, consumed in the order of the functions, and their defaults when those lists run
+# out: ONNX's operators', as its spec says (ONNX Runtime gives Affine, ScaledTanh and
+# ThresholdedRelu 0 instead; save writes every value, so its files read the same in both).
+_FUNCTIONS = {"Relu": (0, 0.0, 0.0), "Tanh": (0, 0.0, 0.0), "Sigmoid": (0, 0.0, 0.0), "Softsign": (0, 0.0, 0.0),
+              "Softplus": (0, 0.0, 0.0), "LeakyRelu": (1, 0.01, 0.0), "ThresholdedRelu": (1, 1.0, 0.0),
+              "Elu": (1, 1.0, 0.0), "Affine": (2, 1.0, 0.0), "ScaledTanh": (2, 1.0, 1.0),
+              "HardSigmoid": (2, 0.2, 0.5)}
+# Names in any case, as ONNX Runtime's LSTM and GRU read them.
+_FUNCTION_NAMES = {name.lower(): name for name in _FUNCTIONS}
 # The operators' inputs and outputs, in ONNX's order.
 _INPUTS = {"LSTM": ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"),
            "GRU": ("X", "W", "R", "B", "sequence_lens", "initial_h"),
@@ -51,12 +64,19 @@ class Node:
     layout: int            # 0: X is [T, B, I]; 1: [B, T, I]
     reset_after: bool      # GRU: linear_before_reset
     nonlinearity: str      # RNN: "tanh" or "relu"
+    activations: Optional[tuple]  # None: the defaults (and nonlinearity); else per direction, (name, alpha, beta)s
+    clip: Optional[float]  # None: no clipping
+    input_forget: bool     # LSTM: f = 1 - i
     inputs: dict           # ONNX input name ("X", "W", ...) -> the graph's value name ("" or absent: none)
     outputs: dict          # ONNX output name ("Y", "Y_h", "Y_c") -> the graph's value name
 
     @property
     def directions(self) -> int:
         return 2 if self.direction == "bidirectional" else 1
+
+    @property
+    def peepholes(self) -> bool:
+        return "P" in self.inputs
 
 
 def attributes_of(node: Any) -> dict:
@@ -96,29 +116,14 @@ def parse(op_type: str, name: str, inputs: "list[str]", outputs: "list[str]", at
     hidden_size = attributes.get("hidden_size")
     if hidden_size is not None and (not isinstance(hidden_size, int) or hidden_size < 1):
         raise refuse("hidden_size", f"expected a positive integer, got {hidden_size!r}")
-    if "clip" in attributes:
-        raise refuse("clip", "clipping the gates is not supported yet")
-    if attributes.get("input_forget", 0) != 0:
-        raise refuse("input_forget", "coupled input and forget gates are not supported yet")
+    clip = attributes.get("clip")
+    if clip is not None and not (isinstance(clip, (int, float)) and 0 < clip < float("inf")):
+        raise refuse("clip", f"expected a positive finite number, got {clip!r}")
+    input_forget = attributes.get("input_forget", 0)
+    if input_forget not in (0, 1):
+        raise refuse("input_forget", f"expected 0 or 1, got {input_forget!r}")
 
-    directions = 2 if direction == "bidirectional" else 1
-    defaults = _DEFAULT_ACTIVATIONS[kind]
-    activations = attributes.get("activations")
-    nonlinearity = "tanh"
-    if activations is not None:
-        if len(activations) != len(defaults) * directions:
-            raise refuse("activations", f"expected {len(defaults) * directions} names ({len(defaults)} per direction), "
-                                        f"got {len(activations)}")
-        per_direction = {tuple(activations[d * len(defaults):(d + 1) * len(defaults)]) for d in range(directions)}
-        if kind == "RNN" and per_direction == {("Relu",)}:
-            nonlinearity = "relu"
-        elif per_direction != {defaults}:
-            raise refuse("activations", f"{list(activations)} is not supported yet (only {list(defaults)}"
-                                        + (", or Relu" if kind == "RNN" else "") + " in every direction)")
-    # alpha and beta parameterise only activations that take them, none of those accepted above.
-    for attribute in ("activation_alpha", "activation_beta"):
-        if attributes.get(attribute):
-            raise refuse(attribute, "no accepted activation takes it (only the defaults are supported yet)")
+    activations, nonlinearity = _activations(kind, 2 if direction == "bidirectional" else 1, attributes, refuse)
 
     linear_before_reset = attributes.get("linear_before_reset", 0)
     if linear_before_reset not in (0, 1):
@@ -132,9 +137,48 @@ def parse(op_type: str, name: str, inputs: "list[str]", outputs: "list[str]", at
     if len(outputs) > len(_OUTPUTS[kind]):
         raise ValueError(f"node {name!r} ({kind}): {len(outputs)} outputs, at most {len(_OUTPUTS[kind])}")
     return Node(name=name, kind=kind, hidden_size=hidden_size, direction=direction, layout=layout,
-                reset_after=linear_before_reset == 1, nonlinearity=nonlinearity,
+                reset_after=linear_before_reset == 1, nonlinearity=nonlinearity, activations=activations,
+                clip=None if clip is None else float(clip), input_forget=input_forget == 1,
                 inputs={k: v for k, v in zip(names, inputs) if v},
                 outputs={k: v for k, v in zip(_OUTPUTS[kind], outputs) if v})
+
+
+def _activations(kind: str, directions: int, attributes: dict, refuse: Any) -> "tuple[Optional[tuple], str]":
+    """The node's activations as a Node holds them, and an RNN's nonlinearity: each function with
+    the alpha and beta it takes, read from the attributes as ONNX Runtime does (see _FUNCTIONS)."""
+    defaults = _DEFAULT_ACTIVATIONS[kind]
+    names = attributes.get("activations", defaults * directions)
+    if not isinstance(names, tuple) or len(names) != len(defaults) * directions:
+        raise refuse("activations", f"expected {len(defaults) * directions} names ({len(defaults)} per direction), "
+                                    f"got {names!r}")
+    parameters = {}
+    for attribute in ("activation_alpha", "activation_beta"):
+        values = attributes.get(attribute, ())
+        if not isinstance(values, tuple) or not all(isinstance(v, (int, float)) for v in values):
+            raise refuse(attribute, f"expected a list of floats, got {values!r}")
+        parameters[attribute] = iter(values)
+    functions = []
+    for given in names:
+        function = _FUNCTION_NAMES.get(given.lower()) if isinstance(given, str) else None
+        if function is None:
+            raise refuse("activations", f"unknown function {given!r} (expected one of {', '.join(_FUNCTIONS)})")
+        takes, alpha, beta = _FUNCTIONS[function]
+        if takes > 0:
+            alpha = next(parameters["activation_alpha"], alpha)
+        if takes > 1:
+            beta = next(parameters["activation_beta"], beta)
+        functions.append((function, float(alpha), float(beta)))
+    for attribute, rest in parameters.items():
+        extra = len(list(rest))
+        if extra:
+            raise refuse(attribute, f"{extra} more values than the functions {list(names)} take")
+    n = len(defaults)
+    per_direction = tuple(tuple(functions[d * n:(d + 1) * n]) for d in range(directions))
+    if kind == "RNN" and set(per_direction) == {(("Relu", 0.0, 0.0),)}:
+        return None, "relu"
+    if set(per_direction) == {tuple((name, 0.0, 0.0) for name in defaults)}:
+        return None, "tanh"
+    return per_direction, "tanh"
 
 
 def _float32(node: Node, what: str, value: Any) -> np.ndarray:
@@ -145,10 +189,23 @@ def _float32(node: Node, what: str, value: Any) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
+def new_model(node: Node, input_size: int, hidden_size: int, num_layers: int = 1, *, peepholes: bool = False,
+              **options: Any) -> Any:
+    """A streamrnn model (its weights still to be loaded) whose cells compute the node's, with the
+    layer options `options` (bias, bidirectional, batch_first, residual)."""
+    cell = dict(activations=node.activations, clip=node.clip)
+    if node.kind == "LSTM":
+        return _modules.LSTM(input_size, hidden_size, num_layers, peepholes=peepholes, input_forget=node.input_forget,
+                             **cell, **options)
+    if node.kind == "GRU":
+        return _modules.GRU(input_size, hidden_size, num_layers, reset_after=node.reset_after, **cell, **options)
+    return _modules.RNN(input_size, hidden_size, num_layers, nonlinearity=node.nonlinearity, **cell, **options)
+
+
 def build(node: Node, W: Any, R: Any, B: Any = None, P: Any = None, batch_first: bool = False) -> Any:
     """The streamrnn model of a node with these weights (of a reverse node, the forward model that
-    `run` steps over the reversed sequence). ValueError for shapes that disagree with the node or
-    with one another, or for peepholes that are not all zero."""
+    `run` steps over the reversed sequence), with peepholes when P is given. ValueError for shapes
+    that disagree with the node or with one another."""
     W, R = _float32(node, "W", W), _float32(node, "R", R)
     gates = len(_TORCH_FROM_ONNX[node.kind])
     D = node.directions
@@ -170,18 +227,9 @@ def build(node: Node, W: Any, R: Any, B: Any = None, P: Any = None, batch_first:
         P = _float32(node, "P", P)
         if P.shape != (D, 3 * H):
             raise ValueError(f"node {node.name!r} ({node.kind}): input P: expected shape {(D, 3 * H)}, got {P.shape}")
-        if np.any(P != 0):
-            raise ValueError(f"node {node.name!r} ({node.kind}): input P: peepholes are not supported yet "
-                             "(only all-zero P)")
 
-    options = dict(bias=B is not None, bidirectional=D == 2, batch_first=batch_first)
-    if node.kind == "LSTM":
-        model = _modules.LSTM(I, H, **options)
-    elif node.kind == "GRU":
-        model = _modules.GRU(I, H, reset_after=node.reset_after, **options)
-    else:
-        model = _modules.RNN(I, H, nonlinearity=node.nonlinearity, **options)
-
+    model = new_model(node, I, H, peepholes=P is not None, bias=B is not None, bidirectional=D == 2,
+                      batch_first=batch_first)
     order = _TORCH_FROM_ONNX[node.kind]
 
     def torch_rows(tensor: np.ndarray) -> np.ndarray:
@@ -195,6 +243,8 @@ def build(node: Node, W: Any, R: Any, B: Any = None, P: Any = None, batch_first:
         if B is not None:
             state["bias_ih" + suffix] = torch_rows(B[d, :gates * H])
             state["bias_hh" + suffix] = torch_rows(B[d, gates * H:])
+        if P is not None:
+            state["weight_peephole" + suffix] = P[d].reshape(3, H)[list(_PEEPHOLE_ROWS)]
     model.load_state_dict(state)
     return model
 
@@ -268,6 +318,14 @@ def run(node: Node, model: Any, X: Any, sequence_lens: Any = None, initial_h: An
     return {k: np.ascontiguousarray(v, dtype=dtype) for k, v in outputs.items()}
 
 
+def evaluate(node: Node, tensors: dict) -> dict:
+    """The node's outputs (as `run` gives them) from its inputs by ONNX's names ("X", "W", ...;
+    absent: not given), the model built from them."""
+    model = build(node, tensors["W"], tensors["R"], tensors.get("B"), tensors.get("P"))
+    return run(node, model, tensors["X"], tensors.get("sequence_lens"), tensors.get("initial_h"),
+               tensors.get("initial_c"))
+
+
 def _model_proto(source: Any) -> Any:
     onnx = require_onnx()
     if isinstance(source, onnx.ModelProto):
@@ -333,10 +391,13 @@ def load(source: Any) -> Any:
     - Recurrent nodes stacked with the glue exporters write (torch.onnx.export's, sr.onnx.save's):
       the stack, once the glue is found to compute its y, h_n and c_n (_graphs.py).
 
-    Float64 or float16 weights are read as float32, the engine's type. ValueError naming the node
-    and the attribute for what is not supported yet: direction 'reverse' (a model that runs
-    backwards in time), clip, input_forget, activations other than ONNX's defaults (and Relu for
-    RNN), non-zero peepholes, other operators, and glue that computes anything else. ImportError
+    Every attribute of the three operators is read: activations with activation_alpha and
+    activation_beta (as ONNX Runtime reads them: each list consumed in the order of the functions
+    that take its values; those it runs out for take ONNX Runtime's defaults), clip, input_forget,
+    and P as the model's peepholes. Float64 or float16 weights are read as float32, the engine's
+    type. ValueError naming the node and the attribute for what is invalid (an unknown function, a
+    count that does not fit, clip <= 0, ...) or not supported: direction 'reverse' (a model that
+    runs backwards in time), other operators, and glue that computes anything else. ImportError
     without the onnx package."""
     proto = _model_proto(source)
     graph = proto.graph

@@ -10,15 +10,15 @@ definitions:
 
 Weights may be graph inputs here (ONNX's node tests feed them at run time): the model is built
 from them at each run. The engine computes in float32; outputs come back in X's type. A reverse
-node runs as its forward model over each sequence reversed within its length. What the model
-cannot compute as ONNX defines it raises ValueError naming the node and the attribute
-(streamrnn.onnx.load says what is not supported yet)."""
+node runs as its forward model over each sequence reversed within its length. Every attribute
+is read as streamrnn.onnx.load reads it; what is invalid raises ValueError naming the node and
+the attribute."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ._nodes import Node, attributes_of, build, constants_of, parse, recurrent_node_of, require_onnx, run
+from ._nodes import Node, attributes_of, constants_of, evaluate, parse, recurrent_node_of, require_onnx
 
 require_onnx()  # ImportError saying what to install, before onnx's own imports below
 from onnx.backend.base import Backend as _Backend  # noqa: E402
@@ -30,15 +30,12 @@ def _outputs(node: Node, values: dict, inputs: "dict[str, Any]", names: "list[st
     """Runs `node` on its inputs (by value name) and returns the values named `names`."""
 
     def value(what: str) -> Any:
-        name = node.inputs.get(what)
-        if name is None:
-            return None
+        name = node.inputs[what]
         if name not in inputs:
             raise ValueError(f"node {node.name!r} ({node.kind}): input {what} ({name!r}) was not given")
         return inputs[name]
 
-    model = build(node, value("W"), value("R"), value("B"), value("P"))
-    produced = run(node, model, value("X"), value("sequence_lens"), value("initial_h"), value("initial_c"))
+    produced = evaluate(node, {what: value(what) for what in node.inputs})
     by_name = {name: produced[what] for what, name in node.outputs.items()}
     for name in names:
         if name not in by_name and name not in values:
