@@ -282,15 +282,15 @@ STREAMRNN_ROW_INLINE void layer_step(const RowLayer& layer, const float* in, con
             load_row(acc, layer.bias + j * pitch);
             accumulate<W, 4, 2>(acc, in, I, p, pitch);
             accumulate<W, 4, 2>(acc, h, H_out, p + I * pitch, pitch);
-            const V c_prev = load_part<W>(c + first, n);
             V i, f, g, o, c_next;
             if constexpr (cell == RowCell::lstm) {
                 i = Lstm::gate(acc[0]), f = Lstm::gate(acc[1]), g = Lstm::cell_input(acc[2]);
                 o = Lstm::gate(acc[3]);
-                c_next = Lstm::next_cell(f, c_prev, i, g);
+                c_next = Lstm::next_cell(f, load_part<W>(c + first, n), i, g);
             } else {
                 // ONNX's options, as the general step (cells/lstm.cpp) has them: peepholes into
                 // the pre-activations, each clipped, f = 1 - i where coupled.
+                const V c_prev = load_part<W>(c + first, n);
                 const float* peephole = layer.peephole;
                 const V bound = V::set(layer.clip > 0.0f ? layer.clip : 3.4e38f);
                 const V low = bits_xor(bound, V::set(-0.0f));
