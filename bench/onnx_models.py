@@ -29,11 +29,12 @@ def _kind(model) -> str:
 
 
 def to_onnx(model, T: int, B: int) -> onnx.ModelProto:
-    """The ONNX graph of a unidirectional, non-residual streamrnn layer stack, with its weights.
+    """The ONNX graph of a unidirectional, non-residual streamrnn layer stack, with its weights
+    and its peepholes, clip and input_forget (ONNX's cell options; not other activations).
 
     T, B: the sequence length and batch the graph's shapes fix."""
     kind = _kind(model)
-    unsupported = [name for name in ("bidirectional", "residual") if getattr(model, name)]
+    unsupported = [name for name in ("bidirectional", "residual", "activations") if getattr(model, name)]
     if kind == "LSTM" and model.proj_size:
         unsupported.append("proj_size")
     if unsupported:
@@ -63,11 +64,17 @@ def to_onnx(model, T: int, B: int) -> onnx.ModelProto:
         node_inputs = [layer_input, w, r, b, "", f"h0_l{l}"]
         node_outputs = [f"Y_l{l}", f"hn_l{l}"]
         attributes = {"hidden_size": H}
+        if model.clip is not None:
+            attributes["clip"] = model.clip
         if kind == "LSTM":
             inputs.append(value(f"c0_l{l}", 1, B, H))
             outputs.append(value(f"cn_l{l}", 1, B, H))
             node_inputs.append(f"c0_l{l}")
             node_outputs.append(f"cn_l{l}")
+            if model.peepholes:  # ONNX's P: rows i, o, f; streamrnn's: i, f, o
+                node_inputs.append(tensor(f"P_l{l}", model.state_dict()[f"weight_peephole_l{l}"][[0, 2, 1]].reshape(1, -1)))
+            if model.input_forget:
+                attributes["input_forget"] = 1
         elif kind == "GRU":
             # PyTorch's GRU applies the reset gate after the recurrent product: ONNX's
             # linear_before_reset=1. Cho et al.'s (reset_after=False) is ONNX's default, 0.

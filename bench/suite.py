@@ -483,6 +483,64 @@ def sequence_table(settings: dict) -> tuple:
 
 
 # ---------------------------------------------------------------------------------------------
+# 5. ONNX's cell options: what peepholes and clipping cost against the same LSTM without them.
+
+
+def options_case(B: int, T: int, H: int, rng: np.random.Generator) -> dict:
+    """An LSTM(H, H) with and without peepholes and clip (the same other weights), and ONNX
+    Runtime running the one with them, checked against it. T = 1: a stream's step (B = 1, state
+    carried, step(out=)); else a whole sequence m(x) from a zero state."""
+    import streamrnn as sr
+
+    plain = sr.LSTM(H, H, seed=0)
+    options = sr.LSTM(H, H, seed=0, peepholes=True, clip=1.0)  # clips some pre-activations
+    options.load_state_dict({**options.state_dict(), **plain.state_dict()})
+    ort = ort_stream(options, "LSTM", T=T, B=B, carry=T == 1)
+    # 8 steps carried through a stream's one-step graph; one call of a sequence's.
+    diff = check_onnx(options, "LSTM", ort, rng.standard_normal((8 if T == 1 else T, B, H)).astype(np.float32),
+                      f"LSTM B={B} T={T} H={H} with peepholes and clip")
+    if T == 1:
+        x, out = rng.standard_normal((B, H)).astype(np.float32), np.empty((B, H), np.float32)
+        streams = {"plain": plain.stream(B), "options": options.stream(B)}
+        runs = {name: timed(lambda s=s: s.step(x, out=out)) for name, s in streams.items()}
+        ort.x[...] = x[None]
+    else:
+        x = rng.standard_normal((T, B, H)).astype(np.float32)
+        runs = {"plain": timed(lambda: plain(x)), "options": timed(lambda: options(x))}
+        ort.x[...] = x
+    runs["ort"] = timed(ort.run)
+    return {"B": B, "T": T, "H": H, "diff": diff, "runs": runs}
+
+
+def options_table(settings: dict) -> tuple:
+    import streamrnn as sr
+
+    sr.set_num_threads(1)
+    rng = np.random.default_rng(4)
+    cases = [options_case(B, T, H, rng) for B, T, H in ((1, 1, 16), (1, 1, 64), (1, 1, 256), (32, 100, 256))]
+    diff = max(case["diff"] for case in cases)
+    print(f"\n5. ONNX's cell options: LSTM(H, H) with peepholes and clip=1 against the same LSTM without them, "
+          f"1 thread; median us per call (T = 1: a stream's step, B = 1; else a whole sequence).\n   ONNX check: "
+          f"ONNX Runtime's LSTM with the same P and clip matches streamrnn (max abs diff {diff:.2g}).")
+    print(f"{'B':>4}{'T':>6}{'H':>5}{'plain':>11}{'options':>11}{'ORT options':>13}{'options/plain':>15}"
+          f"{'ort/options':>13}")
+    rows = []
+    for case in cases:
+        rounds, chunk = ((settings["rounds"], settings["chunk_s"]) if case["T"] == 1
+                         else (settings["seq_rounds"], settings["seq_chunk_s"]))
+        times = measure(case["runs"], rounds, chunk)
+        row = {key: case[key] for key in ("B", "T", "H")}
+        row.update({name: stats(t) for name, t in times.items()})
+        us = {name: row[name]["median_us"] for name in ("plain", "options", "ort")}
+        row["ratios"] = {"options/plain": us["options"] / us["plain"], "ort/options": us["ort"] / us["options"]}
+        rows.append(row)
+        print(f"{row['B']:>4}{row['T']:>6}{row['H']:>5}{fmt(us['plain']):>11}{fmt(us['options']):>11}"
+              f"{fmt(us['ort']):>13}{row['ratios']['options/plain']:>14.2f}x{row['ratios']['ort/options']:>12.2f}x",
+              flush=True)
+    return rows, diff
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def cpu_and_revision() -> tuple[str | None, str | None]:
@@ -553,6 +611,8 @@ def main() -> None:
             sequence_rows, sequence_diff = sequence_table(settings)
             lap("sequence")
         floor_table(floor_rows)
+        options_rows, options_diff = options_table(settings)
+        lap("options")
     finally:
         floor.close()
     runtime = time.perf_counter() - laps[0]
@@ -561,8 +621,10 @@ def main() -> None:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "settings": {"quick": args.quick, **settings}, "runtime_s": runtime,
                        "table_seconds": seconds,
-                       "onnx_max_abs_diff": {"step": step_diff, "block": block_diff, "sequence": sequence_diff},
-                       "step": step_rows, "block": block_rows, "sequence": sequence_rows, "floor": floor_rows},
+                       "onnx_max_abs_diff": {"step": step_diff, "block": block_diff, "sequence": sequence_diff,
+                                             "options": options_diff},
+                       "step": step_rows, "block": block_rows, "sequence": sequence_rows, "floor": floor_rows,
+                       "options": options_rows},
                       f, indent=1)
 
 
