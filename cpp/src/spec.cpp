@@ -42,10 +42,22 @@ CellKind kind_from_name(const std::string& name)
 
 namespace {
 
-constexpr Activation all_activations[] = {
-    Activation::sigmoid,      Activation::tanh,        Activation::relu,         Activation::affine,
-    Activation::leaky_relu,   Activation::thresholded_relu, Activation::scaled_tanh, Activation::hard_sigmoid,
-    Activation::elu,          Activation::softsign,    Activation::softplus};
+constexpr Activation all_activations[] = {Activation::sigmoid,     Activation::tanh,
+                                          Activation::relu,        Activation::affine,
+                                          Activation::leaky_relu,  Activation::thresholded_relu,
+                                          Activation::scaled_tanh, Activation::hard_sigmoid,
+                                          Activation::elu,         Activation::softsign,
+                                          Activation::softplus};
+
+/// Function `index` of a `kind` cell without options.
+ActivationFunction own_function(CellKind kind, int index)
+{
+    switch (kind) {
+    case CellKind::rnn_tanh: return {Activation::tanh};
+    case CellKind::rnn_relu: return {Activation::relu};
+    default: return {index == 0 ? Activation::sigmoid : Activation::tanh};
+    }
+}
 
 std::string lower(std::string text)
 {
@@ -119,20 +131,6 @@ int ModelSpec::cell_function_count() const
     default: return 1;
     }
 }
-
-namespace {
-
-/// Function `index` of a `kind` cell without options.
-ActivationFunction own_function(CellKind kind, int index)
-{
-    switch (kind) {
-    case CellKind::rnn_tanh: return {Activation::tanh};
-    case CellKind::rnn_relu: return {Activation::relu};
-    default: return {index == 0 ? Activation::sigmoid : Activation::tanh};
-    }
-}
-
-}  // namespace
 
 bool ModelSpec::has_own_functions() const
 {

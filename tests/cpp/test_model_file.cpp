@@ -89,7 +89,7 @@ Model options_model()
 {
     ModelSpec spec = make_spec(CellKind::lstm, 2, 3);
     spec.peepholes = true;
-    spec.activations = {{Activation::leaky_relu, 0.5f}, {Activation::tanh}, {Activation::tanh}};
+    spec.activations = {{Activation::leaky_relu, 0.01f}, {Activation::tanh}, {Activation::tanh}};
     return Model(spec, 3);
 }
 
@@ -323,16 +323,17 @@ TEST_CASE("a file of another format or version is rejected")
     CHECK(header_of(file).find("activations") == std::string::npos);
     const Bytes options = save_model_bytes(options_model());
     CHECK(header_of(options).find("\"format_version\":\"2\"") != std::string::npos);
-    CHECK(header_of(options).find("\"activations\":\"LeakyRelu:0.5,Tanh,Tanh\"") != std::string::npos);
+    // Floats as their shortest decimals: 0.01f, not 0.0099999997764825821.
+    CHECK(header_of(options).find("\"activations\":\"LeakyRelu:0.01,Tanh,Tanh\"") != std::string::npos);
     check_rejected(edit_header(options, "\"format_version\":\"2\"", "\"format_version\":\"1\""),
                    "weight_peephole_l0\" is not part of");
     check_rejected(edit_header(options, "\"peepholes\":\"true\",", ""), "no \"peepholes\"");
-    check_rejected(edit_header(options, "LeakyRelu:0.5", "LeakyRelu:x"), "\"activations\"");
-    check_rejected(edit_header(options, "LeakyRelu:0.5", "Swish"), "\"activations\"");
-    check_rejected(edit_header(options, "LeakyRelu:0.5", "LeakyRelu:0.5:1:2"), "\"activations\"");
-    check_rejected(edit_header(options, "LeakyRelu:0.5", "LeakyRelu:1e39"), "\"activations\"");
-    check_rejected(edit_header(options, "LeakyRelu:0.5,", ""), "invalid architecture: activations: expected 3");
-    check_rejected(edit_header(options, "LeakyRelu:0.5", "Tanh:0.5"), "Tanh takes no alpha");
+    check_rejected(edit_header(options, "LeakyRelu:0.01", "LeakyRelu:x"), "\"activations\"");
+    check_rejected(edit_header(options, "LeakyRelu:0.01", "Swish"), "\"activations\"");
+    check_rejected(edit_header(options, "LeakyRelu:0.01", "LeakyRelu:0.01:1:2"), "\"activations\"");
+    check_rejected(edit_header(options, "LeakyRelu:0.01", "LeakyRelu:1e39"), "\"activations\"");
+    check_rejected(edit_header(options, "LeakyRelu:0.01,", ""), "invalid architecture: activations: expected 3");
+    check_rejected(edit_header(options, "LeakyRelu:0.01", "Tanh:0.5"), "Tanh takes no alpha");
     check_rejected(edit_header(options, "\"clip\":\"0\"", "\"clip\":\"-1\""), "invalid architecture: clip");
 }
 

@@ -98,7 +98,7 @@ struct ModelSpec {
     bool has_cell_state() const { return kind == CellKind::lstm; }
     /// The functions of a cell: LSTM 3, GRU 2, RNN 1.
     int cell_function_count() const;
-    /// Function `index` of `direction` (activations, or the cell's own).
+    /// Function `index` of `direction` (activations, or the cell's own), of a valid spec.
     ActivationFunction cell_function(int direction, int index) const;
     /// Whether every function is the cell's own (activations empty, or spelling those out).
     bool has_own_functions() const;

@@ -38,15 +38,18 @@ bool parse_double(const std::string& text, double& value)
     return !in.fail() && in.peek() == std::char_traits<char>::eof();
 }
 
-/// The shortest decimal that reads back as exactly `value` (17 significant digits always do).
-std::string format_double(double value)
+/// The shortest decimal that reads back as exactly `value`, a double or a float (17 and 9
+/// significant digits always do).
+template <typename Real>
+std::string format_shortest(Real value)
 {
     for (int precision = 1;; ++precision) {
         std::ostringstream out;
         out.imbue(std::locale::classic());
         out << std::setprecision(precision) << value;
         double back = 0.0;
-        if (precision == std::numeric_limits<double>::max_digits10 || (parse_double(out.str(), back) && back == value)) {
+        if (precision == std::numeric_limits<Real>::max_digits10
+            || (parse_double(out.str(), back) && static_cast<Real>(back) == value)) {
             return out.str();
         }
     }
@@ -63,9 +66,9 @@ std::string activations_text(const std::vector<ActivationFunction>& functions)
         text += (text.empty() ? "" : ",") + std::string(activation_name(f.kind));
         const int count = activation_parameter_count(f.kind);
         if (count >= 1)
-            text += ":" + format_double(f.alpha);
+            text += ":" + format_shortest(f.alpha);
         if (count == 2)
-            text += ":" + format_double(f.beta);
+            text += ":" + format_shortest(f.beta);
     }
     return text;
 }
@@ -116,7 +119,7 @@ std::vector<std::pair<std::string, std::string>> metadata_of(const ModelSpec& sp
         void operator()(const char* key, CellKind kind) const { out.emplace_back(key, kind_name(kind)); }
         void operator()(const char* key, int value) const { out.emplace_back(key, std::to_string(value)); }
         void operator()(const char* key, bool value) const { out.emplace_back(key, bool_text(value)); }
-        void operator()(const char* key, double value) const { out.emplace_back(key, format_double(value)); }
+        void operator()(const char* key, double value) const { out.emplace_back(key, format_shortest(value)); }
         void operator()(const char* key, const std::vector<ActivationFunction>& value) const
         {
             out.emplace_back(key, activations_text(value));
