@@ -277,6 +277,49 @@ def test_training_on_the_gpu_matches_the_cpu(kind, trial):
         assert_close(gpu.grads()[name], grad, 1e-3, name)
 
 
+# ONNX's cell options on the GPU: per kind, functions (other ones in the reverse direction),
+# clip that clips, and an LSTM's peepholes and coupled gates.
+GPU_OPTIONS = {
+    "LSTM": dict(peepholes=True, clip=0.8, activations=[["HardSigmoid", ("LeakyRelu", 0.1), "Softsign"],
+                                                        ["Sigmoid", ("ScaledTanh", 1.2, 0.8), "Softplus"]]),
+    "LSTM coupled": dict(peepholes=True, input_forget=True, clip=0.8),
+    "GRU": dict(clip=0.8, activations=[["Softsign", ("Elu", 0.7)], ["Sigmoid", "Softplus"]]),
+    "RNN": dict(clip=0.8, activations=[["Softsign"], [("LeakyRelu", 0.2)]]),
+}
+
+
+@cuda
+@pytest.mark.parametrize("variant", list(GPU_OPTIONS))
+@pytest.mark.parametrize("trial", range(3))
+def test_cell_options_on_the_gpu_match_the_cpu(variant, trial):
+    kind = variant.split()[0]
+    rng = rng_for("cuda-options", variant, trial)
+    cfg = dict(input_size=5, hidden_size=int(rng.integers(3, 40)), num_layers=int(rng.integers(1, 3)),
+               bidirectional=True, **GPU_OPTIONS[variant])
+    if kind == "GRU":
+        cfg["reset_after"] = trial % 2 == 0
+    cpu, gpu = _pair(kind, cfg, seed=trial)
+    T, B = int(rng.integers(1, 21)), int(rng.integers(1, 9))
+    x = random_input(rng, cfg, T, B)
+    lengths = rng.integers(0, T + 1, size=B) if trial == 2 else None
+    y_cpu, _ = cpu(x, None, lengths, train=True)
+    y_gpu, _ = gpu(x, None, lengths, train=True)
+    assert_close(y_gpu, y_cpu, GPU_ATOL, "y")
+    dy = rng.standard_normal(y_cpu.shape).astype(np.float32)
+    dx_cpu, _ = cpu.backward(dy)
+    dx_gpu, _ = gpu.backward(dy)
+    assert_close(dx_gpu, dx_cpu, GPU_ATOL, "dx")
+    for name, grad in cpu.grads().items():
+        assert_close(gpu.grads()[name], grad, 1e-3, name)
+    # A one-directional twin streams on the GPU as on the CPU.
+    one = {**cfg, "bidirectional": False,
+           "activations": cfg["activations"][0] if "activations" in cfg else None}
+    cpu, gpu = _pair(kind, one, seed=trial)
+    s_cpu, s_gpu = cpu.stream(B), gpu.stream(B)
+    for t in range(T):
+        assert_close(s_gpu.step(x[t]), s_cpu.step(x[t]), GPU_ATOL, f"step {t}")
+
+
 @cuda
 def test_an_optimizer_step_after_a_gpu_backward_reaches_the_gpu():
     cpu, gpu = _pair("LSTM", dict(input_size=4, hidden_size=16, num_layers=2, dropout=0.0), seed=11)

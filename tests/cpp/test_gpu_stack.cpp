@@ -1,6 +1,7 @@
 // tests/cpp/test_gpu_stack.cpp: the CUDA backend's plan of a forward (cpp/src/cuda/scan.hpp), run by a
-// host executor of its products and element passes, against Model::forward. What the GPU adds is
-// only the executor; test_cuda.cpp and tests/test_cuda.py check that part on a device.
+// host executor of its products and element passes, against Model::forward, ONNX's cell options too.
+// What the GPU adds is only the executor; test_cuda.cpp and tests/test_cuda.py check that part on a
+// device.
 // Part of streamrnn, MIT licence.
 #include "model_cases.hpp"
 
@@ -57,14 +58,48 @@ SeqView rows_of(float* data, long long T, long long B, long long width, bool bat
     return SeqView::of(data, T, B, width, width, batch_first);
 }
 
+/// `spec` with ONNX's cell options, or as it is: functions (other ones per direction), clip
+/// (0.8: some pre-activations clip), and an LSTM's peepholes and, every other case, coupled gates.
+ModelSpec with_options(ModelSpec spec, bool options, unsigned seed)
+{
+    if (!options)
+        return spec;
+    spec.clip = 0.8;
+    const ActivationFunction functions[] = {{Activation::hard_sigmoid, 0.3f, 0.5f}, {Activation::softsign},
+                                            {Activation::elu, 0.7f},           {Activation::scaled_tanh, 1.2f, 0.8f},
+                                            {Activation::leaky_relu, 0.1f},    {Activation::softplus}};
+    if (spec.kind != CellKind::rnn_relu)
+        for (int k = 0; k < spec.cell_function_count() * spec.directions(); ++k)
+            spec.activations.push_back(k % spec.cell_function_count() == 0 ? ActivationFunction{Activation::sigmoid}
+                                                                           : functions[(k + seed) % 6]);
+    if (spec.kind == CellKind::lstm) {
+        spec.peepholes = true;
+        spec.input_forget = seed % 2 == 1;
+    }
+    return spec;
+}
+
+/// Every model case, without and with options.
+std::vector<std::pair<ModelCase, bool>> cases_with_options()
+{
+    std::vector<std::pair<ModelCase, bool>> cases;
+    for (const ModelCase& k : model_cases())
+        for (bool options : {false, true})
+            cases.emplace_back(k, options);
+    return cases;
+}
+
 }  // namespace
 
 TEST_CASE("the GPU plan of a forward gives Model::forward's outputs and states")
 {
     unsigned seed = 1;
-    for (const ModelCase& k : model_cases()) {
-        const ModelSpec spec = k.spec(6, 7);
+    for (const auto& entry : cases_with_options()) {
+        const ModelCase& k = entry.first;  // not a structured binding: clang 14's CAPTURE cannot take one
+        const bool options = entry.second;
+        const ModelSpec spec = with_options(k.spec(6, 7), options, seed);
         CAPTURE(kind_name(k.kind));
+        CAPTURE(options);
         CAPTURE(seed);
         const Model model(spec, seed);
         ForwardCase expected(model, 5, 3, k.with_lengths, seed += 3);
@@ -114,9 +149,12 @@ TEST_CASE("the GPU plan run step by step gives a stream's outputs")
 TEST_CASE("the GPU plan of a training forward and its backward give Model::backward's gradients")
 {
     unsigned seed = 40;
-    for (const ModelCase& k : model_cases()) {
-        const ModelSpec spec = k.spec(6, 7);
+    for (const auto& entry : cases_with_options()) {
+        const ModelCase& k = entry.first;  // not a structured binding: clang 14's CAPTURE cannot take one
+        const bool options = entry.second;
+        const ModelSpec spec = with_options(k.spec(6, 7), options, seed);
         CAPTURE(kind_name(k.kind));
+        CAPTURE(options);
         CAPTURE(seed);
         Model model(spec, seed);
         const long long T = 5, B = 3, I = spec.input_size, Y = spec.directions() * spec.output_size();

@@ -3,6 +3,7 @@
 // kernels; the steps here add the matrix products around them. Part of streamrnn, MIT licence.
 #pragma once
 
+#include "cells/functions.hpp"
 #include "views.hpp"
 
 #include "streamrnn/spec.hpp"
@@ -11,15 +12,6 @@ namespace streamrnn {
 
 class GemmSpace;
 class PackedWeights;
-
-/// ONNX's options of one layer and direction's cell (ModelSpec::has_cell_options), by value: a
-/// step reads them beside the weights.
-struct CellOptions {
-    bool any = false;            ///< false: the cell's own equations, and nothing below is read
-    ActivationFunction functions[3];  ///< ModelSpec::activations' f, g, h of this direction
-    float clip = 0.0f;           ///< 0: none
-    bool input_forget = false;
-};
 
 /// The weights of one layer and direction: views into a buffer laid out as a Model's parameters
 /// (host or device memory: cell_weights only computes pointers), in PyTorch's fused layout and

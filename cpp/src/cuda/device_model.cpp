@@ -81,10 +81,6 @@ DeviceBuffer::~DeviceBuffer()
 DeviceModel::DeviceModel(const ModelSpec& spec, int device) : impl_(std::make_unique<Impl>())
 {
     spec.validate();
-    // The CUDA kernels run the cells' own equations only; the general ones are the CPU's so far.
-    if (spec.has_cell_options())
-        raise(ErrorKind::argument, "the CUDA backend does not run ONNX's cell options (peepholes, input_forget, "
-                                   "clip, activations) yet: run this model on the CPU");
     const int devices = device_count();
     if (device < 0 || device >= devices)
         raise(ErrorKind::argument, "device: cuda:" + std::to_string(device) + " does not exist (" +

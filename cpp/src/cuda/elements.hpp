@@ -5,6 +5,7 @@
 // Part of streamrnn, MIT licence.
 #pragma once
 
+#include "cells/functions.hpp"
 #include "cells/gru.hpp"
 #include "cells/lstm.hpp"
 #include "cells/rnn.hpp"
@@ -45,6 +46,12 @@ struct StepArgs {
     float* keep_c_prev = nullptr;
     float* keep_c_next = nullptr;
     float* keep_extra = nullptr;
+    /// ONNX's options (the elements' `options` instances read them): the layer and direction's
+    /// functions and clip, its peepholes [3, H] (rows i, f, o) or null, and the record's
+    /// pre-activations [B, G] (before clipping), or null.
+    CellOptions options;
+    const float* peephole = nullptr;
+    float* keep_pre = nullptr;
 
     STREAMRNN_HD bool valid(int b) const { return !lengths || t < lengths[b]; }
     /// The pre-activation of gate column `col` of row b: x and h terms with both biases.
@@ -70,6 +77,14 @@ struct StepArgs {
     {
         if (keep_gates)
             keep_gates[b * G + col] = value;
+    }
+    /// Function `index` of the options at the pre-activation `value` of gate column `col`, which a
+    /// record keeps (before clipping) for the backward's slopes.
+    STREAMRNN_HD float activate(int index, int b, long long col, float value) const
+    {
+        if (keep_pre)
+            keep_pre[b * G + col] = value;
+        return cells::activate(options.functions[index], cells::clipped(value, options.clip));
     }
 };
 
@@ -103,8 +118,17 @@ struct BackStepArgs {
     const float* dh_rec = nullptr;  ///< [B, H_out]: da_h W_hh, made by the caller's product
     const std::int64_t* lengths = nullptr;
     long long t = 0;
+    /// ONNX's options, as StepArgs has them: the forward's pre-activations [B, G] (the record's).
+    CellOptions options;
+    const float* pre = nullptr;
+    const float* peephole = nullptr;
 
     STREAMRNN_HD bool valid(int b) const { return !lengths || t < lengths[b]; }
+    /// The slope of function `index` of the options at gate column `col`'s kept pre-activation.
+    STREAMRNN_HD float slope(int index, int b, long long col) const
+    {
+        return cells::slope(options.functions[index], pre[b * G + col], options.clip);
+    }
     /// Writes the gradient of gate column `col`: zero past the row's length, where the step did
     /// not happen.
     STREAMRNN_HD void set_da(float* da, int b, long long col, float value) const
@@ -113,26 +137,35 @@ struct BackStepArgs {
     }
 };
 
-/// Each element type: count(args) elements, apply(args, i) for each; i = b * width + j.
-template <bool relu>
+/// Each element type: count(args) elements, apply(args, i) for each; i = b * width + j. Those of
+/// the cells have an `options` instance, which runs ONNX's options (the args' CellOptions: any
+/// function, clipping, peepholes, coupled gates) where the other runs the cell's own equations.
+template <bool relu, bool options = false>
 struct RnnElement {
     STREAMRNN_HD static long long count(const StepArgs& a) { return (long long)a.B * a.H; }
     STREAMRNN_HD static void apply(const StepArgs& a, long long i)
     {
         const int b = int(i / a.H), j = int(i % a.H);
-        const float h = cells::Rnn<relu>::activate(a.pre(b, j));
+        float h;
+        if constexpr (options)
+            h = a.activate(0, b, j, a.pre(b, j));
+        else
+            h = cells::Rnn<relu>::activate(a.pre(b, j));
         a.keep_gate(b, j, h);
         a.emit(b, j, h);
     }
 };
 
-template <bool relu>
+template <bool relu, bool options = false>
 struct RnnBackElement {
     STREAMRNN_HD static long long count(const BackStepArgs& a) { return (long long)a.B * a.H; }
     STREAMRNN_HD static void apply(const BackStepArgs& a, long long i)
     {
         const int b = int(i / a.H), j = int(i % a.H);
-        a.set_da(a.da_x, b, j, cells::Rnn<relu>::d_pre(a.dh_total[i], a.gates[b * a.G + j]));
+        if constexpr (options)
+            a.set_da(a.da_x, b, j, a.dh_total[i] * a.slope(0, b, j));
+        else
+            a.set_da(a.da_x, b, j, cells::Rnn<relu>::d_pre(a.dh_total[i], a.gates[b * a.G + j]));
     }
 };
 
@@ -163,23 +196,38 @@ struct BackFinishElement {
 
 /// The LSTM's step: the gates, c' and m = o tanh(c') (or, with a projection, m into `hidden`
 /// first, for ProjectionElement after the product).
+template <bool options = false>
 struct LstmElement {
     STREAMRNN_HD static long long count(const StepArgs& a) { return (long long)a.B * a.H; }
     STREAMRNN_HD static void apply(const StepArgs& a, long long i)
     {
         using cells::Lstm;
         const int b = int(i / a.H), j = int(i % a.H);
-        const float in = Lstm::gate(a.pre(b, j));
-        const float forget = Lstm::gate(a.pre(b, a.H + j));
-        const float cell = Lstm::cell_input(a.pre(b, 2 * a.H + j));
-        const float out = Lstm::gate(a.pre(b, 3 * a.H + j));
-        a.keep_gate(b, j, in);
-        a.keep_gate(b, a.H + j, forget);
-        a.keep_gate(b, 2 * a.H + j, cell);
-        a.keep_gate(b, 3 * a.H + j, out);
+        const long long H = a.H;
         float& c = a.c[i];
-        const float c_next = Lstm::next_cell(forget, c, in, cell);
-        const float m = Lstm::output(out, c_next);
+        float in, forget, cell, out, c_next, m;
+        if constexpr (options) {
+            // Peepholes: i and f see c, o sees c'. f = 1 - i where coupled.
+            const float* p = a.peephole;
+            in = a.activate(0, b, j, a.pre(b, j) + (p ? p[j] * c : 0.0f));
+            const float pre_f = a.pre(b, H + j) + (p ? p[H + j] * c : 0.0f);
+            forget = a.options.input_forget ? 1.0f - in : a.activate(0, b, H + j, pre_f);
+            cell = a.activate(1, b, 2 * H + j, a.pre(b, 2 * H + j));
+            c_next = Lstm::next_cell(forget, c, in, cell);
+            out = a.activate(0, b, 3 * H + j, a.pre(b, 3 * H + j) + (p ? p[2 * H + j] * c_next : 0.0f));
+            m = out * cells::activate(a.options.functions[2], c_next);
+        } else {
+            in = Lstm::gate(a.pre(b, j));
+            forget = Lstm::gate(a.pre(b, H + j));
+            cell = Lstm::cell_input(a.pre(b, 2 * H + j));
+            out = Lstm::gate(a.pre(b, 3 * H + j));
+            c_next = Lstm::next_cell(forget, c, in, cell);
+            m = Lstm::output(out, c_next);
+        }
+        a.keep_gate(b, j, in);
+        a.keep_gate(b, H + j, forget);
+        a.keep_gate(b, 2 * H + j, cell);
+        a.keep_gate(b, 3 * H + j, out);
         if (a.keep_c_prev)
             a.keep_c_prev[i] = c;
         if (a.valid(b))
@@ -196,23 +244,68 @@ struct LstmElement {
     }
 };
 
+template <bool options = false>
 struct LstmBackElement {
     STREAMRNN_HD static long long count(const BackStepArgs& a) { return (long long)a.B * a.H; }
     STREAMRNN_HD static void apply(const BackStepArgs& a, long long i)
     {
         using cells::Lstm;
         const int b = int(i / a.H), j = int(i % a.H);
+        const long long H = a.H;
         const float* gates = a.gates + b * a.G;
-        const float in = gates[j], forget = gates[a.H + j], cell = gates[2 * a.H + j], out = gates[3 * a.H + j];
-        const float tanh_c = cells::tanh(a.c_next[i]);
+        const float in = gates[j], forget = gates[H + j], cell = gates[2 * H + j], out = gates[3 * H + j];
         const float dm = a.dm ? a.dm[i] : a.dh_total[i];
-        const float dc = Lstm::cell_gradient(a.dc[i], dm, out, tanh_c);
-        a.set_da(a.da_x, b, j, Lstm::d_input(dc, cell, in));
-        a.set_da(a.da_x, b, a.H + j, Lstm::d_forget(dc, a.c_prev[i], forget));
-        a.set_da(a.da_x, b, 2 * a.H + j, Lstm::d_cell_input(dc, in, cell));
-        a.set_da(a.da_x, b, 3 * a.H + j, Lstm::d_output(dm, tanh_c, out));
-        if (a.valid(b))
-            a.dc[i] = Lstm::d_cell_prev(dc, forget);
+        if constexpr (options) {
+            // As the CPU's general step (cells/lstm.cpp) has it.
+            const float c_prev = a.c_prev[i], c_next = a.c_next[i];
+            const float* p = a.peephole;
+            const ActivationFunction& h_fn = a.options.functions[2];
+            const float d_out = dm * cells::activate(h_fn, c_next) * a.slope(0, b, 3 * H + j);
+            float dc = a.dc[i] + dm * out * cells::slope(h_fn, c_next, 0.0f) + (p ? d_out * p[2 * H + j] : 0.0f);
+            float d_in, d_forget = 0.0f;
+            if (a.options.input_forget) {
+                d_in = dc * (cell - c_prev) * a.slope(0, b, j);
+            } else {
+                d_in = dc * cell * a.slope(0, b, j);
+                d_forget = dc * c_prev * a.slope(0, b, H + j);
+            }
+            a.set_da(a.da_x, b, j, d_in);
+            a.set_da(a.da_x, b, H + j, d_forget);
+            a.set_da(a.da_x, b, 2 * H + j, dc * in * a.slope(1, b, 2 * H + j));
+            a.set_da(a.da_x, b, 3 * H + j, d_out);
+            if (a.valid(b))
+                a.dc[i] = dc * forget + (p ? d_in * p[j] + d_forget * p[H + j] : 0.0f);
+        } else {
+            const float tanh_c = cells::tanh(a.c_next[i]);
+            const float dc = Lstm::cell_gradient(a.dc[i], dm, out, tanh_c);
+            a.set_da(a.da_x, b, j, Lstm::d_input(dc, cell, in));
+            a.set_da(a.da_x, b, H + j, Lstm::d_forget(dc, a.c_prev[i], forget));
+            a.set_da(a.da_x, b, 2 * H + j, Lstm::d_cell_input(dc, in, cell));
+            a.set_da(a.da_x, b, 3 * H + j, Lstm::d_output(dm, tanh_c, out));
+            if (a.valid(b))
+                a.dc[i] = Lstm::d_cell_prev(dc, forget);
+        }
+    }
+};
+
+/// The peepholes' gradient terms of one step row: [rows, 3H] = dA_i c, dA_f c, dA_o c' (the
+/// caller sums them over rows with a product, as the biases').
+struct PeepholeTermsArgs {
+    const float* da = nullptr;      ///< [rows, G]
+    const float* c_prev = nullptr;  ///< [rows, H]
+    const float* c_next = nullptr;  ///< [rows, H]
+    float* terms = nullptr;         ///< [rows, 3H]
+    long long rows = 0;
+    int H = 0;
+};
+
+struct PeepholeTermsElement {
+    STREAMRNN_HD static long long count(const PeepholeTermsArgs& a) { return a.rows * 3 * a.H; }
+    STREAMRNN_HD static void apply(const PeepholeTermsArgs& a, long long i)
+    {
+        const long long H = a.H, r = i / (3 * H), k = i % (3 * H), row = k / H, j = k % H;
+        const long long gate = row == 2 ? 3 : row;  // P's rows i, f, o; the gates' i, f, g, o
+        a.terms[i] = a.da[r * 4 * H + gate * H + j] * (row == 2 ? a.c_next : a.c_prev)[r * H + j];
     }
 };
 
@@ -227,13 +320,14 @@ struct ProjectionElement {
 };
 
 /// GRU reset-before, first half: r, and hidden = r h, the input of W_hn's product.
+template <bool options = false>
 struct ResetElement {
     STREAMRNN_HD static long long count(const StepArgs& a) { return (long long)a.B * a.H; }
     STREAMRNN_HD static void apply(const StepArgs& a, long long i)
     {
         using cells::Gru;
         const int b = int(i / a.H), j = int(i % a.H);
-        const float r = Gru::gate(a.pre(b, j));
+        const float r = options ? a.activate(0, b, j, a.pre(b, j)) : Gru::gate(a.pre(b, j));
         a.keep_gate(b, j, r);
         a.hidden[i] = Gru::reset_state(r, a.h[(long long)b * a.H_out + j]);
         if (a.keep_extra)
@@ -243,7 +337,7 @@ struct ResetElement {
 
 /// The GRU's step: z, n and h' (reset-after also r; reset-before took r from ResetElement, and
 /// rec's n block is W_hn (r h)).
-template <bool reset_after>
+template <bool reset_after, bool options = false>
 struct GruElement {
     STREAMRNN_HD static long long count(const StepArgs& a) { return (long long)a.B * a.H; }
     STREAMRNN_HD static void apply(const StepArgs& a, long long i)
@@ -251,7 +345,7 @@ struct GruElement {
         using cells::Gru;
         const int b = int(i / a.H), j = int(i % a.H);
         const long long n_col = 2LL * a.H + j;
-        const float z = Gru::gate(a.pre(b, a.H + j));
+        const float z = options ? a.activate(0, b, a.H + j, a.pre(b, a.H + j)) : Gru::gate(a.pre(b, a.H + j));
         float x_n = a.xw[b * a.xw_b_pitch + n_col];
         float h_n = a.rec[b * a.G + n_col];
         if (a.b_ih) {
@@ -260,13 +354,13 @@ struct GruElement {
         }
         float n;
         if (reset_after) {
-            const float r = Gru::gate(a.pre(b, j));
-            n = Gru::candidate_reset_after(x_n, r, h_n);
+            const float r = options ? a.activate(0, b, j, a.pre(b, j)) : Gru::gate(a.pre(b, j));
+            n = options ? a.activate(1, b, n_col, x_n + r * h_n) : Gru::candidate_reset_after(x_n, r, h_n);
             a.keep_gate(b, j, r);
             if (a.keep_extra)
                 a.keep_extra[i] = h_n;
         } else {
-            n = Gru::candidate_reset_before(x_n, h_n);
+            n = options ? a.activate(1, b, n_col, x_n + h_n) : Gru::candidate_reset_before(x_n, h_n);
         }
         a.keep_gate(b, a.H + j, z);
         a.keep_gate(b, n_col, n);
@@ -277,7 +371,7 @@ struct GruElement {
 /// Back through h' = n + z (h - n): the z and n gates of both sides, and dh's direct part.
 /// Reset-after also the r gate (extra = h_n); reset-before leaves r to GruResetBackElement, after
 /// the caller's product dm = d_n W_hn.
-template <bool reset_after>
+template <bool reset_after, bool options = false>
 struct GruBackElement {
     STREAMRNN_HD static long long count(const BackStepArgs& a) { return (long long)a.B * a.H; }
     STREAMRNN_HD static void apply(const BackStepArgs& a, long long i)
@@ -288,14 +382,14 @@ struct GruBackElement {
         const float r = gates[j], z = gates[a.H + j], n = gates[2 * a.H + j];
         const float h = a.h_prev[(long long)b * a.H_out + j];
         const float dh = a.dh_total[i];
-        const float dn = Gru::d_candidate(dh, z, n);
-        const float dz = Gru::d_update(dh, h, n, z);
+        const float dn = options ? dh * (1.0f - z) * a.slope(1, b, 2 * a.H + j) : Gru::d_candidate(dh, z, n);
+        const float dz = options ? dh * (h - n) * a.slope(0, b, a.H + j) : Gru::d_update(dh, h, n, z);
         a.set_da(a.da_x, b, a.H + j, dz);
         a.set_da(a.da_h, b, a.H + j, dz);
         a.set_da(a.da_x, b, 2 * a.H + j, dn);
         a.dh_direct[i] = Gru::d_state_direct(dh, z);
         if (reset_after) {
-            const float dr = Gru::d_reset(dn, a.extra[i], r);
+            const float dr = options ? dn * a.extra[i] * a.slope(0, b, j) : Gru::d_reset(dn, a.extra[i], r);
             a.set_da(a.da_x, b, j, dr);
             a.set_da(a.da_h, b, j, dr);
             a.set_da(a.da_h, b, 2 * a.H + j, Gru::d_recurrent_candidate(dn, r));
@@ -306,6 +400,7 @@ struct GruBackElement {
 };
 
 /// GRU reset-before, the r gate: dm = dL/d(r h) = d_n W_hn.
+template <bool options = false>
 struct GruResetBackElement {
     STREAMRNN_HD static long long count(const BackStepArgs& a) { return (long long)a.B * a.H; }
     STREAMRNN_HD static void apply(const BackStepArgs& a, long long i)
@@ -314,7 +409,8 @@ struct GruResetBackElement {
         const int b = int(i / a.H), j = int(i % a.H);
         const float r = a.gates[b * a.G + j];
         const float d_reset_h = a.dm[i];
-        const float dr = Gru::d_reset(d_reset_h, a.h_prev[(long long)b * a.H_out + j], r);
+        const float h = a.h_prev[(long long)b * a.H_out + j];
+        const float dr = options ? d_reset_h * h * a.slope(0, b, j) : Gru::d_reset(d_reset_h, h, r);
         a.set_da(a.da_x, b, j, dr);
         a.set_da(a.da_h, b, j, dr);
         a.dh_direct[i] += Gru::d_state_through_reset(d_reset_h, r);

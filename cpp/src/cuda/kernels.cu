@@ -32,13 +32,21 @@ cudaError_t launch_elements(const Args& args, cudaStream_t stream)
     return cudaGetLastError();
 }
 
+// Each cell's element of its own equations, then of ONNX's options.
 template cudaError_t launch_elements<RnnElement<false>>(const StepArgs&, cudaStream_t);
 template cudaError_t launch_elements<RnnElement<true>>(const StepArgs&, cudaStream_t);
-template cudaError_t launch_elements<LstmElement>(const StepArgs&, cudaStream_t);
+template cudaError_t launch_elements<LstmElement<>>(const StepArgs&, cudaStream_t);
 template cudaError_t launch_elements<ProjectionElement>(const StepArgs&, cudaStream_t);
-template cudaError_t launch_elements<ResetElement>(const StepArgs&, cudaStream_t);
+template cudaError_t launch_elements<ResetElement<>>(const StepArgs&, cudaStream_t);
 template cudaError_t launch_elements<GruElement<true>>(const StepArgs&, cudaStream_t);
 template cudaError_t launch_elements<GruElement<false>>(const StepArgs&, cudaStream_t);
+template cudaError_t launch_elements<RnnElement<false, true>>(const StepArgs&, cudaStream_t);
+template cudaError_t launch_elements<RnnElement<true, true>>(const StepArgs&, cudaStream_t);
+template cudaError_t launch_elements<LstmElement<true>>(const StepArgs&, cudaStream_t);
+template cudaError_t launch_elements<ResetElement<true>>(const StepArgs&, cudaStream_t);
+template cudaError_t launch_elements<GruElement<true, true>>(const StepArgs&, cudaStream_t);
+template cudaError_t launch_elements<GruElement<false, true>>(const StepArgs&, cudaStream_t);
+template cudaError_t launch_elements<PeepholeTermsElement>(const PeepholeTermsArgs&, cudaStream_t);
 template cudaError_t launch_elements<ResidualElement>(const ResidualArgs&, cudaStream_t);
 template cudaError_t launch_elements<DropoutElement>(const DropoutArgs&, cudaStream_t);
 template cudaError_t launch_elements<ScaleElement>(const ScaleArgs&, cudaStream_t);
@@ -47,9 +55,15 @@ template cudaError_t launch_elements<BackStartElement>(const BackStepArgs&, cuda
 template cudaError_t launch_elements<BackFinishElement>(const BackStepArgs&, cudaStream_t);
 template cudaError_t launch_elements<RnnBackElement<false>>(const BackStepArgs&, cudaStream_t);
 template cudaError_t launch_elements<RnnBackElement<true>>(const BackStepArgs&, cudaStream_t);
-template cudaError_t launch_elements<LstmBackElement>(const BackStepArgs&, cudaStream_t);
+template cudaError_t launch_elements<LstmBackElement<>>(const BackStepArgs&, cudaStream_t);
 template cudaError_t launch_elements<GruBackElement<true>>(const BackStepArgs&, cudaStream_t);
 template cudaError_t launch_elements<GruBackElement<false>>(const BackStepArgs&, cudaStream_t);
-template cudaError_t launch_elements<GruResetBackElement>(const BackStepArgs&, cudaStream_t);
+template cudaError_t launch_elements<GruResetBackElement<>>(const BackStepArgs&, cudaStream_t);
+template cudaError_t launch_elements<RnnBackElement<false, true>>(const BackStepArgs&, cudaStream_t);
+template cudaError_t launch_elements<RnnBackElement<true, true>>(const BackStepArgs&, cudaStream_t);
+template cudaError_t launch_elements<LstmBackElement<true>>(const BackStepArgs&, cudaStream_t);
+template cudaError_t launch_elements<GruBackElement<true, true>>(const BackStepArgs&, cudaStream_t);
+template cudaError_t launch_elements<GruBackElement<false, true>>(const BackStepArgs&, cudaStream_t);
+template cudaError_t launch_elements<GruResetBackElement<true>>(const BackStepArgs&, cudaStream_t);
 
 }  // namespace streamrnn::gpu

@@ -54,6 +54,7 @@ struct BackBuffers {
     float* dh_direct = nullptr;  ///< [B, H_out]
     float* dh_rec = nullptr;     ///< [B, H_out]
     float* ones = nullptr;       ///< [T * B]: for the bias gradients, column sums as products
+    float* peephole_terms = nullptr;  ///< [T, B, 3H] (LSTM with peepholes): PeepholeTermsElement's
 
     template <typename Allocate>
     static BackBuffers make(const ModelSpec& spec, long long T, long long B, Allocate&& allocate)
@@ -70,6 +71,7 @@ struct BackBuffers {
         buffers.dh_direct = allocate(B * H_out);
         buffers.dh_rec = allocate(B * H_out);
         buffers.ones = allocate(rows);
+        buffers.peephole_terms = spec.peepholes ? allocate(rows * 3 * H) : nullptr;
         return buffers;
     }
 };
@@ -124,6 +126,9 @@ struct GpuForward {
         const bool reset_before = spec.kind == CellKind::gru && !spec.reset_after;
         if (w.w_hr || reset_before)
             step.hidden = buffers.hidden;
+        step.options = w.options;
+        step.peephole = w.peephole;
+        const bool options = w.options.any;
 
         for (long long s = 0; s < T; ++s) {
             const long long t = direction == 1 ? T - 1 - s : s;
@@ -137,15 +142,23 @@ struct GpuForward {
                 step.keep_c_prev = kept->c_prev ? kept->c_prev + row * H : nullptr;
                 step.keep_c_next = kept->c_next ? kept->c_next + row * H : nullptr;
                 step.keep_extra = kept->extra ? kept->extra + row * H : nullptr;
+                step.keep_pre = kept->pre ? kept->pre + row * G : nullptr;
             }
             // reset-before multiplies W_hn by r * h, so its n block waits for r.
             ops.gemm(false, true, B, reset_before ? 2 * H : G, H_out, step.h, H_out, w.w_hh, H_out, buffers.rec, G,
                      false);
+            // Each cell's element, of its own equations or (options) of ONNX's options.
+            auto launch = [&](auto own, auto with_options) {
+                if (options)
+                    ops.template launch<decltype(with_options)>(step);
+                else
+                    ops.template launch<decltype(own)>(step);
+            };
             switch (spec.kind) {
-            case CellKind::rnn_tanh: ops.template launch<RnnElement<false>>(step); break;
-            case CellKind::rnn_relu: ops.template launch<RnnElement<true>>(step); break;
+            case CellKind::rnn_tanh: launch(RnnElement<false>{}, RnnElement<false, true>{}); break;
+            case CellKind::rnn_relu: launch(RnnElement<true>{}, RnnElement<true, true>{}); break;
             case CellKind::lstm:
-                ops.template launch<LstmElement>(step);
+                launch(LstmElement<>{}, LstmElement<true>{});
                 if (w.w_hr) {
                     ops.gemm(false, true, B, H_out, H, buffers.hidden, H, w.w_hr, H, buffers.projected, H_out, false);
                     ops.template launch<ProjectionElement>(step);
@@ -153,12 +166,12 @@ struct GpuForward {
                 break;
             case CellKind::gru:
                 if (reset_before) {
-                    ops.template launch<ResetElement>(step);
+                    launch(ResetElement<>{}, ResetElement<true>{});
                     ops.gemm(false, true, B, H, H, buffers.hidden, H, w.w_hh + 2 * H * H_out, H_out, buffers.rec + 2 * H,
                              G, false);
-                    ops.template launch<GruElement<false>>(step);
+                    launch(GruElement<false>{}, GruElement<false, true>{});
                 } else {
-                    ops.template launch<GruElement<true>>(step);
+                    launch(GruElement<true>{}, GruElement<true, true>{});
                 }
                 break;
             }
@@ -231,6 +244,15 @@ struct GpuBackward {
         step.dh_direct = gru ? buffers.dh_direct : nullptr;
         step.dh_rec = buffers.dh_rec;
         step.lengths = pass.lengths;
+        step.options = w.options;
+        step.peephole = w.peephole;
+        const bool options = w.options.any;
+        auto launch = [&](auto own, auto with_options) {
+            if (options)
+                ops.template launch<decltype(with_options)>(step);
+            else
+                ops.template launch<decltype(own)>(step);
+        };
 
         for (long long s = 0; s < T; ++s) {
             const long long t = direction == 1 ? s : T - 1 - s;  // the forward's order, reversed
@@ -241,28 +263,29 @@ struct GpuBackward {
             step.c_prev = kept.c_prev ? kept.c_prev + row * H : nullptr;
             step.c_next = kept.c_next ? kept.c_next + row * H : nullptr;
             step.extra = kept.extra ? kept.extra + row * H : nullptr;
+            step.pre = kept.pre ? kept.pre + row * G : nullptr;
             step.d_out = d_out.row(t, 0);
             step.dh_kept = buffers.dh_kept ? buffers.dh_kept + row * H_out : nullptr;
             step.da_x = buffers.da_x + row * G;
             step.da_h = buffers.da_h + row * G;
             ops.template launch<BackStartElement>(step);
             switch (spec.kind) {
-            case CellKind::rnn_tanh: ops.template launch<RnnBackElement<false>>(step); break;
-            case CellKind::rnn_relu: ops.template launch<RnnBackElement<true>>(step); break;
+            case CellKind::rnn_tanh: launch(RnnBackElement<false>{}, RnnBackElement<false, true>{}); break;
+            case CellKind::rnn_relu: launch(RnnBackElement<true>{}, RnnBackElement<true, true>{}); break;
             case CellKind::lstm:
                 if (w.w_hr)  // dm = dh' W_hr
                     ops.gemm(false, false, B, H, H_out, buffers.dh_total, H_out, w.w_hr, H, buffers.dm, H, false);
-                ops.template launch<LstmBackElement>(step);
+                launch(LstmBackElement<>{}, LstmBackElement<true>{});
                 break;
             case CellKind::gru:
                 if (reset_before) {
-                    ops.template launch<GruBackElement<false>>(step);
+                    launch(GruBackElement<false>{}, GruBackElement<false, true>{});
                     // dL/d(r * h) = da_n W_hn
                     ops.gemm(false, false, B, H_out, H, step.da_h + 2 * H, G, w.w_hh + 2 * H * H_out, H_out, buffers.dm,
                              H_out, false);
-                    ops.template launch<GruResetBackElement>(step);
+                    launch(GruResetBackElement<>{}, GruResetBackElement<true>{});
                 } else {
-                    ops.template launch<GruBackElement<true>>(step);
+                    launch(GruBackElement<true>{}, GruBackElement<true, true>{});
                 }
                 break;
             }
@@ -287,6 +310,13 @@ struct GpuBackward {
         }
         if (w.w_hr)
             ops.gemm(true, false, H_out, H, rows, buffers.dh_kept, H_out, kept.extra, H, grad_of(w.w_hr), H, true);
+        if (w.peephole) {
+            // dP: the terms dA c (i, f) and dA c' (o) of every row, summed over rows by a product.
+            ops.template launch<PeepholeTermsElement>(
+                PeepholeTermsArgs{buffers.da_x, kept.c_prev, kept.c_next, buffers.peephole_terms, rows, int(H)});
+            ops.gemm(false, false, 1, 3 * H, rows, buffers.ones, rows, buffers.peephole_terms, 3 * H,
+                     grad_of(w.peephole), 3 * H, true);
+        }
         // dL/d(layer input) += dA_x W_ih.
         ops.gemm(false, false, rows, I, G, buffers.da_x, G, w.w_ih, I, d_in, I, true);
     }
