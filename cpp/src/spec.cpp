@@ -150,7 +150,7 @@ ActivationFunction ModelSpec::cell_function(int direction, int index) const
 
 bool ModelSpec::has_cell_options() const
 {
-    return peepholes || input_forget || clip != 0.0 || !has_own_functions();
+    return peepholes || input_forget || clip != 0.0f || !has_own_functions();
 }
 
 void ModelSpec::canonicalize()
@@ -160,7 +160,6 @@ void ModelSpec::canonicalize()
     });
     if (kind == CellKind::rnn_tanh && all_relu)
         kind = CellKind::rnn_relu;
-    clip = static_cast<float>(clip);  // what the cells compare with, as ONNX's attribute holds it
     if (has_own_functions())
         activations.clear();
 }
@@ -203,8 +202,8 @@ std::string ModelSpec::problem() const
     if (kind != CellKind::lstm && (peepholes || input_forget))
         return std::string(peepholes ? "peepholes" : "input_forget") + ": only LSTM has this option, the model is " +
                kind_name(kind);
-    if (!(clip >= 0.0 && clip <= std::numeric_limits<float>::max()))
-        return "clip: expected a positive float32 (0: no clipping), got " + std::to_string(clip);
+    if (!(clip >= 0.0f && clip <= std::numeric_limits<float>::max()))
+        return "clip: expected a positive finite number (0: no clipping), got " + std::to_string(clip);
     const std::size_t functions = static_cast<std::size_t>(cell_function_count() * directions());
     if (!activations.empty() && activations.size() != functions)
         return "activations: expected " + std::to_string(functions) + " functions (" +

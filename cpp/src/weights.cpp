@@ -71,7 +71,7 @@ CellWeights cell_weights(const ModelSpec& spec, const float* parameters, int lay
         w.options.any = true;
         for (int index = 0; index < spec.cell_function_count(); ++index)
             w.options.functions[index] = spec.cell_function(direction, index);
-        w.options.clip = static_cast<float>(spec.clip);
+        w.options.clip = spec.clip;
         w.options.input_forget = spec.input_forget;
     }
     return w;

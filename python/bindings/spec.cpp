@@ -5,6 +5,8 @@
 #include "streamrnn/errors.hpp"
 
 #include <climits>
+#include <cmath>
+#include <limits>
 #include <type_traits>
 
 namespace streamrnn::python {
@@ -78,6 +80,15 @@ ModelSpec spec_from(nb::dict fields)
             value = PyFloat_AsDouble(given.ptr());
             if (PyErr_Occurred())
                 throw nb::python_error();
+        }
+        void operator()(const char* key, float& value) const
+        {
+            double wide = value;
+            (*this)(key, wide);
+            if (!(std::abs(wide) <= std::numeric_limits<float>::max()))
+                throw ArgumentError(std::string(key) + ": " + nb::cast<std::string>(nb::repr(fields[key])) +
+                                    " is out of a float's range");
+            value = static_cast<float>(wide);
         }
         // A sequence of functions, each a name or (name, alpha[, beta]); those not given take
         // ONNX's defaults.

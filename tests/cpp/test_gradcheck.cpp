@@ -309,7 +309,7 @@ TEST_CASE("backward's gradients agree with central differences of the forward wi
         std::string name;
         Kind kind;
         bool peepholes, input_forget;
-        double clip;
+        float clip;
         std::vector<ActivationFunction> forward, reverse;  // a direction's functions; empty: the cell's own
     };
     const Kind lstm{"LSTM", CellKind::lstm, true, 0}, projected{"LSTM with projection", CellKind::lstm, true, 3};

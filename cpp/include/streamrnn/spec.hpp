@@ -78,7 +78,8 @@ struct ModelSpec {
     bool peepholes = false;     ///< LSTM: i and f add P_i c and P_f c, o adds P_o c' (weight_peephole [3, H])
     bool input_forget = false;  ///< LSTM: f = 1 - i (ONNX Runtime's coupling); W_f and b_f go unused
     /// > 0: every gate's pre-activation is clipped to [-clip, clip] before its function; 0: none.
-    double clip = 0.0;
+    /// A float, as ONNX's attribute and the cells' comparisons are.
+    float clip = 0.0f;
     /// Empty: the cell's own functions. Else cell_function_count() per direction, forward first,
     /// in ONNX's order: LSTM f (i, f, o), g (the cell input), h (of c'); GRU f (r, z), g (n); RNN f.
     std::vector<ActivationFunction> activations;
@@ -88,7 +89,7 @@ struct ModelSpec {
     /// Raises ArgumentError with problem() when there is one.
     void validate() const;
     /// The one spelling of the options: activations equal to the cell's own are cleared, an
-    /// RNN_TANH whose functions are all Relu becomes RNN_RELU, and clip is rounded to float32.
+    /// RNN_TANH whose functions are all Relu becomes RNN_RELU.
     void canonicalize();
 
     int directions() const { return bidirectional ? 2 : 1; }
@@ -121,7 +122,7 @@ struct ModelSpec {
 
 /// Calls visit(name, field) for every field of `spec` (a ModelSpec, or a const one), in the order
 /// model files list them; `name` is the field's key in a model file's metadata and its keyword in
-/// Python, and `field` a CellKind, int, bool, double or std::vector<ActivationFunction>. The one
+/// Python, and `field` a CellKind, int, bool, float, double or std::vector<ActivationFunction>. The one
 /// list of a spec's fields that every reader and writer of specs goes through (model files, the
 /// bindings of both backends): the fields every model file has (for_each_base_field), then ONNX's
 /// cell options (for_each_option_field), which files of format version 1 lack.

@@ -119,6 +119,7 @@ std::vector<std::pair<std::string, std::string>> metadata_of(const ModelSpec& sp
         void operator()(const char* key, CellKind kind) const { out.emplace_back(key, kind_name(kind)); }
         void operator()(const char* key, int value) const { out.emplace_back(key, std::to_string(value)); }
         void operator()(const char* key, bool value) const { out.emplace_back(key, bool_text(value)); }
+        void operator()(const char* key, float value) const { out.emplace_back(key, format_shortest(value)); }
         void operator()(const char* key, double value) const { out.emplace_back(key, format_shortest(value)); }
         void operator()(const char* key, const std::vector<ActivationFunction>& value) const
         {
@@ -236,6 +237,13 @@ bool read_spec(const TensorFile& file, ModelSpec& spec, Status& status)
         void operator()(const char* key, int& value) { ok = ok && metadata.integer(key, value); }
         void operator()(const char* key, bool& value) { ok = ok && metadata.flag(key, value); }
         void operator()(const char* key, double& value) { ok = ok && metadata.real(key, value); }
+        void operator()(const char* key, float& value)
+        {
+            double wide = 0.0;
+            if (ok && (ok = metadata.real(key, wide)) && !(ok = std::abs(wide) <= std::numeric_limits<float>::max()))
+                fail(status, std::string("metadata \"") + key + "\" is out of a float's range");
+            value = static_cast<float>(wide);
+        }
         void operator()(const char* key, std::vector<ActivationFunction>& value)
         {
             const std::string* text = nullptr;
