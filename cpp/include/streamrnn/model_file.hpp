@@ -24,7 +24,10 @@ namespace streamrnn {
  *               bytes from the start of the data, and
  *               "__metadata__": {"format": "streamrnn", "format_version": "1", "mode": "LSTM",
  *                                "input_size": "4", ..., "dropout": "0.1"}
- *               with every ModelSpec field as a string ("true"/"false" for flags).
+ *               with every ModelSpec field as a string ("true"/"false" for flags). A model
+ *               with ONNX's cell options is format_version "2", which adds "peepholes",
+ *               "input_forget", "clip" and "activations" ("HardSigmoid:0.2:0.5,Tanh,Tanh": each
+ *               function with the alpha and beta it takes); version 1 files lack them.
  *   the data  little-endian float32 on every host, tensors in state_dict order.
  * A loader accepts tensors in any order and gaps between them, as other writers leave.
  */
