@@ -220,7 +220,7 @@ void scan_layer(const RunWeights& weights, int layer, int direction, ConstSeqVie
     const Index C = c ? H : 0;
     const float* h_prev = h;
     const float* c_prev = c;
-    const StepBuffers buffers{ws.recurrent.data(), ws.hidden.data(), ws.gemm.get()};
+    StepBuffers buffers{ws.recurrent.data(), ws.hidden.data(), ws.gemm.get()};  // .pre moves with the steps
     const ForwardStep forward_step = forward_step_of(spec);
 
     for (Index s = 0; s < T; ++s) {
@@ -238,10 +238,9 @@ void scan_layer(const RunWeights& weights, int layer, int direction, ConstSeqVie
 #endif
         float* next = ws.state[s % 2].data();
         StepState step{mat(h_prev, B, H_out), mat(c_prev, B, C), mat(next, B, H_out), mat(next + B * H_out, B, C)};
-        StepBuffers step_buffers = buffers;
         if (kept && kept->pre)
-            step_buffers.pre = kept->pre + t * B * G;
-        forward_step(w, mat(gates + (t - gates_first) * B * G, B, G), step, step_buffers);
+            buffers.pre = kept->pre + t * B * G;
+        forward_step(w, mat(gates + (t - gates_first) * B * G, B, G), step, buffers);
         auto y_t = step_rows(y, t, B);
         y_t = step.h_next;
         if (lengths) {

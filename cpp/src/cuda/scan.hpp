@@ -76,6 +76,17 @@ struct BackBuffers {
     }
 };
 
+/// Launches a cell's element: the instance of its own equations, or with `options` the one of
+/// ONNX's options (StepArgs / BackStepArgs::options).
+template <typename Own, typename WithOptions, typename Ops, typename Args>
+void launch_cell(Ops& ops, bool options, const Args& args)
+{
+    if (options)
+        ops.template launch<WithOptions>(args);
+    else
+        ops.template launch<Own>(args);
+}
+
 /// The forward half of the backend: scans, joins, dropout and copies as products and passes.
 template <typename Ops>
 struct GpuForward {
@@ -147,18 +158,15 @@ struct GpuForward {
             // reset-before multiplies W_hn by r * h, so its n block waits for r.
             ops.gemm(false, true, B, reset_before ? 2 * H : G, H_out, step.h, H_out, w.w_hh, H_out, buffers.rec, G,
                      false);
-            // Each cell's element, of its own equations or (options) of ONNX's options.
-            auto launch = [&](auto own, auto with_options) {
-                if (options)
-                    ops.template launch<decltype(with_options)>(step);
-                else
-                    ops.template launch<decltype(own)>(step);
-            };
             switch (spec.kind) {
-            case CellKind::rnn_tanh: launch(RnnElement<false>{}, RnnElement<false, true>{}); break;
-            case CellKind::rnn_relu: launch(RnnElement<true>{}, RnnElement<true, true>{}); break;
+            case CellKind::rnn_tanh:
+                launch_cell<RnnElement<false>, RnnElement<false, true>>(ops, options, step);
+                break;
+            case CellKind::rnn_relu:
+                launch_cell<RnnElement<true>, RnnElement<true, true>>(ops, options, step);
+                break;
             case CellKind::lstm:
-                launch(LstmElement<>{}, LstmElement<true>{});
+                launch_cell<LstmElement<>, LstmElement<true>>(ops, options, step);
                 if (w.w_hr) {
                     ops.gemm(false, true, B, H_out, H, buffers.hidden, H, w.w_hr, H, buffers.projected, H_out, false);
                     ops.template launch<ProjectionElement>(step);
@@ -166,12 +174,12 @@ struct GpuForward {
                 break;
             case CellKind::gru:
                 if (reset_before) {
-                    launch(ResetElement<>{}, ResetElement<true>{});
+                    launch_cell<ResetElement<>, ResetElement<true>>(ops, options, step);
                     ops.gemm(false, true, B, H, H, buffers.hidden, H, w.w_hh + 2 * H * H_out, H_out, buffers.rec + 2 * H,
                              G, false);
-                    launch(GruElement<false>{}, GruElement<false, true>{});
+                    launch_cell<GruElement<false>, GruElement<false, true>>(ops, options, step);
                 } else {
-                    launch(GruElement<true>{}, GruElement<true, true>{});
+                    launch_cell<GruElement<true>, GruElement<true, true>>(ops, options, step);
                 }
                 break;
             }
@@ -247,12 +255,6 @@ struct GpuBackward {
         step.options = w.options;
         step.peephole = w.peephole;
         const bool options = w.options.any;
-        auto launch = [&](auto own, auto with_options) {
-            if (options)
-                ops.template launch<decltype(with_options)>(step);
-            else
-                ops.template launch<decltype(own)>(step);
-        };
 
         for (long long s = 0; s < T; ++s) {
             const long long t = direction == 1 ? s : T - 1 - s;  // the forward's order, reversed
@@ -270,22 +272,26 @@ struct GpuBackward {
             step.da_h = buffers.da_h + row * G;
             ops.template launch<BackStartElement>(step);
             switch (spec.kind) {
-            case CellKind::rnn_tanh: launch(RnnBackElement<false>{}, RnnBackElement<false, true>{}); break;
-            case CellKind::rnn_relu: launch(RnnBackElement<true>{}, RnnBackElement<true, true>{}); break;
+            case CellKind::rnn_tanh:
+                launch_cell<RnnBackElement<false>, RnnBackElement<false, true>>(ops, options, step);
+                break;
+            case CellKind::rnn_relu:
+                launch_cell<RnnBackElement<true>, RnnBackElement<true, true>>(ops, options, step);
+                break;
             case CellKind::lstm:
                 if (w.w_hr)  // dm = dh' W_hr
                     ops.gemm(false, false, B, H, H_out, buffers.dh_total, H_out, w.w_hr, H, buffers.dm, H, false);
-                launch(LstmBackElement<>{}, LstmBackElement<true>{});
+                launch_cell<LstmBackElement<>, LstmBackElement<true>>(ops, options, step);
                 break;
             case CellKind::gru:
                 if (reset_before) {
-                    launch(GruBackElement<false>{}, GruBackElement<false, true>{});
+                    launch_cell<GruBackElement<false>, GruBackElement<false, true>>(ops, options, step);
                     // dL/d(r * h) = da_n W_hn
                     ops.gemm(false, false, B, H_out, H, step.da_h + 2 * H, G, w.w_hh + 2 * H * H_out, H_out, buffers.dm,
                              H_out, false);
-                    launch(GruResetBackElement<>{}, GruResetBackElement<true>{});
+                    launch_cell<GruResetBackElement<>, GruResetBackElement<true>>(ops, options, step);
                 } else {
-                    launch(GruBackElement<true>{}, GruBackElement<true, true>{});
+                    launch_cell<GruBackElement<true>, GruBackElement<true, true>>(ops, options, step);
                 }
                 break;
             }
