@@ -6,6 +6,7 @@
 
 #include "streamrnn/model_file.hpp"
 #include "streamrnn/spec.hpp"
+#include "streamrnn/pool.hpp"
 #include "streamrnn/stream.hpp"
 
 #include <algorithm>
@@ -23,6 +24,10 @@ struct streamrnn_model {
 
 struct streamrnn_stream {
     streamrnn::Stream stream;
+};
+
+struct streamrnn_pool {
+    streamrnn::Pool pool;
 };
 
 namespace {
@@ -143,6 +148,68 @@ streamrnn_status check_steps(const char* function, const streamrnn_stream* strea
     if (streamrnn_status status = check_count(function, "x_count", x_count, steps * B * I, "steps x B x I"))
         return status;
     return check_count(function, "y_count", y_count, steps * B * O, "steps x B x O");
+}
+
+/// The status of a pool call; `ids` (or null) the call's ids, for the message of a refused one.
+streamrnn_status pooled(const char* function, const streamrnn::PoolResult& result,
+                        const streamrnn_id* ids = nullptr) noexcept
+{
+    using streamrnn::PoolStatus;
+    const char* text = streamrnn::pool_status_text(result.status);
+    const unsigned long long id = ids && result.at >= 0 ? ids[result.at] : 0;
+    switch (result.status) {
+    case PoolStatus::ok: return STREAMRNN_OK;
+    case PoolStatus::busy: return failure(STREAMRNN_ERROR_BUSY, "%s: %s", function, text);
+    case PoolStatus::unknown_id:
+        return ids ? failure(STREAMRNN_ERROR_UNKNOWN_ID, "%s: ids[%lld] = %llu: %s", function,
+                             static_cast<long long>(result.at), id, text)
+                   : failure(STREAMRNN_ERROR_UNKNOWN_ID, "%s: id: %s", function, text);
+    case PoolStatus::repeated_id:
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: ids[%lld] = %llu: %s", function, static_cast<long long>(result.at),
+                       id, text);
+    case PoolStatus::full: return failure(STREAMRNN_ERROR_FULL, "%s: %s", function, text);
+    case PoolStatus::bad_snapshot: return failure(STREAMRNN_ERROR_FORMAT, "%s: data: %s", function, text);
+    case PoolStatus::other_model:
+    case PoolStatus::other_weights: return failure(STREAMRNN_ERROR_ARGUMENT, "%s: data: %s", function, text);
+    }
+    return failure(STREAMRNN_ERROR_INTERNAL, "%s: internal error: an unknown pool status", function);
+}
+
+/// Checks a pool's state access, as check_state a stream's.
+streamrnn_status check_pool_state(const char* function, const streamrnn_pool* pool, streamrnn_state which,
+                                  const float* values, size_t count) noexcept
+{
+    if (!pool || !values)
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: %s is null", function, pool ? "values" : "pool");
+    const ModelSpec& spec = pool->pool.model().spec();
+    const bool cell_state = which == STREAMRNN_STATE_C;
+    if (which != STREAMRNN_STATE_H && !(cell_state && spec.has_cell_state()))
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: which: this %s has no such state", function,
+                       streamrnn::kind_name(spec.kind));
+    const size_t size = cell_state ? pool->pool.c_size() : pool->pool.h_size();
+    return check_count(function, "count", count, size, "L x state width");
+}
+
+/// Checks the arrays of `steps` steps of n streams of a pool, as check_steps a stream's.
+streamrnn_status check_pool_steps(const char* function, const streamrnn_pool* pool, const streamrnn_id* ids, size_t n,
+                                  size_t steps, const float* x, size_t x_count, const float* y, size_t y_count) noexcept
+{
+    if (!pool || (n > 0 && (!ids || !x || !y)))
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: %s is null", function,
+                       !pool ? "pool" : !ids ? "ids" : !x ? "x" : "y");
+    const auto capacity = static_cast<size_t>(pool->pool.capacity());
+    if (n > capacity)
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: n: %zu ids, more than the pool's %zu slots", function, n,
+                       capacity);
+    const ModelSpec& spec = pool->pool.model().spec();
+    const auto I = static_cast<size_t>(spec.input_size), O = static_cast<size_t>(spec.output_size());
+    const unsigned long long widest = static_cast<unsigned long long>(std::max<size_t>(n, 1)) * std::max(I, O);
+    if (steps > static_cast<unsigned long long>(PTRDIFF_MAX) / widest)
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: steps: %zu steps of %zu streams are more than memory holds",
+                       function, steps, n);
+    if (streamrnn_status status = check_count(function, "x_count", x_count, steps * n * I, "steps x n x I"))
+        return status;
+    return check_count(function, "y_count", y_count, steps * n * O, "steps x n x O");
 }
 
 }  // namespace
@@ -304,6 +371,132 @@ streamrnn_status streamrnn_stream_set_flush_denormals(streamrnn_stream* stream, 
     STREAMRNN_REQUIRE(stream);
     stream->stream.set_flush_denormals(flush != 0);
     return STREAMRNN_OK;
+}
+
+streamrnn_status streamrnn_pool_create(const streamrnn_model* model, size_t capacity, streamrnn_pool** pool)
+{
+    STREAMRNN_REQUIRE(model);
+    STREAMRNN_REQUIRE(pool);
+    if (model->model->spec().bidirectional)
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: model: a bidirectional model needs the whole sequence (its reverse "
+                       "direction starts at the end) and cannot stream", __func__);
+    constexpr size_t max_capacity = size_t(1) << 24;
+    if (capacity < 1 || capacity > max_capacity)
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: capacity: expected 1 to %zu streams, got %zu", __func__,
+                       max_capacity, capacity);
+    return guarded([&] {
+        *pool = new streamrnn_pool{streamrnn::Pool(model->model, static_cast<Index>(capacity))};
+        return STREAMRNN_OK;
+    });
+}
+
+void streamrnn_pool_free(streamrnn_pool* pool) { delete pool; }
+
+streamrnn_status streamrnn_pool_capacity(const streamrnn_pool* pool, size_t* capacity)
+{
+    STREAMRNN_REQUIRE(pool);
+    STREAMRNN_REQUIRE(capacity);
+    *capacity = static_cast<size_t>(pool->pool.capacity());
+    return STREAMRNN_OK;
+}
+
+streamrnn_status streamrnn_pool_size(const streamrnn_pool* pool, size_t* open)
+{
+    STREAMRNN_REQUIRE(pool);
+    STREAMRNN_REQUIRE(open);
+    *open = static_cast<size_t>(pool->pool.size());
+    return STREAMRNN_OK;
+}
+
+streamrnn_status streamrnn_pool_open(streamrnn_pool* pool, streamrnn_id* id)
+{
+    STREAMRNN_REQUIRE(pool);
+    STREAMRNN_REQUIRE(id);
+    return pooled(__func__, pool->pool.open(id));
+}
+
+streamrnn_status streamrnn_pool_close(streamrnn_pool* pool, streamrnn_id id)
+{
+    STREAMRNN_REQUIRE(pool);
+    return pooled(__func__, pool->pool.close(id));
+}
+
+streamrnn_status streamrnn_pool_fork(streamrnn_pool* pool, streamrnn_id from, streamrnn_id* id)
+{
+    STREAMRNN_REQUIRE(pool);
+    STREAMRNN_REQUIRE(id);
+    return pooled(__func__, pool->pool.fork(from, id));
+}
+
+streamrnn_status streamrnn_pool_step(streamrnn_pool* pool, const streamrnn_id* ids, size_t n, const float* x,
+                                     size_t x_count, float* y, size_t y_count)
+{
+    if (streamrnn_status status = check_pool_steps(__func__, pool, ids, n, 1, x, x_count, y, y_count))
+        return status;
+    return pooled(__func__, pool->pool.step(ids, static_cast<Index>(n), x, y), ids);
+}
+
+streamrnn_status streamrnn_pool_process(streamrnn_pool* pool, const streamrnn_id* ids, size_t n, size_t steps,
+                                        const float* x, size_t x_count, float* y, size_t y_count)
+{
+    if (streamrnn_status status = check_pool_steps(__func__, pool, ids, n, steps, x, x_count, y, y_count))
+        return status;
+    return pooled(__func__, pool->pool.process(ids, static_cast<Index>(n), x, y, static_cast<Index>(steps)), ids);
+}
+
+streamrnn_status streamrnn_pool_reset(streamrnn_pool* pool, const streamrnn_id* ids, size_t n)
+{
+    STREAMRNN_REQUIRE(pool);
+    if (n > 0 && !ids)
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: ids is null", __func__);
+    if (n > static_cast<size_t>(pool->pool.capacity()))
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: n: %zu ids, more than the pool's %zu slots", __func__, n,
+                       static_cast<size_t>(pool->pool.capacity()));
+    return pooled(__func__, pool->pool.reset(ids, static_cast<Index>(n)), ids);
+}
+
+streamrnn_status streamrnn_pool_get_state(const streamrnn_pool* pool, streamrnn_id id, streamrnn_state which,
+                                          float* values, size_t count)
+{
+    if (streamrnn_status status = check_pool_state(__func__, pool, which, values, count))
+        return status;
+    const bool cell = which == STREAMRNN_STATE_C;
+    return pooled(__func__, pool->pool.get_state(id, cell ? nullptr : values, cell ? values : nullptr));
+}
+
+streamrnn_status streamrnn_pool_set_state(streamrnn_pool* pool, streamrnn_id id, streamrnn_state which,
+                                          const float* values, size_t count)
+{
+    if (streamrnn_status status = check_pool_state(__func__, pool, which, values, count))
+        return status;
+    const bool cell = which == STREAMRNN_STATE_C;
+    return pooled(__func__, pool->pool.set_state(id, cell ? nullptr : values, cell ? values : nullptr));
+}
+
+streamrnn_status streamrnn_pool_snapshot_size(const streamrnn_pool* pool, size_t* size)
+{
+    STREAMRNN_REQUIRE(pool);
+    STREAMRNN_REQUIRE(size);
+    *size = pool->pool.snapshot_size();
+    return STREAMRNN_OK;
+}
+
+streamrnn_status streamrnn_pool_snapshot(const streamrnn_pool* pool, streamrnn_id id, void* buffer, size_t size)
+{
+    STREAMRNN_REQUIRE(pool);
+    STREAMRNN_REQUIRE(buffer);
+    if (size < pool->pool.snapshot_size())
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: size: expected at least %zu bytes, got %zu", __func__,
+                       pool->pool.snapshot_size(), size);
+    return pooled(__func__, pool->pool.snapshot(id, buffer, size));
+}
+
+streamrnn_status streamrnn_pool_restore(streamrnn_pool* pool, const void* data, size_t size, streamrnn_id* id)
+{
+    STREAMRNN_REQUIRE(pool);
+    STREAMRNN_REQUIRE(data);
+    STREAMRNN_REQUIRE(id);
+    return pooled(__func__, pool->pool.restore(data, size, id));
 }
 
 }  // extern "C"

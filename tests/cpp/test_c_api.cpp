@@ -295,6 +295,64 @@ TEST_CASE("models with ONNX's cell options stream through the C API as their who
         }
 }
 
+TEST_CASE("a pool through the C API steps its streams as streams of one row, allocating and locking nothing")
+{
+    for (const char* name : {"lstm_proj", "gru_cho", "rnn_relu"}) {
+        CAPTURE(name);
+        Handles c(name, 1);
+        streamrnn_pool* pool = nullptr;
+        REQUIRE(streamrnn_pool_create(c.model, 4, &pool) == STREAMRNN_OK);
+        const std::size_t I = c.sizes.input_size, O = c.sizes.output_size, T = 12;
+        const std::vector<float> x = random_values(T * 3 * I, 6);
+        std::vector<float> y(T * 3 * O), y_alone(O), h(c.sizes.h_size);
+        std::vector<unsigned char> snapshot;
+        size_t snapshot_size = 0, open = 0;
+        REQUIRE(streamrnn_pool_snapshot_size(pool, &snapshot_size) == STREAMRNN_OK);
+        snapshot.resize(snapshot_size);
+        streamrnn_id ids[3], fork = 0, restored = 0;
+        const long allocations = testing::allocation_count(), locks = testing::lock_count();
+        for (streamrnn_id& id : ids)
+            REQUIRE(streamrnn_pool_open(pool, &id) == STREAMRNN_OK);
+        // Rows in the ids' order, whichever order that is; the third stream idle meanwhile.
+        const streamrnn_id order[2] = {ids[1], ids[0]};
+        for (std::size_t t = 0; t < T; ++t)
+            REQUIRE(streamrnn_pool_step(pool, order, 2, &x[t * 2 * I], 2 * I, &y[t * 2 * O], 2 * O) == STREAMRNN_OK);
+        REQUIRE(streamrnn_pool_process(pool, ids + 2, 1, T, x.data(), T * I, y.data(), T * O) == STREAMRNN_OK);
+        REQUIRE(streamrnn_pool_get_state(pool, ids[0], STREAMRNN_STATE_H, h.data(), h.size()) == STREAMRNN_OK);
+        REQUIRE(streamrnn_pool_set_state(pool, ids[2], STREAMRNN_STATE_H, h.data(), h.size()) == STREAMRNN_OK);
+        REQUIRE(streamrnn_pool_fork(pool, ids[0], &fork) == STREAMRNN_OK);
+        REQUIRE(streamrnn_pool_snapshot(pool, fork, snapshot.data(), snapshot.size()) == STREAMRNN_OK);
+        REQUIRE(streamrnn_pool_close(pool, fork) == STREAMRNN_OK);
+        REQUIRE(streamrnn_pool_restore(pool, snapshot.data(), snapshot.size(), &restored) == STREAMRNN_OK);
+        REQUIRE(streamrnn_pool_reset(pool, ids + 2, 1) == STREAMRNN_OK);
+        REQUIRE(streamrnn_pool_size(pool, &open) == STREAMRNN_OK);
+        CHECK(open == 4);
+        CHECK(streamrnn_pool_open(pool, &fork) == STREAMRNN_ERROR_FULL);
+        CHECK(streamrnn_pool_step(pool, &fork, 1, x.data(), I, y.data(), O) == STREAMRNN_ERROR_UNKNOWN_ID);
+        const streamrnn_id twice[2] = {ids[0], ids[0]};
+        CHECK(streamrnn_pool_step(pool, twice, 2, x.data(), 2 * I, y.data(), 2 * O) == STREAMRNN_ERROR_ARGUMENT);
+        CHECK(message_has("named twice"));
+        CHECK(streamrnn_pool_step(pool, ids, 1, x.data(), 2, y.data(), O) == STREAMRNN_ERROR_ARGUMENT);
+        snapshot[snapshot.size() / 2] ^= 1;
+        CHECK(streamrnn_pool_restore(pool, snapshot.data(), snapshot.size(), &fork) == STREAMRNN_ERROR_FORMAT);
+        CHECK(testing::allocation_count() == allocations);
+        CHECK(testing::lock_count() == locks);
+
+        // The first stream, fed its rows alone, and the restored fork of it: the same state.
+        Handles alone(name, 1);
+        for (std::size_t t = 0; t < T; ++t)
+            REQUIRE(streamrnn_stream_step(alone.stream, &x[(t * 2 + 1) * I], I, y_alone.data(), O) == STREAMRNN_OK);
+        std::vector<float> h_alone(h.size()), h_restored(h.size());
+        REQUIRE(streamrnn_stream_get_state(alone.stream, STREAMRNN_STATE_H, h_alone.data(), h.size()) == STREAMRNN_OK);
+        REQUIRE(streamrnn_pool_get_state(pool, restored, STREAMRNN_STATE_H, h_restored.data(), h.size()) == STREAMRNN_OK);
+        for (std::size_t i = 0; i < h.size(); ++i) {
+            CHECK(std::abs(h_alone[i] - h[i]) <= 2e-6);
+            CHECK(h_restored[i] == h[i]);
+        }
+        streamrnn_pool_free(pool);
+    }
+}
+
 TEST_CASE("the allocation counter sees operator new and malloc")
 {
     // Without this, a counter that never counts (a sanitizer's hook not installed, say) would

@@ -4,7 +4,8 @@
 // Any bytes go to streamrnn_model_load_buffer; a failure must be a FORMAT error with a message,
 // and no model.
 // A model that loads is streamed on zeros through every stream call, each checked for the status
-// streamrnn.h promises, wrong sizes included. A crash, a sanitizer report or a broken check
+// streamrnn.h promises, wrong sizes included; then through a pool, whose snapshot is restored
+// with the input's bytes mixed into it (any status but a crash, and never a changed stream). A crash, a sanitizer report or a broken check
 // (abort) is a finding.
 #include "streamrnn/streamrnn.h"
 
@@ -77,6 +78,42 @@ void stream(const streamrnn_model* model, std::size_t batch)
     streamrnn_stream_free(s);
 }
 
+/// A pool of `model`: two streams stepped, one snapshot, and that snapshot restored as it is and
+/// with `data` XORed into it, which must give a new stream or a refusal, nothing else.
+void pool(const streamrnn_model* model, const std::uint8_t* data, std::size_t size)
+{
+    streamrnn_sizes sizes{};
+    require_ok(streamrnn_model_sizes(model, &sizes));
+    streamrnn_pool* p = nullptr;
+    if (sizes.bidirectional) {
+        require_argument_error(streamrnn_pool_create(model, 2, &p));
+        return;
+    }
+    require_ok(streamrnn_pool_create(model, 3, &p));
+    streamrnn_id ids[2];
+    require_ok(streamrnn_pool_open(p, &ids[0]));
+    require_ok(streamrnn_pool_open(p, &ids[1]));
+    std::vector<float> x(2 * sizes.input_size), y(2 * sizes.output_size);
+    require_ok(streamrnn_pool_step(p, ids, 2, x.data(), x.size(), y.data(), y.size()));
+    std::size_t snapshot_size = 0;
+    require_ok(streamrnn_pool_snapshot_size(p, &snapshot_size));
+    std::vector<unsigned char> snapshot(snapshot_size);
+    require_ok(streamrnn_pool_snapshot(p, ids[1], snapshot.data(), snapshot.size()));
+    streamrnn_id restored = 0;
+    require_ok(streamrnn_pool_restore(p, snapshot.data(), snapshot.size(), &restored));
+    require_ok(streamrnn_pool_close(p, restored));
+    for (std::size_t i = 0; i < snapshot.size() && size > 0; ++i)
+        snapshot[i] ^= data[i % size];
+    const std::size_t cut = size % 2 ? snapshot.size() - size % snapshot.size() : snapshot.size();
+    const streamrnn_status status = streamrnn_pool_restore(p, snapshot.data(), cut, &restored);
+    require(status == STREAMRNN_OK || status == STREAMRNN_ERROR_FORMAT || status == STREAMRNN_ERROR_ARGUMENT);
+    std::size_t open = 0;
+    require_ok(streamrnn_pool_size(p, &open));
+    require(open == (status == STREAMRNN_OK ? 3 : 2));
+    require(streamrnn_pool_close(p, ids[0] + ids[1] + 7) == STREAMRNN_ERROR_UNKNOWN_ID);
+    streamrnn_pool_free(p);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size)
@@ -90,6 +127,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size <= max_run_bytes) {
         // The batch from the input, so that both sizes come up.
         stream(model, 1 + size % 2);
+        pool(model, data, size);
     }
     streamrnn_model_free(model);
     return 0;

@@ -82,4 +82,9 @@ Model load_model(const std::string& path);
 Status try_load_model(const void* data, std::size_t size, std::optional<Model>& model);
 Status try_load_model(const std::string& path, std::optional<Model>& model);
 
+/// The architecture as a model file's metadata names it, one "key=value" per field of the spec
+/// joined by ';' ("mode=LSTM;input_size=80;..."): the same text on every host, for what must name
+/// a model (a pool's snapshots).
+std::string architecture_text(const ModelSpec& spec);
+
 }  // namespace streamrnn

@@ -16,6 +16,13 @@
  * stream). Models are read-only once loaded and may be shared by any number of streams and
  * threads.
  *
+ * A pool (streamrnn_pool_*) holds many live streams of one model in slots, each with its own
+ * id, and steps any of them together as one batch: streams open and close at any time. Its
+ * step, process, reset and state calls are real-time as a stream's are; the slot calls (open,
+ * close, fork, reset, the state and snapshot calls) may come from any thread, also while another
+ * thread steps: they wait for the step, and a step waits for them (each copies one stream's
+ * state). Two steps that overlap: the later returns STREAMRNN_ERROR_BUSY.
+ *
  * Sizes, per stream (see streamrnn_sizes): I inputs and O outputs per step, and the state
  * h: [L, B, O] and (LSTM) c: [L, B, H], B the stream's batch. All arrays are float32, row-major,
  * in the machine's byte order.
@@ -24,6 +31,7 @@
 #define STREAMRNN_STREAMRNN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -36,7 +44,9 @@ typedef enum streamrnn_status {
     STREAMRNN_ERROR_FILE = 3,     /* the system could not open or read the file (the message has errno's text) */
     STREAMRNN_ERROR_MEMORY = 4,   /* out of memory */
     STREAMRNN_ERROR_INTERNAL = 5, /* anything else: a bug in streamrnn, please report it */
-    STREAMRNN_ERROR_BUSY = 6      /* another thread is in a call on the same stream: nothing was done */
+    STREAMRNN_ERROR_BUSY = 6,     /* another thread is in a call on the same stream: nothing was done */
+    STREAMRNN_ERROR_UNKNOWN_ID = 7, /* a pool has no open stream of that id (closed, or never opened) */
+    STREAMRNN_ERROR_FULL = 8        /* every slot of a pool is taken */
 } streamrnn_status;
 
 /* Which state tensor of a stream. */
@@ -47,6 +57,9 @@ typedef enum streamrnn_state {
 
 typedef struct streamrnn_model streamrnn_model;
 typedef struct streamrnn_stream streamrnn_stream;
+typedef struct streamrnn_pool streamrnn_pool;
+/* A stream of a pool; never reused within the pool. */
+typedef uint64_t streamrnn_id;
 
 /* The sizes of a model, in floats. */
 typedef struct streamrnn_sizes {
@@ -117,6 +130,47 @@ streamrnn_status streamrnn_stream_reset_row(streamrnn_stream* stream, size_t row
 /* Whether step and process flush subnormal floats to zero while they run (1, the default) or
  * not (0); the thread's floating point mode is restored before they return. */
 streamrnn_status streamrnn_stream_set_flush_denormals(streamrnn_stream* stream, int flush);
+
+/* A pool of `capacity` slots (1 <= capacity <= 2^24) for streams of a unidirectional model: every
+ * allocation that stepping them needs happens here. */
+streamrnn_status streamrnn_pool_create(const streamrnn_model* model, size_t capacity, streamrnn_pool** pool);
+/* Frees a pool; null is allowed. */
+void streamrnn_pool_free(streamrnn_pool* pool);
+streamrnn_status streamrnn_pool_capacity(const streamrnn_pool* pool, size_t* capacity);
+/* Streams open now. */
+streamrnn_status streamrnn_pool_size(const streamrnn_pool* pool, size_t* open);
+
+/* A new stream at the initial state (zeros); FULL when every slot is taken. */
+streamrnn_status streamrnn_pool_open(streamrnn_pool* pool, streamrnn_id* id);
+/* Frees the stream's slot; the id is never valid again. */
+streamrnn_status streamrnn_pool_close(streamrnn_pool* pool, streamrnn_id id);
+/* A new stream with a copy of the state of `from`. */
+streamrnn_status streamrnn_pool_fork(streamrnn_pool* pool, streamrnn_id from, streamrnn_id* id);
+
+/* One step of the n streams named by ids: x [n, I] in, y [n, O] out, rows in the ids' order. An
+ * unknown id (UNKNOWN_ID) or one named twice (ARGUMENT) refuses the call: no stream changes. */
+streamrnn_status streamrnn_pool_step(streamrnn_pool* pool, const streamrnn_id* ids, size_t n, const float* x,
+                                     size_t x_count, float* y, size_t y_count);
+/* `steps` steps of the n streams: x [T, n, I] in, y [T, n, O] out ([n, T, ...] for a batch_first
+ * model), checked as step is. */
+streamrnn_status streamrnn_pool_process(streamrnn_pool* pool, const streamrnn_id* ids, size_t n, size_t steps,
+                                        const float* x, size_t x_count, float* y, size_t y_count);
+/* The n named streams back to the initial state. */
+streamrnn_status streamrnn_pool_reset(streamrnn_pool* pool, const streamrnn_id* ids, size_t n);
+/* Copies one stream's state out or in: `count` must be h_size or c_size (streamrnn_sizes). */
+streamrnn_status streamrnn_pool_get_state(const streamrnn_pool* pool, streamrnn_id id, streamrnn_state which,
+                                          float* values, size_t count);
+streamrnn_status streamrnn_pool_set_state(streamrnn_pool* pool, streamrnn_id id, streamrnn_state which,
+                                          const float* values, size_t count);
+
+/* The bytes of every snapshot of the pool's streams. */
+streamrnn_status streamrnn_pool_snapshot_size(const streamrnn_pool* pool, size_t* size);
+/* Writes a stream's snapshot (its state, the model's architecture and a digest of its weights, in
+ * a versioned form the same on every host) into `buffer` of `size` bytes, at least snapshot_size. */
+streamrnn_status streamrnn_pool_snapshot(const streamrnn_pool* pool, streamrnn_id id, void* buffer, size_t size);
+/* A new stream from a snapshot taken from any pool of the same model (on any host): FORMAT for
+ * bytes that are not a snapshot, ARGUMENT for a snapshot of another model, FULL for a full pool. */
+streamrnn_status streamrnn_pool_restore(streamrnn_pool* pool, const void* data, size_t size, streamrnn_id* id);
 
 #ifdef __cplusplus
 }

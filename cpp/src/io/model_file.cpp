@@ -337,6 +337,17 @@ Status try_load_model(const void* data, std::size_t size, std::optional<Model>& 
     return status;
 }
 
+std::string architecture_text(const ModelSpec& spec)
+{
+    std::string text;
+    for (const auto& [key, value] : metadata_of(spec)) {
+        if (key == "format" || key == "format_version")
+            continue;
+        text += (text.empty() ? "" : ";") + key + "=" + value;
+    }
+    return text;
+}
+
 Status try_load_model(const std::string& path, std::optional<Model>& model)
 {
     return read_file(path, [&](const std::uint8_t* data, std::size_t size, Status& status) {
