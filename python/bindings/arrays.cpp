@@ -65,6 +65,32 @@ bool direct_array(nb::handle obj, bool writable, DirectArray& out) noexcept
     return true;
 }
 
+bool direct_words(nb::handle obj, const std::uint64_t*& data, std::size_t& n) noexcept
+{
+    if (!PyArray_CheckExact(obj.ptr()))
+        return false;
+    auto* array = reinterpret_cast<PyArrayObject*>(obj.ptr());
+    const int type = PyArray_TYPE(array);
+    if ((type != NPY_INT64 && type != NPY_UINT64) || PyArray_NDIM(array) != 1 || !PyArray_ISCARRAY_RO(array) ||
+        !PyArray_ISNOTSWAPPED(array))
+        return false;
+    data = static_cast<const std::uint64_t*>(PyArray_DATA(array));
+    n = static_cast<std::size_t>(PyArray_DIMS(array)[0]);
+    return true;
+}
+
+OutArray checked_out(nb::handle out_in, const Shape& shape, const FloatArray& x)
+{
+    OutArray out;
+    if (!nb::try_cast(out_in, out, false))
+        throw nb::type_error(("out: expected a writable C-contiguous float32 array, got " + python_type(out_in)).c_str());
+    if (shape_of(out) != shape)
+        throw_shape("out", shape_str(shape), shape_of(out));
+    if (overlaps(x.data(), x.size(), out.data(), out.size()))
+        throw ArgumentError("out: shares memory with x; give step a separate output array");
+    return out;
+}
+
 long long element_count(const Shape& shape)
 {
     long long n = 1;

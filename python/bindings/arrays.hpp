@@ -48,6 +48,10 @@ struct DirectArray {
 /// caller then takes the general path, which converts or reports the error.
 bool direct_array(nb::handle obj, bool writable, DirectArray& out) noexcept;
 
+/// Fills `data` and `n` when obj is exactly a 1-D NumPy array of native int64 or uint64,
+/// C-contiguous and aligned, read as uint64 words in place (a pool's ids). False otherwise.
+bool direct_words(nb::handle obj, const std::uint64_t*& data, std::size_t& n) noexcept;
+
 /// Any array-like as float32, C-contiguous: used as it is when it already is, else converted
 /// with one copy (numpy.ascontiguousarray). Torch tensors are detached first. TypeError naming
 /// `name` when it holds no numbers.
@@ -72,6 +76,16 @@ Shape shape_of(const Array& array)
         shape[i] = static_cast<long long>(array.shape(i));
     return shape;
 }
+
+/// Whether two arrays of floats share memory.
+inline bool overlaps(const float* a, std::size_t a_size, const float* b, std::size_t b_size)
+{
+    return a < b + b_size && b < a + a_size;
+}
+
+/// A step's out= argument checked: a writable C-contiguous float32 array of `shape` that shares no
+/// memory with x; TypeError or ValueError naming `out` otherwise.
+OutArray checked_out(nb::handle out, const Shape& shape, const FloatArray& x);
 
 /// ValueError: "<name>: expected <expected>, got shape <got>".
 [[noreturn]] void throw_shape(const std::string& name, const std::string& expected, const Shape& got);

@@ -7,6 +7,7 @@
 #include "streamrnn/errors.hpp"
 #include "streamrnn/model.hpp"
 #include "streamrnn/model_file.hpp"
+#include "streamrnn/pool.hpp"
 #include "streamrnn/stream.hpp"
 
 #include <nanobind/stl/optional.h>
@@ -236,6 +237,12 @@ void bind_model(nb::module_& m)
                 return Stream(std::move(self), static_cast<Index>(to_integer(batch, "batch")));
             },
             "batch"_a, "A Stream of `batch` independent streams over this model's weights.")
+        .def(
+            "pool",
+            [](std::shared_ptr<Model> self, nb::handle capacity) {
+                return Pool(std::move(self), static_cast<Index>(to_integer(capacity, "capacity")));
+            },
+            "capacity"_a, "A Pool of `capacity` slots for live streams over this model's weights.")
         .def(
             "save",
             [](const Model& model, const std::string& path) {

@@ -15,24 +15,6 @@ namespace streamrnn::python {
 
 namespace {
 
-/// Multiply-adds per step and stream above which `step` lets other Python threads run: below it,
-/// releasing and retaking the GIL would cost a real share of the step.
-constexpr long long release_gil_above = 1 << 16;
-
-long long step_work(const Stream& stream)
-{
-    const ModelSpec& spec = stream.model().spec();
-    long long work = 0;
-    for (int layer = 0; layer < spec.num_layers; ++layer)
-        work += static_cast<long long>(spec.gate_rows()) * (spec.layer_input_size(layer) + spec.output_size());
-    return work * stream.batch();
-}
-
-bool overlaps(const float* a, std::size_t a_size, const float* b, std::size_t b_size)
-{
-    return a < b + b_size && b < a + a_size;
-}
-
 /// RuntimeError for a call on `stream` that another thread's call held it against.
 void raise_busy(const Stream& stream, const char* call)
 {
@@ -60,7 +42,7 @@ void run(const Stream& stream, const char* name, bool release_gil, Call call)
 /// Steps, letting other Python threads run when the step is long enough for that to pay.
 void run_step(Stream& stream, const float* x, float* y)
 {
-    run(stream, "step", step_work(stream) > release_gil_above, [&] { return stream.step(x, y); });
+    run(stream, "step", step_releases_gil(stream.model().spec(), stream.batch()), [&] { return stream.step(x, y); });
 }
 
 nb::object step(Stream& stream, nb::handle x_in, nb::handle out_in)
@@ -90,13 +72,7 @@ nb::object step(Stream& stream, nb::handle x_in, nb::handle out_in)
         run_step(stream, x.data(), y);
         return nb::cast(out);
     }
-    OutArray out;
-    if (!nb::try_cast(out_in, out, false))
-        throw nb::type_error(("out: expected a writable C-contiguous float32 array, got " + python_type(out_in)).c_str());
-    if (shape_of(out) != y_shape)
-        throw_shape("out", shape_str(y_shape), shape_of(out));
-    if (overlaps(x.data(), x.size(), out.data(), out.size()))
-        throw ArgumentError("out: shares memory with x; give step a separate output array");
+    const OutArray out = checked_out(out_in, y_shape, x);
     run_step(stream, x.data(), out.data());
     return nb::borrow(out_in);
 }

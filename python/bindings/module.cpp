@@ -7,6 +7,7 @@
 namespace streamrnn::python {
 void bind_model(nb::module_& m);
 void bind_stream(nb::module_& m);
+void bind_pool(nb::module_& m);
 void bind_train(nb::module_& m);
 void bind_blocks(nb::module_& m);
 }  // namespace streamrnn::python
@@ -32,6 +33,7 @@ NB_MODULE(STREAMRNN_MODULE, m)
     import_numpy();
     bind_model(m);
     bind_stream(m);
+    bind_pool(m);
     bind_train(m);
     bind_blocks(m);
 }

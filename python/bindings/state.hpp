@@ -66,6 +66,10 @@ long long stream_index(nb::handle i, long long B);
 /// A stream's process(x_chunk): its T, and y's shape (x's, with H_out features).
 std::pair<long long, Shape> chunk_shape(const ModelSpec& spec, long long B, const Shape& x_shape);
 
+/// Whether a step of `rows` streams is long enough that releasing the GIL for it pays (above 2^16
+/// multiply-adds); below, releasing and retaking it would cost a real share of the step.
+bool step_releases_gil(const ModelSpec& spec, long long rows);
+
 /// New zero state arrays: h, or (h, c) for an LSTM; h and c receive their buffers.
 nb::object new_state(const ModelSpec& spec, const StateShape& shape, float** h, float** c);
 

@@ -178,6 +178,22 @@ class _Layer(_Module):
             return self._device_model.stream(batch)
         return self._core.stream(batch)
 
+    def pool(self, capacity: int = 256) -> "_core.Pool":
+        """A Pool of `capacity` slots for live streams of this model that open and close at any time,
+        any of them stepped together as one batch (pool.step(ids, x)), each exactly as
+        stream(1) would step it alone. Every buffer for `capacity` streams is made here.
+        Unidirectional models on the CPU; a pool reads the weights current at each step."""
+        capacity = _checks.integer("capacity", capacity)
+        if not 1 <= capacity <= _MAX_BATCH:
+            raise ValueError(f"capacity: expected 1 to {_MAX_BATCH} streams, got {capacity}")
+        if self.bidirectional:
+            raise ValueError("pool: a bidirectional model needs the whole sequence (its reverse direction starts "
+                             "at the end); pool a unidirectional model")
+        if self._device_model is not None:
+            raise ValueError(f"pool: pools run on the CPU, and this model is on {self.device}; "
+                             "make the pool from model.cpu() (or a copy of it)")
+        return self._core.pool(capacity)
+
     clip = property(lambda self: _float32(self._core.spec["clip"]) or None,
                     doc="Gate pre-activations are clipped to [-clip, clip] (ONNX's clip); None: not clipped.")
 
