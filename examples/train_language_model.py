@@ -17,16 +17,21 @@ def corpus(rng, sentences=2000):
     return " ".join(f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}." for _ in range(sentences))
 
 
-def main():
-    rng = np.random.default_rng(0)
+def train(rng, steps):
+    """A LanguageModel trained `steps` steps on the corpus, and its characters (token i is chars[i])."""
     text = corpus(rng)
     chars = sorted(set(text))
     ids = np.array([chars.index(c) for c in text])
     model = sr.models.LanguageModel(len(chars), 24, 128, lr=5e-3, seed=0)
     loss = float("nan")
-    for _ in progress(600, lambda: f"loss {loss:.3f} nats/char"):
+    for _ in progress(steps, lambda: f"loss {loss:.3f} nats/char"):
         starts = rng.integers(0, len(ids) - 65, 32)
         loss = model.train_step(np.stack([ids[s:s + 65] for s in starts]))
+    return model, chars
+
+
+def main():
+    model, chars = train(np.random.default_rng(0), 600)
     held_out = np.array([chars.index(c) for c in corpus(np.random.default_rng(1), 200)])
     logits, _ = model.forward(held_out[None, :-1])
     test_loss, _ = sr.cross_entropy(logits, held_out[None, 1:])
