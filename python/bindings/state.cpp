@@ -182,14 +182,6 @@ std::pair<long long, Shape> chunk_shape(const ModelSpec& spec, long long B, cons
     return {batched && spec.batch_first ? x_shape[1] : x_shape[0], y_shape};
 }
 
-bool step_releases_gil(const ModelSpec& spec, long long rows)
-{
-    long long work = 0;
-    for (int layer = 0; layer < spec.num_layers; ++layer)
-        work += static_cast<long long>(spec.gate_rows()) * (spec.layer_input_size(layer) + spec.output_size());
-    return work * rows > (1 << 16);
-}
-
 nb::object new_state(const ModelSpec& spec, const StateShape& shape, float** h, float** c)
 {
     nb::object h_out = nb::cast(new_array(shape.h, h));

@@ -67,8 +67,15 @@ long long stream_index(nb::handle i, long long B);
 std::pair<long long, Shape> chunk_shape(const ModelSpec& spec, long long B, const Shape& x_shape);
 
 /// Whether a step of `rows` streams is long enough that releasing the GIL for it pays (above 2^16
-/// multiply-adds); below, releasing and retaking it would cost a real share of the step.
-bool step_releases_gil(const ModelSpec& spec, long long rows);
+/// multiply-adds); below, releasing and retaking it would cost a real share of the step. Inline:
+/// it is on the path of every Stream.step.
+inline bool step_releases_gil(const ModelSpec& spec, long long rows)
+{
+    long long work = 0;
+    for (int layer = 0; layer < spec.num_layers; ++layer)
+        work += static_cast<long long>(spec.gate_rows()) * (spec.layer_input_size(layer) + spec.output_size());
+    return work * rows > (1 << 16);
+}
 
 /// New zero state arrays: h, or (h, c) for an LSTM; h and c receive their buffers.
 nb::object new_state(const ModelSpec& spec, const StateShape& shape, float** h, float** c);
