@@ -79,6 +79,25 @@ namespace streamrnn {
 void run_stack(const RunWeights& weights, ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t* lengths,
                float* h, float* c, Workspace& ws, RecordView* record = nullptr, std::mt19937_64* rng = nullptr);
 
+/// What a window of a chunked forward (chunked.hpp) adds to a run of its T steps: the chunk's
+/// first chunk_steps of them, each row's valid steps in the chunk and in the look-ahead after it,
+/// and room for a copy of one layer's forward state [B, H_out] and [B, H], which the look-ahead
+/// runs from.
+struct ChunkWindow {
+    Index chunk_steps;
+    const std::int64_t* chunk_lengths;
+    const std::int64_t* lookahead_lengths;
+    float* h_lookahead;
+    float* c_lookahead;
+};
+
+/// forward_stack over one window of a chunked forward: x, y, lengths (each row's valid steps in
+/// the window) and ws as run_stack's; h, c [L * D, B, ...]: the forward directions' state carried
+/// from the last chunk (and on to the next), and the reverse directions' at the end of their last
+/// run (rows the window reaches start from zeros). Allocates nothing.
+void run_stack_chunk(const RunWeights& weights, ConstSeqView x, SeqView y, Index T, Index B,
+                     const std::int64_t* lengths, const ChunkWindow& window, float* h, float* c, Workspace& ws);
+
 /// backward_stack (stack.hpp) on the CPU. Allocates.
 void run_backward(const BackwardPass& pass, ConstSeqView dy, const float* dh_n, const float* dc_n, SeqView dx,
                   float* dh0, float* dc0, int threads);

@@ -84,6 +84,49 @@ void run_stack(const RunWeights& weights, ConstSeqView x, SeqView y, Index T, In
     forward_stack(backend, weights.spec, x, y, T, B, lengths, h, c, record);
 }
 
+namespace {
+
+/// The CPU's scans of one window of a chunked forward (chunked.hpp): the forward directions run
+/// the chunk's steps with the carried state, then the look-ahead's from a copy of it; the reverse
+/// directions start from zeros (in the rows the window reaches).
+struct CpuChunkForward : CpuForward {
+    const ChunkWindow& window;
+
+    void scan(int layer, int direction, ConstSeqView in, SeqView out, Index T, Index B, const std::int64_t* lengths,
+              float* h, float* c, RecordView::Cell* kept)
+    {
+        const Index C = window.chunk_steps, H_out = weights.spec.output_size(), H = weights.spec.hidden_size;
+        if (direction == 0) {
+            scan_layer(weights, layer, 0, in, out, C, B, window.chunk_lengths, h, c, ws, kept);
+            if (T == C)
+                return;
+            std::copy_n(h, B * H_out, window.h_lookahead);
+            if (c)
+                std::copy_n(c, B * H, window.c_lookahead);
+            scan_layer(weights, layer, 0, in.from_step(C), out.from_step(C), T - C, B, window.lookahead_lengths,
+                       window.h_lookahead, c ? window.c_lookahead : nullptr, ws, kept);
+            return;
+        }
+        for (Index b = 0; b < B; ++b) {
+            if (lengths && lengths[b] == 0)
+                continue;  // a row the window does not reach keeps its last run's state
+            std::fill_n(h + b * H_out, H_out, 0.0f);
+            if (c)
+                std::fill_n(c + b * H, H, 0.0f);
+        }
+        scan_layer(weights, layer, direction, in, out, T, B, lengths, h, c, ws, kept);
+    }
+};
+
+}  // namespace
+
+void run_stack_chunk(const RunWeights& weights, ConstSeqView x, SeqView y, Index T, Index B,
+                     const std::int64_t* lengths, const ChunkWindow& window, float* h, float* c, Workspace& ws)
+{
+    CpuChunkForward backend{{weights, ws, nullptr}, window};
+    forward_stack(backend, weights.spec, x, y, T, B, lengths, h, c, nullptr);
+}
+
 void run_backward(const BackwardPass& pass, ConstSeqView dy, const float* dh_n, const float* dc_n, SeqView dx,
                   float* dh0, float* dc0, int threads)
 {

@@ -4,6 +4,7 @@
 #include "spec.hpp"
 #include "state.hpp"
 
+#include "streamrnn/chunked.hpp"
 #include "streamrnn/errors.hpp"
 #include "streamrnn/model.hpp"
 #include "streamrnn/model_file.hpp"
@@ -45,6 +46,22 @@ nb::tuple forward(Model& model, nb::handle x_in, nb::handle state_in, nb::handle
                                                           sequence_threads);
                                   else
                                       model.forward(x.data(), T, B, call.lengths_data(), y, h, c, sequence_threads);
+                              });
+}
+
+/// The chunked (latency-controlled) forward of a bidirectional model: (y, state), as forward's.
+nb::tuple forward_chunked(Model& model, nb::handle x_in, nb::handle state_in, nb::handle lengths_in,
+                          nb::handle chunk_in, nb::handle lookahead_in)
+{
+    const ModelSpec& spec = model.spec();
+    const Chunking chunking{static_cast<Index>(to_integer(chunk_in, "chunk")),
+                            static_cast<Index>(to_integer(lookahead_in, "lookahead"))};
+    const FloatArray x = to_floats(x_in, "x");
+    const SequenceShape call = sequence_shape(spec, shape_of(x), lengths_in);
+    const long long T = call.T, B = call.B;
+    return host_sequence_call(spec, call, state_shape(spec, B, call.batched), state_in,
+                              [&](float* h, float* c, float* y) {
+                                  forward_chunked(model, x.data(), T, B, call.lengths_data(), chunking, y, h, c);
                               });
 }
 
@@ -224,6 +241,9 @@ void bind_model(nb::module_& m)
         .def_prop_ro("is_cell", [](const Model& model) { return model.spec().is_cell; })
         .def("forward", &forward, "x"_a.none(), "state"_a.none(), "lengths"_a.none(), "train"_a = false,
              "Whole-sequence forward: (y, state); train=True keeps what backward reads.")
+        .def("forward_chunked", &forward_chunked, "x"_a.none(), "state"_a.none(), "lengths"_a.none(),
+             "chunk"_a.none(), "lookahead"_a.none(),
+             "Latency-controlled forward of a bidirectional model in chunks with a look-ahead: (y, state).")
         .def("cell_forward", &cell_forward, "x"_a.none(), "state"_a.none(), "train"_a = false,
              "One step of a cell: the new state.")
         .def("backward", &layer_backward, "dy"_a.none(), "dstate"_a.none(),

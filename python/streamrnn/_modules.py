@@ -106,7 +106,8 @@ class _Layer(_Module):
     residual = property(lambda self: self._core.residual, doc="Whether layers add their input to their output.")
 
     def __call__(self, x: Any, state: Optional[State] = None, lengths: Any = None,
-                 train: bool = False) -> "tuple[Array, State]":
+                 train: bool = False, *, chunk: Optional[int] = None,
+                 lookahead: Optional[int] = None) -> "tuple[Array, State]":
         """Run the whole sequence: returns (y, state).
 
         x: (T, B, I), (B, T, I) when batch_first, or unbatched (T, I).
@@ -117,8 +118,21 @@ class _Layer(_Module):
           packed-sequence semantics; the reverse direction starts at the last valid step).
         y: (T, B, D*H_out) in x's layout; the returned state has the initial state's structure.
         train: keep what backward() needs, and apply dropout between layers.
+        chunk, lookahead: a bidirectional model run in chunks of `chunk` steps, each with the
+          `lookahead` steps after it (latency-controlled, as it streams; README "Bidirectional
+          streaming"); the returned state's forward entries are the forward directions' state after
+          the last step, its reverse entries the reverse directions' at the start of the last chunk.
+          A given `lookahead` needs a `chunk`; chunk >= T is the plain forward.
         """
         train = _checks.flag("train", train)
+        if chunk is not None or lookahead is not None:
+            if chunk is None:
+                raise ValueError("lookahead: given without chunk; give chunk= (the steps of each chunk) too")
+            if train:
+                raise NotImplementedError("train=True with chunk=: training in chunks is not implemented yet")
+            if self._device_model is not None:
+                raise ValueError(f"chunk: chunked calls run on the CPU, and this model is on {self.device}")
+            return self._core.forward_chunked(x, state, lengths, chunk, 0 if lookahead is None else lookahead)
         if self._device_model is not None:
             return self._device_model.forward(x, state, lengths, train)
         return self._core.forward(x, state, lengths, train)

@@ -11,6 +11,7 @@
 #include "optim.hpp"       // ParameterBlock, clip_grad_norm, SGD, Adam(W)
 #include "model.hpp"       // Model: weights, whole-sequence forward and BPTT
 #include "stream.hpp"      // Stream: state and buffers for live streams
+#include "chunked.hpp"     // forward_chunked: a bidirectional model in chunks with a look-ahead (LC-BLSTM)
 #include "pool.hpp"        // Pool: many live streams in slots, any of them stepped as one batch
 #include "batcher.hpp"     // Batcher: frames from many threads stepped in batches (not without threads)
 #include "blocks.hpp"      // Linear, Embedding, Dropout, cross_entropy, mse_loss

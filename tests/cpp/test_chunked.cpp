@@ -1,0 +1,58 @@
+// tests/cpp/test_chunked.cpp: the chunked forward of a bidirectional model: one chunk is the plain
+// forward, chunks with a look-ahead reach fewer steps of the reverse direction, bad chunkings are
+// refused. (tests/test_chunked.py checks the chunks against PyTorch.) Part of streamrnn, MIT licence.
+#include <doctest/doctest.h>
+
+#include "streamrnn/chunked.hpp"
+#include "streamrnn/errors.hpp"
+
+#include "random_values.hpp"
+
+#include <vector>
+
+using namespace streamrnn;
+using testing::random_values;
+
+TEST_CASE("a bidirectional model in one chunk is its plain forward; in chunks, only the reverse direction changes")
+{
+    ModelSpec spec;
+    spec.kind = CellKind::lstm;
+    spec.input_size = 3;
+    spec.hidden_size = 4;
+    spec.num_layers = 1;
+    spec.bidirectional = true;
+    const Model model(spec, 5);
+    const Index T = 9, B = 2, Y = 8;
+    const std::vector<float> x = random_values(std::size_t(T * B * 3), 2);
+    std::vector<float> y(std::size_t(T * B * Y)), y_one(y.size()), h(2 * B * 4, 0.0f), c(h.size(), 0.0f);
+    std::vector<float> h_one(h), c_one(c);
+    model.forward(x.data(), T, B, nullptr, y.data(), h.data(), c.data());
+    forward_chunked(model, x.data(), T, B, nullptr, {T, 2}, y_one.data(), h_one.data(), c_one.data());
+    CHECK(y_one == y);
+    CHECK(h_one == h);
+
+    std::vector<float> y_chunks(y.size()), h_chunks(2 * B * 4, 0.0f), c_chunks(h_chunks.size(), 0.0f);
+    forward_chunked(model, x.data(), T, B, nullptr, {2, 1}, y_chunks.data(), h_chunks.data(), c_chunks.data());
+    // One layer: the forward direction's outputs and final state are the plain forward's.
+    bool reverse_differs = false;
+    for (Index t = 0; t < T; ++t)
+        for (Index b = 0; b < B; ++b)
+            for (Index k = 0; k < Y; ++k) {
+                const std::size_t i = std::size_t((t * B + b) * Y + k);
+                if (k < 4)
+                    CHECK(y_chunks[i] == doctest::Approx(y[i]).epsilon(1e-6));
+                else
+                    reverse_differs = reverse_differs || y_chunks[i] != y[i];
+            }
+    CHECK(reverse_differs);
+    for (Index i = 0; i < B * 4; ++i)
+        CHECK(h_chunks[std::size_t(i)] == doctest::Approx(h[std::size_t(i)]).epsilon(1e-6));
+
+    CHECK_THROWS_AS(forward_chunked(model, x.data(), T, B, nullptr, {0, 1}, y.data(), h.data(), c.data()),
+                    ArgumentError);
+    CHECK_THROWS_AS(forward_chunked(model, x.data(), T, B, nullptr, {2, -1}, y.data(), h.data(), c.data()),
+                    ArgumentError);
+    const std::int64_t too_long[] = {3, 10};
+    CHECK_THROWS_AS(forward_chunked(model, x.data(), T, B, too_long, {2, 1}, y.data(), h.data(), c.data()),
+                    ArgumentError);
+}

@@ -1,0 +1,176 @@
+# tests/test_chunked.py
+# Bidirectional models in latency-controlled chunks (API.md, "Bidirectional streaming"):
+# m(x, chunk=Nc, lookahead=Nr) against an independent reference written with PyTorch's own
+# one-direction modules, over random (Nc, Nr), lengths, layouts and unbatched input.
+# Part of streamrnn, MIT licence.
+import numpy as np
+import pytest
+import torch
+
+import streamrnn as sr
+from conftest import assert_close, make_sr, randn, rng_for
+
+# (kind, constructor arguments)
+CASES = {
+    "LSTM": ("LSTM", dict(input_size=4, hidden_size=5, num_layers=2, bidirectional=True)),
+    "LSTM-proj": ("LSTM", dict(input_size=4, hidden_size=6, num_layers=2, bidirectional=True, proj_size=3)),
+    "GRU": ("GRU", dict(input_size=3, hidden_size=5, num_layers=3, bidirectional=True)),
+    "RNN-relu": ("RNN", dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=True, nonlinearity="relu")),
+    "GRU-residual": ("GRU", dict(input_size=8, hidden_size=4, num_layers=3, bidirectional=True, residual=True)),
+}
+
+
+def one_direction(kind, cfg, weights, layer, suffix):
+    """PyTorch's module of one direction of one layer, with the model's weights."""
+    H, P = cfg["hidden_size"], cfg.get("proj_size", 0)
+    D = 2
+    I = cfg["input_size"] if layer == 0 else D * (P or H)
+    args = dict(input_size=I, hidden_size=H, batch_first=False)
+    if kind == "LSTM" and P:
+        args["proj_size"] = P
+    if kind == "RNN":
+        args["nonlinearity"] = cfg.get("nonlinearity", "tanh")
+    module = getattr(torch.nn, kind)(**args)
+    names = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"] + (["weight_hr"] if P else [])
+    module.load_state_dict({f"{n}_l0": torch.from_numpy(weights[f"{n}_l{layer}{suffix}"]) for n in names})
+    return module.eval()
+
+
+def lc_reference(kind, cfg, weights, x, chunk, lookahead, h0=None):
+    """Latency-controlled forward of one sequence x (T, I) with PyTorch modules: per chunk and layer,
+    the forward direction carries its state over the chunk and runs the look-ahead from the chunk's
+    end state; the reverse direction runs from zeros back from the window's last step."""
+    L = cfg["num_layers"]
+    residual = cfg.get("residual", False)
+    forward = [one_direction(kind, cfg, weights, l, "") for l in range(L)]
+    reverse = [one_direction(kind, cfg, weights, l, "_reverse") for l in range(L)]
+    state = [None] * L if h0 is None else list(h0)
+    T, outputs = x.shape[0], []
+    with torch.no_grad():
+        for start in range(0, T, chunk):
+            end, window_end = min(T, start + chunk), min(T, start + chunk + lookahead)
+            inp = torch.from_numpy(x[start:window_end])
+            for l in range(L):
+                C = end - start
+                y_chunk, state[l] = forward[l](inp[:C], state[l])
+                parts = [y_chunk]
+                if window_end > end:
+                    parts.append(forward[l](inp[C:], state[l])[0])
+                y_back = reverse[l](torch.flip(inp, [0]))[0]
+                out = torch.cat([torch.cat(parts), torch.flip(y_back, [0])], dim=-1)
+                if residual and out.shape[-1] == inp.shape[-1]:
+                    out = out + inp
+                inp = out
+            outputs.append(inp[: end - start].numpy())
+    return np.concatenate(outputs), state
+
+
+def model(case, seed=0):
+    kind, cfg = CASES[case]
+    return kind, cfg, make_sr(kind, cfg, seed=seed)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("chunk, lookahead, T", [(1, 0, 7), (1, 3, 9), (3, 0, 10), (4, 2, 13), (5, 5, 12),
+                                                 (2, 7, 11), (6, 1, 6)])
+def test_chunked_forward_equals_the_reference_of_pytorch_modules(case, chunk, lookahead, T):
+    kind, cfg, m = model(case)
+    rng = rng_for("chunked", case, chunk, lookahead, T)
+    B = 3
+    x = randn(rng, T, B, cfg["input_size"])
+    y, state = m(x, chunk=chunk, lookahead=lookahead)
+    weights = m.state_dict()
+    for b in range(B):
+        expected, forward_states = lc_reference(kind, cfg, weights, x[:, b], chunk, lookahead)
+        assert_close(y[:, b], expected, what=f"y of row {b}")
+        h = state[0] if kind == "LSTM" else state
+        for l, st in enumerate(forward_states):
+            h_ref = (st[0] if kind == "LSTM" else st).numpy()[0]
+            assert_close(h[2 * l, b], h_ref, what=f"forward state of layer {l}, row {b}")
+
+
+@pytest.mark.parametrize("case", ["LSTM", "GRU"])
+def test_one_chunk_over_the_whole_sequence_is_the_plain_forward(case):
+    kind, cfg, m = model(case)
+    rng = rng_for("one chunk", case)
+    x = randn(rng, 9, 2, cfg["input_size"])
+    y, state = m(x)
+    for chunk in (9, 10, 1000):
+        y_c, state_c = m(x, chunk=chunk, lookahead=3)
+        np.testing.assert_array_equal(y_c, y)
+        for a, b in zip(state_c if kind == "LSTM" else [state_c], state if kind == "LSTM" else [state]):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("case", ["LSTM-proj", "GRU-residual", "RNN-relu"])
+def test_each_row_is_chunked_over_its_own_length(case):
+    kind, cfg, m = model(case)
+    rng = rng_for("lengths", case)
+    T, lengths = 11, np.array([11, 0, 4, 7, 1])
+    x = randn(rng, T, len(lengths), cfg["input_size"])
+    y, state = m(x, lengths=lengths, chunk=3, lookahead=2)
+    weights = m.state_dict()
+    h = state[0] if kind == "LSTM" else state
+    for b, n in enumerate(lengths):
+        assert np.all(y[n:, b] == 0.0), f"row {b}: steps past its length are zeros"
+        if n == 0:
+            assert np.all(h[:, b] == 0.0)
+            continue
+        expected, forward_states = lc_reference(kind, cfg, weights, x[:n, b], 3, 2)
+        assert_close(y[:n, b], expected, what=f"y of row {b}")
+        for l, st in enumerate(forward_states):
+            assert_close(h[2 * l, b], (st[0] if kind == "LSTM" else st).numpy()[0], what=f"state of row {b}")
+
+
+def test_the_initial_state_sets_the_forward_directions_only():
+    kind, cfg, m = model("LSTM")
+    rng = rng_for("initial state")
+    x = randn(rng, 8, 2, cfg["input_size"])
+    h0 = randn(rng, 4, 2, 5, scale=0.5)
+    c0 = randn(rng, 4, 2, 5, scale=0.5)
+    y, _ = m(x, (h0, c0), chunk=3, lookahead=1)
+    h0_other_reverse = h0.copy()
+    h0_other_reverse[1::2] = 7.0  # the reverse entries are not read
+    y_again, _ = m(x, (h0_other_reverse, c0), chunk=3, lookahead=1)
+    np.testing.assert_array_equal(y_again, y)
+    weights = m.state_dict()
+    for b in range(2):
+        start = [(torch.from_numpy(h0[2 * l, b][None].copy()), torch.from_numpy(c0[2 * l, b][None].copy()))
+                 for l in range(2)]
+        expected, _ = lc_reference(kind, cfg, weights, x[:, b], 3, 1, h0=start)
+        assert_close(y[:, b], expected)
+
+
+def test_batch_first_and_unbatched_inputs_give_the_same_chunks():
+    kind, cfg, m = model("GRU")
+    rng = rng_for("layouts")
+    x = randn(rng, 10, 3, cfg["input_size"])
+    y, state = m(x, chunk=4, lookahead=2)
+    m_bf = make_sr(kind, dict(cfg, batch_first=True), seed=0)
+    y_bf, state_bf = m_bf(np.ascontiguousarray(x.transpose(1, 0, 2)), chunk=4, lookahead=2)
+    np.testing.assert_array_equal(y_bf.transpose(1, 0, 2), y)
+    np.testing.assert_array_equal(state_bf, state)
+    y_one, state_one = m(x[:, 1], chunk=4, lookahead=2)
+    assert_close(y_one, y[:, 1])
+    assert state_one.shape == (6, 5)
+
+
+def test_a_unidirectional_model_is_not_changed_by_chunks():
+    m = sr.LSTM(3, 4, num_layers=2, seed=1)
+    x = randn(rng_for("uni"), 7, 2, 3)
+    np.testing.assert_array_equal(m(x, chunk=2, lookahead=1)[0], m(x)[0])
+
+
+def test_bad_chunk_arguments_are_refused():
+    _, cfg, m = model("GRU")
+    x = np.zeros((5, 1, cfg["input_size"]), np.float32)
+    for chunk, lookahead, error in ((0, 1, ValueError), (-1, 0, ValueError), (2, -1, ValueError),
+                                    (1.5, 0, TypeError), (True, 0, TypeError), (2, "1", TypeError)):
+        with pytest.raises(error, match="chunk|lookahead"):
+            m(x, chunk=chunk, lookahead=lookahead)
+    with pytest.raises(ValueError, match="lookahead"):
+        m(x, lookahead=2)
+    with pytest.raises(NotImplementedError):
+        m(x, chunk=2, lookahead=1, train=True)
+    with pytest.raises(ValueError, match="lengths"):
+        m(x, lengths=np.array([6]), chunk=2)
