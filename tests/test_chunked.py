@@ -174,3 +174,110 @@ def test_bad_chunk_arguments_are_refused():
         m(x, chunk=2, lookahead=1, train=True)
     with pytest.raises(ValueError, match="lengths"):
         m(x, lengths=np.array([6]), chunk=2)
+
+
+# ------------------------------------------------------------------------------------------------
+# The stream: process in any pieces, then flush, gives m(x, chunk=, lookahead=).
+
+
+def feed_chunked(s, x, pieces, batch_first=False):
+    """Feeds x (T, B, I) (or (B, T, I)) to s in pieces of the given sizes, then flushes; returns the
+    outputs in x's layout and the count returned by each call."""
+    axis = 1 if batch_first else 0
+    outs, counts, t = [], [], 0
+    for n in pieces:
+        part = x[:, t:t + n] if batch_first else x[t:t + n]
+        y = s.process(np.ascontiguousarray(part))
+        counts.append(y.shape[axis])
+        outs.append(y)
+        t += n
+    y = s.flush()
+    counts.append(y.shape[axis])
+    outs.append(y)
+    return np.concatenate(outs, axis=axis), counts
+
+
+def random_pieces(rng, T):
+    pieces = []
+    while sum(pieces) < T:
+        pieces.append(int(min(T - sum(pieces), rng.integers(0, 6))))
+    return pieces
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("chunk, lookahead", [(1, 0), (2, 3), (4, 0), (3, 2), (5, 7)])
+def test_a_chunked_stream_fed_in_any_pieces_gives_the_chunked_forward(case, chunk, lookahead):
+    kind, cfg, m = model(case)
+    rng = rng_for("chunked stream", case, chunk, lookahead)
+    T, B = 17, 2
+    x = randn(rng, T, B, cfg["input_size"])
+    expected, state = m(x, chunk=chunk, lookahead=lookahead)
+    s = m.stream(B, chunk=chunk, lookahead=lookahead)
+    pieces = random_pieces(rng, T)
+    y, counts = feed_chunked(s, x, pieces)
+    assert_close(y, expected)
+    # Each call returns the chunks completed by then: whole chunks, once their look-ahead is in.
+    arrived = np.cumsum(pieces)
+    for count, total, previous in zip(counts, arrived, np.concatenate([[0], np.cumsum(counts)])):
+        completed = 0 if total < chunk + lookahead else (total - lookahead) // chunk * chunk
+        assert count == completed - previous
+    assert s.pending == 0
+    # After flush the stream starts afresh: the same input gives the same outputs again.
+    y_again, _ = feed_chunked(s, x, [T])
+    assert_close(y_again, expected)
+
+
+def test_a_chunked_stream_carries_the_forward_state_and_takes_a_state():
+    kind, cfg, m = model("LSTM")
+    rng = rng_for("chunked state")
+    x = randn(rng, 10, 1, cfg["input_size"])
+    h0, c0 = randn(rng, 4, 1, 5, scale=0.5), randn(rng, 4, 1, 5, scale=0.5)
+    expected, (h, c) = m(x, (h0, c0), chunk=4, lookahead=2)
+    s = m.stream(1, chunk=4, lookahead=2)
+    s.state = (h0, c0)
+    y = np.concatenate([s.process(x[:6, 0]), s.process(x[6:, 0])])
+    forward_h = s.state[0][0::2].copy()
+    y = np.concatenate([y, s.flush()])
+    assert y.shape == (10, 10)
+    assert_close(y, expected[:, 0])
+    # Before the flush, the forward directions' state was carried to the end of the last full chunk
+    # (layer 0's depends on x alone there; the next layer's, on the look-ahead too).
+    _, (h8, _) = m(x[:8], (h0, c0), chunk=4, lookahead=0)
+    assert_close(forward_h[0], h8[0])
+    s.reset()
+    assert all(np.all(v == 0) for v in s.state)
+
+
+def test_a_bidirectional_model_streams_only_in_chunks_and_bad_streams_are_refused():
+    _, cfg, m = model("GRU")
+    with pytest.raises(ValueError, match="chunk"):
+        m.stream(1)
+    with pytest.raises(ValueError, match="lookahead"):
+        m.stream(1, lookahead=2)
+    for chunk, lookahead, error in ((0, 0, ValueError), (1, -1, ValueError), (1.0, 0, TypeError)):
+        with pytest.raises(error):
+            m.stream(1, chunk=chunk, lookahead=lookahead)
+    s = m.stream(2, chunk=2, lookahead=1)
+    with pytest.raises(ValueError, match="x_chunk"):
+        s.process(np.zeros((3, 3, cfg["input_size"]), np.float32))
+    with pytest.raises(ValueError, match="x_chunk"):
+        s.process(np.zeros((3, cfg["input_size"]), np.float32))  # unbatched needs batch 1
+    with pytest.raises(IndexError):
+        s.reset(2)
+    assert s.pending == 0 and (s.chunk, s.lookahead, s.batch) == (2, 1, 2)
+
+
+def test_a_chunked_stream_takes_batch_first_and_unbatched_input():
+    kind, cfg = CASES["GRU"]
+    m_bf = make_sr(kind, dict(cfg, batch_first=True), seed=0)
+    rng = rng_for("chunked layouts")
+    x = randn(rng, 2, 11, cfg["input_size"])  # (B, T, I)
+    expected, _ = m_bf(x, chunk=3, lookahead=2)
+    y, counts = feed_chunked(m_bf.stream(2, chunk=3, lookahead=2), x, [4, 0, 5, 2], batch_first=True)
+    assert_close(y, expected)
+    _, _, m = model("GRU")
+    one = x[1]  # (T, I): a stream of batch 1 takes it unbatched, and flush answers alike
+    expected_one, _ = m(one, chunk=3, lookahead=2)
+    y_one, _ = feed_chunked(m.stream(1, chunk=3, lookahead=2), one, [5, 6])
+    assert y_one.shape == expected_one.shape
+    assert_close(y_one, expected_one)

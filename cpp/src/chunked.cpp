@@ -5,6 +5,8 @@
 
 #include "streamrnn/errors.hpp"
 
+#include "denormals.hpp"
+#include "exclusive.hpp"
 #include "layer.hpp"
 #include "model_access.hpp"
 #include "sizes.hpp"
@@ -78,5 +80,201 @@ void forward_chunked(const Model& model, const float* x, Index T, Index B, const
                 std::copy_n(window_view.row(t, b), Y, ys.row(start + t, b));
     }
 }
+
+namespace {
+
+const Model& checked_model(const std::shared_ptr<const Model>& model, Index batch, Chunking chunking)
+{
+    if (!model)
+        raise(ErrorKind::argument, "stream: no model");
+    check_chunking(chunking);
+    constexpr Index max_batch = Index(1) << 24;
+    if (batch < 1 || batch > max_batch)
+        raise(ErrorKind::argument,
+              "batch: expected 1 to " + std::to_string(max_batch) + " streams, got " + std::to_string(batch));
+    return *model;
+}
+
+}  // namespace
+
+struct ChunkedStream::Impl {
+    Impl(std::shared_ptr<const Model> model_, Index batch_, Chunking chunking_)
+        : model(std::move(model_)), spec(checked_model(model, batch_, chunking_).spec()), batch(batch_),
+          chunking(chunking_), window_steps(chunking_.chunk + chunking_.lookahead),
+          I(spec.input_size), Y(spec.directions() * spec.output_size()),
+          kind(weight_copies_for(spec, window_steps, batch, true).kind()), reader(ModelAccess::store(*model), kind),
+          workspace(spec, window_steps, batch, false)
+    {
+        const Index cells = Index(spec.num_layers) * spec.directions();
+        inputs.assign(buffer_size({window_steps, batch, I}), 0.0f);
+        window_y.assign(buffer_size({window_steps, batch, Y}), 0.0f);
+        h.assign(buffer_size({cells, batch, spec.output_size()}), 0.0f);
+        c.assign(buffer_size({cells, batch, spec.has_cell_state() ? spec.hidden_size : 0}), 0.0f);
+        h_lookahead.assign(buffer_size({batch, spec.output_size()}), 0.0f);
+        c_lookahead.assign(buffer_size({batch, spec.has_cell_state() ? spec.hidden_size : 0}), 0.0f);
+    }
+
+    Index completed_by(Index T) const noexcept
+    {
+        const Index total = buffered + T;
+        return total < window_steps ? 0 : (total - chunking.lookahead) / chunking.chunk * chunking.chunk;
+    }
+
+    /// Runs the stack over the first `steps` buffered steps, the first `chunk_steps` of them the
+    /// chunk, and writes the chunk's outputs to y from output step `at`; the chunk's inputs leave
+    /// the buffer.
+    void run_window(Index steps, Index chunk_steps, const SeqView& y, Index at) noexcept
+    {
+        const detail::WeightSet& set = reader.acquire();
+        const RunWeights weights{spec, set.values.data(),
+                                 static_cast<const DerivedWeights*>(
+                                     set.derived[static_cast<std::size_t>(kind)].load(std::memory_order_acquire))};
+        const ChunkWindow window{chunk_steps, nullptr, nullptr, h_lookahead.data(), c_lookahead.data()};
+        const SeqView window_view = SeqView::time_major(window_y.data(), batch, Y, Y);
+        run_stack_chunk(weights, ConstSeqView::time_major(inputs.data(), batch, I, I), window_view, steps, batch,
+                        nullptr, window, h.data(), c.empty() ? nullptr : c.data(), workspace);
+        for (Index t = 0; t < chunk_steps; ++t)
+            for (Index b = 0; b < batch; ++b)
+                std::copy_n(window_view.row(t, b), Y, y.row(at + t, b));
+        std::copy(inputs.begin() + chunk_steps * batch * I, inputs.begin() + buffered * batch * I, inputs.begin());
+        buffered -= chunk_steps;
+    }
+
+    void clear() noexcept
+    {
+        std::fill(h.begin(), h.end(), 0.0f);
+        std::fill(c.begin(), c.end(), 0.0f);
+        buffered = 0;
+    }
+
+    std::shared_ptr<const Model> model;
+    const ModelSpec& spec;
+    Index batch;
+    Chunking chunking;
+    Index window_steps;  ///< chunk + lookahead
+    Index I, Y;
+    int kind;  ///< of the copies of the weights it multiplies (WeightCopies)
+    detail::WeightStore::Reader reader;
+    Workspace workspace;
+    Buffer inputs;    ///< [window_steps, B, I], time-major: the pending steps, oldest first
+    Index buffered = 0;
+    Buffer window_y;  ///< [window_steps, B, Y]: a window's outputs
+    Buffer h, c;      ///< [L * D, B, ...]
+    Buffer h_lookahead, c_lookahead;
+    bool flush_denormals = true;
+    mutable Exclusive in_use;
+};
+
+ChunkedStream::ChunkedStream(std::shared_ptr<const Model> model, Index batch, Chunking chunking)
+    : impl_(std::make_unique<Impl>(std::move(model), batch, chunking))
+{
+}
+
+ChunkedStream::ChunkedStream(ChunkedStream&&) noexcept = default;
+ChunkedStream& ChunkedStream::operator=(ChunkedStream&&) noexcept = default;
+ChunkedStream::~ChunkedStream() = default;
+
+const Model& ChunkedStream::model() const { return *impl_->model; }
+Index ChunkedStream::batch() const { return impl_->batch; }
+Chunking ChunkedStream::chunking() const { return impl_->chunking; }
+std::size_t ChunkedStream::h_size() const { return impl_->h.size(); }
+std::size_t ChunkedStream::c_size() const { return impl_->c.size(); }
+Index ChunkedStream::pending() const noexcept { return impl_->buffered; }
+Index ChunkedStream::completed_by(Index T) const noexcept { return impl_->completed_by(T); }
+
+Index ChunkedStream::process(const float* x, Index T, float* y) noexcept
+{
+    Impl& s = *impl_;
+    const Exclusive::TryHold use(s.in_use, "process");
+    if (!use)
+        return -1;
+    const FlushDenormals flushed(s.flush_denormals);
+    const Index B = s.batch, I = s.I;
+    const ConstSeqView xs = ConstSeqView::of(x, T, B, I, I, s.spec.batch_first);
+    const SeqView ys = SeqView::of(y, s.completed_by(T), B, s.Y, s.Y, s.spec.batch_first);
+    Index done = 0;
+    for (Index t = 0; t < T; ++t) {
+        for (Index b = 0; b < B; ++b)
+            std::copy_n(xs.row(t, b), I, s.inputs.data() + (s.buffered * B + b) * I);
+        if (++s.buffered == s.window_steps) {
+            s.run_window(s.window_steps, s.chunking.chunk, ys, done);
+            done += s.chunking.chunk;
+        }
+    }
+    return done;
+}
+
+Index ChunkedStream::flush(float* y) noexcept
+{
+    Impl& s = *impl_;
+    const Exclusive::TryHold use(s.in_use, "flush");
+    if (!use)
+        return -1;
+    const FlushDenormals flushed(s.flush_denormals);
+    const Index steps = s.buffered;
+    const SeqView ys = SeqView::of(y, steps, s.batch, s.Y, s.Y, s.spec.batch_first);
+    for (Index done = 0; s.buffered > 0;) {
+        const Index chunk = std::min(s.chunking.chunk, s.buffered);
+        s.run_window(s.buffered, chunk, ys, done);
+        done += chunk;
+    }
+    s.clear();
+    return steps;
+}
+
+bool ChunkedStream::reset() noexcept
+{
+    Impl& s = *impl_;
+    const Exclusive::TryHold use(s.in_use, "reset");
+    if (!use)
+        return false;
+    s.clear();
+    return true;
+}
+
+bool ChunkedStream::reset(Index i) noexcept
+{
+    Impl& s = *impl_;
+    const Exclusive::TryHold use(s.in_use, "reset");
+    if (!use)
+        return false;
+    if (i < 0 || i >= s.batch)
+        return true;
+    const Index cells = Index(s.spec.num_layers) * s.spec.directions(), H_out = s.spec.output_size();
+    const Index C = s.spec.has_cell_state() ? s.spec.hidden_size : 0;
+    for (Index cell = 0; cell < cells; ++cell) {
+        std::fill_n(s.h.data() + (cell * s.batch + i) * H_out, H_out, 0.0f);
+        std::fill_n(s.c.data() + (cell * s.batch + i) * C, C, 0.0f);
+    }
+    return true;
+}
+
+bool ChunkedStream::get_state(float* h, float* c) const noexcept
+{
+    Impl& s = *impl_;
+    const Exclusive::TryHold use(s.in_use, "state");
+    if (!use)
+        return false;
+    if (h)
+        std::copy(s.h.begin(), s.h.end(), h);
+    if (c)
+        std::copy(s.c.begin(), s.c.end(), c);
+    return true;
+}
+
+bool ChunkedStream::set_state(const float* h, const float* c) noexcept
+{
+    Impl& s = *impl_;
+    const Exclusive::TryHold use(s.in_use, "state");
+    if (!use)
+        return false;
+    if (h)
+        std::copy(h, h + s.h.size(), s.h.begin());
+    if (c)
+        std::copy(c, c + s.c.size(), s.c.begin());
+    return true;
+}
+
+const char* ChunkedStream::busy_with() const noexcept { return impl_->in_use.holder(); }
 
 }  // namespace streamrnn

@@ -22,6 +22,8 @@
 
 namespace streamrnn::python {
 
+nb::object chunked_stream(std::shared_ptr<Model> model, nb::handle batch, nb::handle chunk, nb::handle lookahead);
+
 namespace {
 
 /// Threads of whole-sequence calls (streamrnn.set_num_threads): they split the batch of a forward
@@ -257,6 +259,8 @@ void bind_model(nb::module_& m)
                 return Stream(std::move(self), static_cast<Index>(to_integer(batch, "batch")));
             },
             "batch"_a, "A Stream of `batch` independent streams over this model's weights.")
+        .def("chunked_stream", &chunked_stream, "batch"_a, "chunk"_a, "lookahead"_a,
+             "A ChunkedStream of `batch` streams in chunks with a look-ahead.")
         .def(
             "pool",
             [](std::shared_ptr<Model> self, nb::handle capacity) {

@@ -4,6 +4,7 @@
 #include "spec.hpp"
 #include "state.hpp"
 
+#include "streamrnn/chunked.hpp"
 #include "streamrnn/errors.hpp"
 #include "streamrnn/stream.hpp"
 
@@ -15,8 +16,10 @@ namespace streamrnn::python {
 
 namespace {
 
-/// RuntimeError for a call on `stream` that another thread's call held it against.
-void raise_busy(const Stream& stream, const char* call)
+/// RuntimeError for a call on `stream` (a Stream or a ChunkedStream) that another thread's call
+/// held it against.
+template <typename AnyStream>
+void raise_busy(const AnyStream& stream, const char* call)
 {
     const char* holder = stream.busy_with();
     raise(ErrorKind::busy, std::string(call) + ": another thread is in " + (holder ? holder : "a call") +
@@ -25,8 +28,8 @@ void raise_busy(const Stream& stream, const char* call)
 
 /// Runs `call` (a stream call returning whether it ran) with the GIL released, or held where the
 /// call is too short for releasing it to pay; RuntimeError when another thread holds the stream.
-template <typename Call>
-void run(const Stream& stream, const char* name, bool release_gil, Call call)
+template <typename AnyStream, typename Call>
+void run(const AnyStream& stream, const char* name, bool release_gil, Call call)
 {
     bool ran;
     if (release_gil) {
@@ -112,6 +115,44 @@ void set_state(Stream& stream, nb::handle state)
     run(stream, "state", false, [&] { return stream.set_state(h.data(), c.empty() ? nullptr : c.data()); });
 }
 
+/// A ChunkedStream, and whether its last process() had unbatched input (flush answers alike).
+struct PyChunkedStream {
+    ChunkedStream stream;
+    bool unbatched = false;
+};
+
+/// A chunked stream's outputs of `steps` steps, batched or not, with D * H_out features, into a
+/// new array; run(y) writes them.
+template <typename Run>
+NumpyArray chunk_outputs(const PyChunkedStream& s, Index steps, Run run)
+{
+    const ModelSpec& spec = s.stream.model().spec();
+    const long long B = s.stream.batch(), Y = spec.directions() * spec.output_size();
+    const Shape y_shape = s.unbatched ? Shape{steps, Y} : spec.batch_first ? Shape{B, steps, Y} : Shape{steps, B, Y};
+    float* y;
+    NumpyArray out = new_array(y_shape, &y);
+    run(y);
+    return out;
+}
+
+NumpyArray chunked_process(PyChunkedStream& s, nb::handle x_in)
+{
+    const FloatArray x = to_floats(x_in, "x_chunk");
+    const Shape x_shape = shape_of(x);
+    const long long T = chunk_shape(s.stream.model().spec(), s.stream.batch(), x_shape).first;
+    s.unbatched = x_shape.size() == 2;
+    return chunk_outputs(s, s.stream.completed_by(T), [&](float* y) {
+        run(s.stream, "process", true, [&] { return s.stream.process(x.data(), T, y) >= 0; });
+    });
+}
+
+NumpyArray chunked_flush(PyChunkedStream& s)
+{
+    return chunk_outputs(s, s.stream.pending(), [&](float* y) {
+        run(s.stream, "flush", true, [&] { return s.stream.flush(y) >= 0; });
+    });
+}
+
 }  // namespace
 
 void bind_stream(nb::module_& m)
@@ -142,6 +183,65 @@ void bind_stream(nb::module_& m)
             },
             "i"_a = nb::none(), "Zeros the state of every stream, or of stream i only.")
         .def_prop_ro("batch", &Stream::batch, "Number of independent streams.");
+
+    nb::class_<PyChunkedStream>(m, "ChunkedStream",
+                                "Live streams over a model in chunks with a look-ahead (latency-controlled): process returns\n"
+                                "the outputs of the chunks completed so far, flush the rest; fed a sequence in any pieces, the\n"
+                                "outputs are those of m(x, chunk=, lookahead=) on the whole of it.")
+        .def("process", &chunked_process, "x_chunk"_a.none(),
+             "T more steps: x_chunk (T, B, I) ((B, T, I) when batch_first), or (T, I) when B == 1 -> the\n"
+             "outputs completed so far, (T_done, B, D * H_out) (alike), T_done a multiple of the chunk.")
+        .def("flush", &chunked_flush,
+             "End of input: the outputs of every step not yet returned; then the stream starts afresh.")
+        .def_prop_rw(
+            "state",
+            [](const PyChunkedStream& s) {
+                float *h, *c;
+                nb::object state = new_state(s.stream.model().spec(),
+                                             state_shape(s.stream.model().spec(), s.stream.batch(), true), &h, &c);
+                run(s.stream, "state", false, [&] { return s.stream.get_state(h, c); });
+                return state;
+            },
+            [](PyChunkedStream& s, nb::handle state) {
+                if (state.is_none()) {
+                    run(s.stream, "reset", false, [&] { return s.stream.reset(); });
+                    return;
+                }
+                const ModelSpec& spec = s.stream.model().spec();
+                std::vector<float> h(s.stream.h_size()), c(s.stream.c_size());
+                read_state(state, spec, state_shape(spec, s.stream.batch(), true), true, h.data(), c.data());
+                run(s.stream, "state", false,
+                    [&] { return s.stream.set_state(h.data(), c.empty() ? nullptr : c.data()); });
+            },
+            nb::arg("state").none(),
+            "The state, shaped as the whole-sequence state: the forward directions' as carried to the next\n"
+            "chunk (setting it sets them), the reverse directions' at the end of their last run.")
+        .def(
+            "reset",
+            [](PyChunkedStream& s, nb::handle i) {
+                if (i.is_none()) {
+                    run(s.stream, "reset", false, [&] { return s.stream.reset(); });
+                    return;
+                }
+                const Index row = stream_index(i, s.stream.batch());
+                run(s.stream, "reset", false, [&] { return s.stream.reset(row); });
+            },
+            "i"_a = nb::none(),
+            "Every stream afresh (state zero, pending steps dropped), or stream i's state zero (its pending\n"
+            "steps then start its new sequence).")
+        .def_prop_ro("batch", [](const PyChunkedStream& s) { return s.stream.batch(); })
+        .def_prop_ro("chunk", [](const PyChunkedStream& s) { return s.stream.chunking().chunk; })
+        .def_prop_ro("lookahead", [](const PyChunkedStream& s) { return s.stream.chunking().lookahead; })
+        .def_prop_ro("pending", [](const PyChunkedStream& s) { return s.stream.pending(); },
+                     "Steps that arrived and whose outputs are not yet returned.");
+}
+
+nb::object chunked_stream(std::shared_ptr<Model> model, nb::handle batch, nb::handle chunk, nb::handle lookahead)
+{
+    const Chunking chunking{static_cast<Index>(to_integer(chunk, "chunk")),
+                            static_cast<Index>(to_integer(lookahead, "lookahead"))};
+    return nb::cast(PyChunkedStream{ChunkedStream(std::move(model), static_cast<Index>(to_integer(batch, "batch")),
+                                                  chunking)});
 }
 
 }  // namespace streamrnn::python

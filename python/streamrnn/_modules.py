@@ -180,14 +180,28 @@ class _Layer(_Module):
             return self._device_model.backward(dy, dstate)
         return self._core.backward(dy, dstate)
 
-    def stream(self, batch: int = 1) -> "Union[_core.Stream, _device.DeviceStream]":
+    def stream(self, batch: int = 1, *, chunk: Optional[int] = None,
+               lookahead: Optional[int] = None) -> "Union[_core.Stream, _core.ChunkedStream, _device.DeviceStream]":
         """A Stream of `batch` independent live streams, with state carried between calls.
 
         Everything it needs is allocated here; Stream.step(x, out=) then allocates nothing.
-        Bidirectional models cannot stream (their reverse direction needs the sequence's end)."""
+        A bidirectional model streams in chunks with a look-ahead only (chunk=, lookahead=): a
+        ChunkedStream, whose process(x) returns the outputs of the chunks completed so far (a
+        chunk's once the `lookahead` steps after it have arrived) and flush() the rest, as
+        m(x, chunk=, lookahead=) gives them."""
         batch = _checks.integer("batch", batch)
         if not 1 <= batch <= _MAX_BATCH:
             raise ValueError(f"batch: expected 1 to {_MAX_BATCH} streams, got {batch}")
+        if chunk is not None or lookahead is not None:
+            if chunk is None:
+                raise ValueError("lookahead: given without chunk; give chunk= (the steps of each chunk) too")
+            if self._device_model is not None:
+                raise ValueError(f"chunk: chunked streams run on the CPU, and this model is on {self.device}")
+            return self._core.chunked_stream(batch, chunk, 0 if lookahead is None else lookahead)
+        if self.bidirectional:
+            raise ValueError("stream: a bidirectional model streams in chunks with a look-ahead only (its reverse "
+                             "direction starts at the end): give chunk= and lookahead=, e.g. stream(1, chunk=30, "
+                             "lookahead=30)")
         if self._device_model is not None:
             return self._device_model.stream(batch)
         return self._core.stream(batch)

@@ -1,12 +1,16 @@
 // tests/cpp/test_chunked.cpp: the chunked forward of a bidirectional model: one chunk is the plain
 // forward, chunks with a look-ahead reach fewer steps of the reverse direction, bad chunkings are
-// refused. (tests/test_chunked.py checks the chunks against PyTorch.) Part of streamrnn, MIT licence.
+// refused; a chunked stream gives the chunked forward without allocating. (tests/test_chunked.py
+// checks the chunks against PyTorch.) Part of streamrnn, MIT licence.
 #include <doctest/doctest.h>
 
 #include "streamrnn/chunked.hpp"
 #include "streamrnn/errors.hpp"
 
+#include "count_allocations.hpp"
 #include "random_values.hpp"
+
+#include <memory>
 
 #include <vector>
 
@@ -55,4 +59,38 @@ TEST_CASE("a bidirectional model in one chunk is its plain forward; in chunks, o
     const std::int64_t too_long[] = {3, 10};
     CHECK_THROWS_AS(forward_chunked(model, x.data(), T, B, too_long, {2, 1}, y.data(), h.data(), c.data()),
                     ArgumentError);
+}
+
+TEST_CASE("a chunked stream fed step by step gives the chunked forward, and allocates nothing")
+{
+    ModelSpec spec;
+    spec.kind = CellKind::gru;
+    spec.input_size = 3;
+    spec.hidden_size = 5;
+    spec.num_layers = 2;
+    spec.bidirectional = true;
+    auto model = std::make_shared<const Model>(spec, 7);
+    const Index T = 13, B = 2, Y = 10;
+    const std::vector<float> x = random_values(std::size_t(T * B * 3), 3);
+    std::vector<float> y(std::size_t(T * B * Y)), h(4 * B * 5, 0.0f);
+    forward_chunked(*model, x.data(), T, B, nullptr, {3, 2}, y.data(), h.data(), nullptr);
+
+    ChunkedStream stream(model, B, {3, 2});
+    std::vector<float> streamed(y.size());
+    Index done = 0;
+    const long allocations = testing::allocation_count();
+    for (Index t = 0; t < T; ++t) {
+        CHECK(stream.completed_by(1) == (t + 1 < 5 ? 0 : ((t + 1 - 2) / 3 * 3)) - done);
+        done += stream.process(x.data() + t * B * 3, 1, streamed.data() + done * B * Y);
+    }
+    CHECK(done == 9);
+    CHECK(stream.pending() == 4);
+    done += stream.flush(streamed.data() + done * B * Y);
+    CHECK(testing::allocation_count() == allocations);
+    CHECK(done == T);
+    CHECK(stream.pending() == 0);
+    for (std::size_t i = 0; i < y.size(); ++i)
+        CHECK(streamed[i] == doctest::Approx(y[i]).epsilon(1e-5));
+    CHECK_THROWS_AS(ChunkedStream(model, 0, {3, 2}), ArgumentError);
+    CHECK_THROWS_AS(ChunkedStream(model, 1, {0, 2}), ArgumentError);
 }

@@ -6,6 +6,7 @@
 #include "model.hpp"
 
 #include <cstdint>
+#include <memory>
 
 namespace streamrnn {
 
@@ -32,5 +33,53 @@ struct Chunking {
 /// length outside [0, T]; std::bad_alloc when the buffers of a chunk do not fit in memory.
 void forward_chunked(const Model& model, const float* x, Index T, Index B, const std::int64_t* lengths,
                      Chunking chunking, float* y, float* h, float* c);
+
+/// Streams a model in chunks with a look-ahead: forward_chunked, fed a few steps at a time. A
+/// chunk's outputs are complete once the `lookahead` steps after it have arrived, or at flush();
+/// so each output comes at most chunk + lookahead - 1 steps after its input. Every buffer (the
+/// window of chunk + lookahead steps of input, the state) is made by the constructor: process,
+/// flush, reset and the state copies allocate nothing, take no lock and throw nothing.
+///
+/// Threads: as a Stream's: one thread at a time, an overlapping call is refused (false, or -1).
+class ChunkedStream {
+public:
+    /// Throws ArgumentError for a batch outside [1, 2^24], a chunk < 1 or a lookahead < 0.
+    ChunkedStream(std::shared_ptr<const Model> model, Index batch, Chunking chunking);
+    ChunkedStream(ChunkedStream&&) noexcept;
+    ChunkedStream& operator=(ChunkedStream&&) noexcept;
+    ~ChunkedStream();
+
+    const Model& model() const;
+    Index batch() const;
+    Chunking chunking() const;
+    /// Floats of the state, as forward_chunked's h [L * D, B, H_out] and c [L * D, B, H].
+    std::size_t h_size() const;
+    std::size_t c_size() const;
+
+    /// Steps that arrived and whose outputs are not yet returned (fewer than chunk + lookahead).
+    Index pending() const noexcept;
+    /// The output steps that process() of T more steps returns: every chunk completed by then.
+    Index completed_by(Index T) const noexcept;
+    /// Appends T steps, x: T x B rows of I in the model's layout; writes the completed chunks'
+    /// outputs, completed_by(T) steps of B rows of D * H_out in the model's layout, into y.
+    /// Returns that count; -1 (and nothing done) when another thread holds the stream.
+    STREAMRNN_REALTIME Index process(const float* x, Index T, float* y) noexcept;
+    /// End of input: the outputs of the pending() steps into y (as process writes them), each
+    /// chunk with the look-ahead that arrived; then the stream starts afresh, as after reset().
+    STREAMRNN_REALTIME Index flush(float* y) noexcept;
+    /// Zeros the state and drops the pending steps, of every row.
+    STREAMRNN_REALTIME bool reset() noexcept;
+    /// Zeros row i's state; the steps it has pending then start its new sequence.
+    STREAMRNN_REALTIME bool reset(Index i) noexcept;
+    /// The state: the forward directions' as carried to the next chunk, the reverse directions'
+    /// at the end of their last run; set_state sets it (the reverse entries are not read).
+    STREAMRNN_REALTIME bool get_state(float* h, float* c) const noexcept;
+    STREAMRNN_REALTIME bool set_state(const float* h, const float* c) noexcept;
+    const char* busy_with() const noexcept;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace streamrnn
