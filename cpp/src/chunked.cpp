@@ -5,6 +5,7 @@
 
 #include "streamrnn/errors.hpp"
 
+#include "carried_state.hpp"
 #include "denormals.hpp"
 #include "exclusive.hpp"
 #include "layer.hpp"
@@ -106,10 +107,10 @@ struct ChunkedStream::Impl {
           workspace(spec, window_steps, batch, false)
     {
         const Index cells = Index(spec.num_layers) * spec.directions();
-        inputs.assign(buffer_size({window_steps, batch, I}), 0.0f);
-        window_y.assign(buffer_size({window_steps, batch, Y}), 0.0f);
         h.assign(buffer_size({cells, batch, spec.output_size()}), 0.0f);
         c.assign(buffer_size({cells, batch, spec.has_cell_state() ? spec.hidden_size : 0}), 0.0f);
+        inputs.assign(buffer_size({window_steps, batch, I}), 0.0f);
+        window_y.assign(buffer_size({window_steps, batch, Y}), 0.0f);
         h_lookahead.assign(buffer_size({batch, spec.output_size()}), 0.0f);
         c_lookahead.assign(buffer_size({batch, spec.has_cell_state() ? spec.hidden_size : 0}), 0.0f);
     }
@@ -156,10 +157,10 @@ struct ChunkedStream::Impl {
     int kind;  ///< of the copies of the weights it multiplies (WeightCopies)
     detail::WeightStore::Reader reader;
     Workspace workspace;
+    Buffer h, c;  ///< [L * D, B, ...]
     Buffer inputs;    ///< [window_steps, B, I], time-major: the pending steps, oldest first
     Index buffered = 0;
     Buffer window_y;  ///< [window_steps, B, Y]: a window's outputs
-    Buffer h, c;      ///< [L * D, B, ...]
     Buffer h_lookahead, c_lookahead;
     bool flush_denormals = true;
     mutable Exclusive in_use;
@@ -238,14 +239,7 @@ bool ChunkedStream::reset(Index i) noexcept
     const Exclusive::TryHold use(s.in_use, "reset");
     if (!use)
         return false;
-    if (i < 0 || i >= s.batch)
-        return true;
-    const Index cells = Index(s.spec.num_layers) * s.spec.directions(), H_out = s.spec.output_size();
-    const Index C = s.spec.has_cell_state() ? s.spec.hidden_size : 0;
-    for (Index cell = 0; cell < cells; ++cell) {
-        std::fill_n(s.h.data() + (cell * s.batch + i) * H_out, H_out, 0.0f);
-        std::fill_n(s.c.data() + (cell * s.batch + i) * C, C, 0.0f);
-    }
+    zero_state_row(s.h, s.c, Index(s.spec.num_layers) * s.spec.directions(), s.batch, i);
     return true;
 }
 
@@ -255,10 +249,7 @@ bool ChunkedStream::get_state(float* h, float* c) const noexcept
     const Exclusive::TryHold use(s.in_use, "state");
     if (!use)
         return false;
-    if (h)
-        std::copy(s.h.begin(), s.h.end(), h);
-    if (c)
-        std::copy(s.c.begin(), s.c.end(), c);
+    copy_state_out(s.h, s.c, h, c);
     return true;
 }
 
@@ -268,10 +259,7 @@ bool ChunkedStream::set_state(const float* h, const float* c) noexcept
     const Exclusive::TryHold use(s.in_use, "state");
     if (!use)
         return false;
-    if (h)
-        std::copy(h, h + s.h.size(), s.h.begin());
-    if (c)
-        std::copy(c, c + s.c.size(), s.c.begin());
+    copy_state_in(s.h, s.c, h, c);
     return true;
 }
 

@@ -5,6 +5,7 @@
 
 #include "streamrnn/errors.hpp"
 
+#include "carried_state.hpp"
 #include "denormals.hpp"
 #include "exclusive.hpp"
 #include "layer.hpp"
@@ -201,14 +202,7 @@ bool Stream::reset(Index i) noexcept
     const Exclusive::TryHold use(s.in_use, "reset");
     if (!use)
         return false;
-    if (i < 0 || i >= s.batch)
-        return true;
-    const Index H_out = s.spec.output_size(), H = s.spec.hidden_size;
-    for (Index layer = 0; layer < s.spec.num_layers; ++layer) {
-        std::fill_n(s.h.data() + (layer * s.batch + i) * H_out, H_out, 0.0f);
-        if (!s.c.empty())
-            std::fill_n(s.c.data() + (layer * s.batch + i) * H, H, 0.0f);
-    }
+    zero_state_row(s.h, s.c, s.spec.num_layers, s.batch, i);
     return true;
 }
 
@@ -218,10 +212,7 @@ bool Stream::get_state(float* h, float* c) const noexcept
     const Exclusive::TryHold use(s.in_use, "state");
     if (!use)
         return false;
-    if (h)
-        std::copy(s.h.begin(), s.h.end(), h);
-    if (c)
-        std::copy(s.c.begin(), s.c.end(), c);
+    copy_state_out(s.h, s.c, h, c);
     return true;
 }
 
@@ -231,10 +222,7 @@ bool Stream::set_state(const float* h, const float* c) noexcept
     const Exclusive::TryHold use(s.in_use, "state");
     if (!use)
         return false;
-    if (h)
-        std::copy(h, h + s.h.size(), s.h.begin());
-    if (c)
-        std::copy(c, c + s.c.size(), s.c.begin());
+    copy_state_in(s.h, s.c, h, c);
     return true;
 }
 
