@@ -148,8 +148,10 @@ def test_batch_first_and_unbatched_inputs_give_the_same_chunks():
     y, state = m(x, chunk=4, lookahead=2)
     m_bf = make_sr(kind, dict(cfg, batch_first=True), seed=0)
     y_bf, state_bf = m_bf(np.ascontiguousarray(x.transpose(1, 0, 2)), chunk=4, lookahead=2)
-    np.testing.assert_array_equal(y_bf.transpose(1, 0, 2), y)
-    np.testing.assert_array_equal(state_bf, state)
+    # The same steps in another layout: the input products group their rows otherwise, so float32
+    # rounding may differ in the last bit (on AVX2, say).
+    assert_close(y_bf.transpose(1, 0, 2), y)
+    assert_close(state_bf, state)
     y_one, state_one = m(x[:, 1], chunk=4, lookahead=2)
     assert_close(y_one, y[:, 1])
     assert state_one.shape == (6, 5)
