@@ -4,6 +4,7 @@
 // Part of streamrnn, MIT licence.
 #include "streamrnn/streamrnn.h"
 
+#include "streamrnn/chunked.hpp"
 #include "streamrnn/model_file.hpp"
 #include "streamrnn/spec.hpp"
 #include "streamrnn/pool.hpp"
@@ -28,6 +29,10 @@ struct streamrnn_stream {
 
 struct streamrnn_pool {
     streamrnn::Pool pool;
+};
+
+struct streamrnn_chunked_stream {
+    streamrnn::ChunkedStream stream;
 };
 
 namespace {
@@ -210,6 +215,34 @@ streamrnn_status check_pool_steps(const char* function, const streamrnn_pool* po
     if (streamrnn_status status = check_count(function, "x_count", x_count, steps * n * I, "steps x n x I"))
         return status;
     return check_count(function, "y_count", y_count, steps * n * O, "steps x n x O");
+}
+
+/// The status of a chunked stream's call that wrote `written` steps, or -1: busy.
+streamrnn_status chunked_ran(const char* function, const streamrnn::ChunkedStream& stream, Index written,
+                             size_t* outputs) noexcept
+{
+    if (written < 0) {
+        const char* holder = stream.busy_with();
+        return failure(STREAMRNN_ERROR_BUSY, "%s: another thread is in %s on this stream, which is for one thread at a time",
+                       function, holder ? holder : "a call");
+    }
+    *outputs = static_cast<size_t>(written);
+    return STREAMRNN_OK;
+}
+
+/// Checks that y of y_count floats holds `steps` output steps of the stream.
+streamrnn_status check_chunk_outputs(const char* function, const streamrnn::ChunkedStream& stream, size_t steps,
+                                     const float* y, size_t y_count) noexcept
+{
+    const ModelSpec& spec = stream.model().spec();
+    const size_t needed = steps * static_cast<size_t>(stream.batch()) *
+                          static_cast<size_t>(spec.directions() * spec.output_size());
+    if (needed > 0 && !y)
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: y is null", function);
+    if (y_count < needed)
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: y_count: expected at least %zu floats (outputs x B x D x O), got %zu",
+                       function, needed, y_count);
+    return STREAMRNN_OK;
 }
 
 }  // namespace
@@ -497,6 +530,85 @@ streamrnn_status streamrnn_pool_restore(streamrnn_pool* pool, const void* data, 
     STREAMRNN_REQUIRE(data);
     STREAMRNN_REQUIRE(id);
     return pooled(__func__, pool->pool.restore(data, size, id));
+}
+
+streamrnn_status streamrnn_chunked_stream_create(const streamrnn_model* model, size_t batch, size_t chunk,
+                                                 size_t lookahead, streamrnn_chunked_stream** stream)
+{
+    STREAMRNN_REQUIRE(model);
+    STREAMRNN_REQUIRE(stream);
+    constexpr size_t max_batch = size_t(1) << 24, max_steps = size_t(1) << 24;
+    if (batch < 1 || batch > max_batch)
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: batch: expected 1 to %zu streams, got %zu", __func__, max_batch,
+                       batch);
+    if (chunk < 1 || chunk > max_steps || lookahead > max_steps)
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: %s: expected %s to %zu steps, got %zu", __func__,
+                       chunk < 1 || chunk > max_steps ? "chunk" : "lookahead", chunk < 1 ? "1" : "0", max_steps,
+                       chunk < 1 || chunk > max_steps ? chunk : lookahead);
+    return guarded([&] {
+        *stream = new streamrnn_chunked_stream{streamrnn::ChunkedStream(
+            model->model, static_cast<Index>(batch), {static_cast<Index>(chunk), static_cast<Index>(lookahead)})};
+        return STREAMRNN_OK;
+    });
+}
+
+void streamrnn_chunked_stream_free(streamrnn_chunked_stream* stream) { delete stream; }
+
+streamrnn_status streamrnn_chunked_stream_completed_by(const streamrnn_chunked_stream* stream, size_t steps,
+                                                       size_t* outputs)
+{
+    STREAMRNN_REQUIRE(stream);
+    STREAMRNN_REQUIRE(outputs);
+    if (steps > static_cast<size_t>(PTRDIFF_MAX) / 2)
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: steps: %zu steps are more than memory holds", __func__, steps);
+    *outputs = static_cast<size_t>(stream->stream.completed_by(static_cast<Index>(steps)));
+    return STREAMRNN_OK;
+}
+
+streamrnn_status streamrnn_chunked_stream_pending(const streamrnn_chunked_stream* stream, size_t* steps)
+{
+    STREAMRNN_REQUIRE(stream);
+    STREAMRNN_REQUIRE(steps);
+    *steps = static_cast<size_t>(stream->stream.pending());
+    return STREAMRNN_OK;
+}
+
+streamrnn_status streamrnn_chunked_stream_process(streamrnn_chunked_stream* stream, size_t steps, const float* x,
+                                                  size_t x_count, float* y, size_t y_count, size_t* outputs)
+{
+    STREAMRNN_REQUIRE(stream);
+    STREAMRNN_REQUIRE(outputs);
+    const streamrnn::ChunkedStream& s = stream->stream;
+    const auto B = static_cast<size_t>(s.batch()), I = static_cast<size_t>(s.model().spec().input_size);
+    if (steps > 0 && !x)
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: x is null", __func__);
+    if (steps > static_cast<unsigned long long>(PTRDIFF_MAX) / 2 / (B * std::max<size_t>(I, 1)))
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: steps: %zu steps of %zu streams are more than memory holds",
+                       __func__, steps, B);
+    if (streamrnn_status status = check_count(__func__, "x_count", x_count, steps * B * I, "steps x B x I"))
+        return status;
+    const auto done = static_cast<size_t>(s.completed_by(static_cast<Index>(steps)));
+    if (streamrnn_status status = check_chunk_outputs(__func__, s, done, y, y_count))
+        return status;
+    return chunked_ran(__func__, s, stream->stream.process(x, static_cast<Index>(steps), y), outputs);
+}
+
+streamrnn_status streamrnn_chunked_stream_flush(streamrnn_chunked_stream* stream, float* y, size_t y_count,
+                                                size_t* outputs)
+{
+    STREAMRNN_REQUIRE(stream);
+    STREAMRNN_REQUIRE(outputs);
+    if (streamrnn_status status =
+            check_chunk_outputs(__func__, stream->stream, static_cast<size_t>(stream->stream.pending()), y, y_count))
+        return status;
+    return chunked_ran(__func__, stream->stream, stream->stream.flush(y), outputs);
+}
+
+streamrnn_status streamrnn_chunked_stream_reset(streamrnn_chunked_stream* stream)
+{
+    STREAMRNN_REQUIRE(stream);
+    size_t unused = 0;
+    return chunked_ran(__func__, stream->stream, stream->stream.reset() ? 0 : -1, &unused);
 }
 
 }  // extern "C"

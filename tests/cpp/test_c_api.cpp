@@ -4,6 +4,7 @@
 // Part of streamrnn, MIT licence.
 #include <doctest/doctest.h>
 
+#include "streamrnn/chunked.hpp"
 #include "streamrnn/model_file.hpp"
 #include "streamrnn/stream.hpp"
 #include "streamrnn/streamrnn.h"
@@ -351,6 +352,56 @@ TEST_CASE("a pool through the C API steps its streams as streams of one row, all
         }
         streamrnn_pool_free(pool);
     }
+}
+
+TEST_CASE("a bidirectional model streams in chunks through the C API as its chunked forward, allocating nothing")
+{
+    ModelSpec spec;
+    spec.kind = CellKind::lstm;
+    spec.input_size = 3;
+    spec.hidden_size = 4;
+    spec.num_layers = 2;
+    spec.bidirectional = true;
+    const Model model(spec, 8);
+    const std::vector<std::uint8_t> bytes = save_model_bytes(model);
+    streamrnn_model* loaded = nullptr;
+    REQUIRE(streamrnn_model_load_buffer(bytes.data(), bytes.size(), &loaded) == STREAMRNN_OK);
+    streamrnn_stream* plain = nullptr;
+    CHECK(streamrnn_stream_create(loaded, 1, &plain) == STREAMRNN_ERROR_ARGUMENT);
+    const std::size_t T = 11, B = 2, I = 3, Y = 8;
+    const std::vector<float> x = random_values(T * B * I, 4);
+    std::vector<float> expected(T * B * Y), h(4 * B * 4, 0.0f), c(h.size(), 0.0f);
+    forward_chunked(model, x.data(), Index(T), Index(B), nullptr, {3, 2}, expected.data(), h.data(), c.data());
+
+    streamrnn_chunked_stream* stream = nullptr;
+    CHECK(streamrnn_chunked_stream_create(loaded, B, 0, 2, &stream) == STREAMRNN_ERROR_ARGUMENT);
+    CHECK(message_has("chunk"));
+    REQUIRE(streamrnn_chunked_stream_create(loaded, B, 3, 2, &stream) == STREAMRNN_OK);
+    std::vector<float> y(T * B * Y);
+    std::size_t done = 0, written = 0, pending = 0, completed = 0;
+    const long allocations = testing::allocation_count(), locks = testing::lock_count();
+    for (std::size_t t0 = 0; t0 < T; t0 += 4) {
+        const std::size_t steps = std::min<std::size_t>(4, T - t0);
+        REQUIRE(streamrnn_chunked_stream_completed_by(stream, steps, &completed) == STREAMRNN_OK);
+        REQUIRE(streamrnn_chunked_stream_process(stream, steps, &x[t0 * B * I], steps * B * I, &y[done * B * Y],
+                                                 (T - done) * B * Y, &written) == STREAMRNN_OK);
+        CHECK(written == completed);
+        done += written;
+    }
+    REQUIRE(streamrnn_chunked_stream_pending(stream, &pending) == STREAMRNN_OK);
+    CHECK(pending == T - done);
+    CHECK(streamrnn_chunked_stream_flush(stream, y.data(), 1, &written) == (pending ? STREAMRNN_ERROR_ARGUMENT : STREAMRNN_OK));
+    REQUIRE(streamrnn_chunked_stream_flush(stream, &y[done * B * Y], (T - done) * B * Y, &written) == STREAMRNN_OK);
+    CHECK(written == pending);
+    CHECK(streamrnn_chunked_stream_process(stream, 1, x.data(), 1, y.data(), y.size(), &written) ==
+          STREAMRNN_ERROR_ARGUMENT);
+    REQUIRE(streamrnn_chunked_stream_reset(stream) == STREAMRNN_OK);
+    CHECK(testing::allocation_count() == allocations);
+    CHECK(testing::lock_count() == locks);
+    for (std::size_t i = 0; i < y.size(); ++i)
+        CHECK(std::abs(y[i] - expected[i]) <= 1e-5f);
+    streamrnn_chunked_stream_free(stream);
+    streamrnn_model_free(loaded);
 }
 
 TEST_CASE("the allocation counter sees operator new and malloc")

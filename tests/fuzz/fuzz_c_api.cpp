@@ -33,6 +33,26 @@ void require_argument_error(streamrnn_status status)
     require(status == STREAMRNN_ERROR_ARGUMENT && streamrnn_last_error()[0] != '\0');
 }
 
+/// A bidirectional model's stream in chunks of 2 steps with 1 of look-ahead: 3 steps, then flush.
+void chunked(const streamrnn_model* model, const streamrnn_sizes& sizes, std::size_t batch)
+{
+    streamrnn_chunked_stream* s = nullptr;
+    require_argument_error(streamrnn_chunked_stream_create(model, batch, 0, 1, &s));
+    require_ok(streamrnn_chunked_stream_create(model, batch, 2, 1, &s));
+    const std::size_t T = 3, Y = 2 * sizes.output_size;
+    std::vector<float> x(T * batch * sizes.input_size), y(T * batch * Y);
+    std::size_t written = 0, pending = 0;
+    require_ok(streamrnn_chunked_stream_process(s, T, x.data(), x.size(), y.data(), y.size(), &written));
+    require(written == 2);
+    require_ok(streamrnn_chunked_stream_pending(s, &pending));
+    require(pending == 1);
+    require_argument_error(streamrnn_chunked_stream_process(s, T, x.data(), x.size() - 1, y.data(), y.size(), &written));
+    require_ok(streamrnn_chunked_stream_flush(s, y.data(), y.size(), &written));
+    require(written == 1);
+    require_ok(streamrnn_chunked_stream_reset(s));
+    streamrnn_chunked_stream_free(s);
+}
+
 /// Every stream call of `model`, a few steps each, on zeros; `batch` is 1 or 2.
 void stream(const streamrnn_model* model, std::size_t batch)
 {
@@ -45,6 +65,7 @@ void stream(const streamrnn_model* model, std::size_t batch)
     if (sizes.bidirectional) {
         require_argument_error(streamrnn_stream_create(model, batch, &s));
         require(s == nullptr);
+        chunked(model, sizes, batch);
         return;
     }
     require_ok(streamrnn_stream_create(model, batch, &s));

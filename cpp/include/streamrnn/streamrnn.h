@@ -58,6 +58,7 @@ typedef enum streamrnn_state {
 typedef struct streamrnn_model streamrnn_model;
 typedef struct streamrnn_stream streamrnn_stream;
 typedef struct streamrnn_pool streamrnn_pool;
+typedef struct streamrnn_chunked_stream streamrnn_chunked_stream;
 /* A stream of a pool; never reused within the pool. */
 typedef uint64_t streamrnn_id;
 
@@ -130,6 +131,32 @@ streamrnn_status streamrnn_stream_reset_row(streamrnn_stream* stream, size_t row
 /* Whether step and process flush subnormal floats to zero while they run (1, the default) or
  * not (0); the thread's floating point mode is restored before they return. */
 streamrnn_status streamrnn_stream_set_flush_denormals(streamrnn_stream* stream, int flush);
+
+/* A stream of `batch` rows of a model in chunks of `chunk` steps, each with the `lookahead` steps
+ * after it (latency-controlled; a bidirectional model streams only so): every buffer is made here.
+ * A chunk's outputs come out once its look-ahead has arrived, so at most chunk + lookahead - 1
+ * steps after their input; fed a sequence in any pieces and flushed, the outputs are those of
+ * the chunked whole-sequence forward (chunked.hpp). chunk >= 1. Real time as a stream, threads
+ * as a stream's. Outputs have D * O floats per step and row (both directions). */
+streamrnn_status streamrnn_chunked_stream_create(const streamrnn_model* model, size_t batch, size_t chunk,
+                                                 size_t lookahead, streamrnn_chunked_stream** stream);
+void streamrnn_chunked_stream_free(streamrnn_chunked_stream* stream);
+/* The output steps that process of `steps` more steps writes (the chunks completed by then), and
+ * the steps that arrived and whose outputs have not been returned (what flush writes). */
+streamrnn_status streamrnn_chunked_stream_completed_by(const streamrnn_chunked_stream* stream, size_t steps,
+                                                       size_t* outputs);
+streamrnn_status streamrnn_chunked_stream_pending(const streamrnn_chunked_stream* stream, size_t* steps);
+/* `steps` more steps: x [T, B, I] ([B, T, I] for a batch_first model), x_count = T * B * I; the
+ * completed chunks' outputs into y, [T_done, B, D * O] (alike), y_count at least T_done * B * D * O
+ * for T_done = completed_by(T); *outputs = T_done. */
+streamrnn_status streamrnn_chunked_stream_process(streamrnn_chunked_stream* stream, size_t steps, const float* x,
+                                                  size_t x_count, float* y, size_t y_count, size_t* outputs);
+/* End of input: the outputs of the pending steps into y (y_count at least pending * B * D * O);
+ * *outputs = pending. Then the stream starts afresh, as after reset. */
+streamrnn_status streamrnn_chunked_stream_flush(streamrnn_chunked_stream* stream, float* y, size_t y_count,
+                                                size_t* outputs);
+/* Zeros the state and drops the pending steps. */
+streamrnn_status streamrnn_chunked_stream_reset(streamrnn_chunked_stream* stream);
 
 /* A pool of `capacity` slots (1 <= capacity <= 2^24) for streams of a unidirectional model: every
  * allocation that stepping them needs happens here. */
