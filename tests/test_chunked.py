@@ -36,33 +36,47 @@ def one_direction(kind, cfg, weights, layer, suffix):
     return module.eval()
 
 
-def lc_reference(kind, cfg, weights, x, chunk, lookahead, h0=None):
-    """Latency-controlled forward of one sequence x (T, I) with PyTorch modules: per chunk and layer,
-    the forward direction carries its state over the chunk and runs the look-ahead from the chunk's
-    end state; the reverse direction runs from zeros back from the window's last step."""
+def lc_graph(kind, cfg, modules, x, chunk, lookahead, h0=None):
+    """Latency-controlled forward of one sequence x (a tensor (T, I)) with PyTorch modules: per chunk
+    and layer, the forward direction carries its state over the chunk and runs the look-ahead from
+    the chunk's end state; the reverse direction runs from zeros back from the window's last step.
+    Returns y (T, D*H_out) and per layer the forward directions' final state and the reverse
+    directions' at the end of their last run, all as autograd sees them."""
+    forward, reverse = modules
     L = cfg["num_layers"]
     residual = cfg.get("residual", False)
-    forward = [one_direction(kind, cfg, weights, l, "") for l in range(L)]
-    reverse = [one_direction(kind, cfg, weights, l, "_reverse") for l in range(L)]
     state = [None] * L if h0 is None else list(h0)
+    reverse_state = [None] * L
     T, outputs = x.shape[0], []
+    for start in range(0, T, chunk):
+        end, window_end = min(T, start + chunk), min(T, start + chunk + lookahead)
+        inp = x[start:window_end]
+        for l in range(L):
+            C = end - start
+            y_chunk, state[l] = forward[l](inp[:C], state[l])
+            parts = [y_chunk]
+            if window_end > end:
+                parts.append(forward[l](inp[C:], state[l])[0])
+            y_back, reverse_state[l] = reverse[l](torch.flip(inp, [0]))
+            out = torch.cat([torch.cat(parts), torch.flip(y_back, [0])], dim=-1)
+            if residual and out.shape[-1] == inp.shape[-1]:
+                out = out + inp
+            inp = out
+        outputs.append(inp[: end - start])
+    return torch.cat(outputs), state, reverse_state
+
+
+def modules_of(kind, cfg, weights):
+    L = cfg["num_layers"]
+    return ([one_direction(kind, cfg, weights, l, "") for l in range(L)],
+            [one_direction(kind, cfg, weights, l, "_reverse") for l in range(L)])
+
+
+def lc_reference(kind, cfg, weights, x, chunk, lookahead, h0=None):
+    """lc_graph on NumPy x (T, I), without gradients: y and the forward directions' final states."""
     with torch.no_grad():
-        for start in range(0, T, chunk):
-            end, window_end = min(T, start + chunk), min(T, start + chunk + lookahead)
-            inp = torch.from_numpy(x[start:window_end])
-            for l in range(L):
-                C = end - start
-                y_chunk, state[l] = forward[l](inp[:C], state[l])
-                parts = [y_chunk]
-                if window_end > end:
-                    parts.append(forward[l](inp[C:], state[l])[0])
-                y_back = reverse[l](torch.flip(inp, [0]))[0]
-                out = torch.cat([torch.cat(parts), torch.flip(y_back, [0])], dim=-1)
-                if residual and out.shape[-1] == inp.shape[-1]:
-                    out = out + inp
-                inp = out
-            outputs.append(inp[: end - start].numpy())
-    return np.concatenate(outputs), state
+        y, state, _ = lc_graph(kind, cfg, modules_of(kind, cfg, weights), torch.from_numpy(x), chunk, lookahead, h0)
+    return y.numpy(), state
 
 
 def model(case, seed=0):
@@ -172,8 +186,8 @@ def test_bad_chunk_arguments_are_refused():
             m(x, chunk=chunk, lookahead=lookahead)
     with pytest.raises(ValueError, match="lookahead"):
         m(x, lookahead=2)
-    with pytest.raises(NotImplementedError):
-        m(x, chunk=2, lookahead=1, train=True)
+    with pytest.raises(ValueError, match="chunk"):
+        m(x, chunk=0, lookahead=1, train=True)
     with pytest.raises(ValueError, match="lengths"):
         m(x, lengths=np.array([6]), chunk=2)
 
@@ -283,3 +297,132 @@ def test_a_chunked_stream_takes_batch_first_and_unbatched_input():
     y_one, _ = feed_chunked(m.stream(1, chunk=3, lookahead=2), one, [5, 6])
     assert y_one.shape == expected_one.shape
     assert_close(y_one, expected_one)
+
+
+# ------------------------------------------------------------------------------------------------
+# Training in chunks: m(x, chunk=, lookahead=, train=True) then backward, against autograd through
+# the reference.
+
+
+def torch_state(kind, values, b, layer):
+    """Row b of one layer's forward state from NumPy (h, c) or h, as a module takes it."""
+    pick = lambda v: torch.tensor(v[2 * layer, b][None], requires_grad=True)
+    return (pick(values[0]), pick(values[1])) if kind == "LSTM" else pick(values)
+
+
+def as_states(kind, state):
+    return list(state) if kind == "LSTM" else [state]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("chunk, lookahead, T, lengths", [(3, 2, 10, None), (1, 0, 5, None), (4, 0, 9, [9, 3, 0]),
+                                                          (2, 5, 11, [7, 11, 1]), (5, 1, 12, [12, 6, 5])])
+def test_chunked_training_gradients_match_autograd_through_the_reference(case, chunk, lookahead, T, lengths):
+    kind, cfg, m = model(case)
+    rng = rng_for("chunked training", case, chunk, lookahead, T, lengths)
+    B = 3
+    lengths = np.array(lengths if lengths is not None else [T] * B)
+    L, H = cfg["num_layers"], cfg["hidden_size"]
+    H_out = cfg.get("proj_size", 0) or H
+    x = randn(rng, T, B, cfg["input_size"])
+    h0 = (randn(rng, 2 * L, B, H_out, scale=0.5), randn(rng, 2 * L, B, H, scale=0.5)) if kind == "LSTM" \
+        else randn(rng, 2 * L, B, H_out, scale=0.5)
+    y, state = m(x, h0, lengths=lengths, chunk=chunk, lookahead=lookahead, train=True)
+    dy = randn(rng, *y.shape)
+    dstate = tuple(randn(rng, *v.shape) for v in state) if kind == "LSTM" else randn(rng, *state.shape)
+    m.zero_grad()
+    dx, dstate0 = m.backward(dy, dstate)
+
+    modules = modules_of(kind, cfg, m.state_dict())
+    for module in modules[0] + modules[1]:
+        module.train()
+    loss, inputs, starts = 0.0, {}, {}
+    for b, n in enumerate(lengths):
+        if n == 0:
+            continue
+        inputs[b] = torch.tensor(x[:n, b], requires_grad=True)
+        starts[b] = [torch_state(kind, h0, b, l) for l in range(L)]
+        y_ref, forward_states, reverse_states = lc_graph(kind, cfg, modules, inputs[b], chunk, lookahead, starts[b])
+        assert_close(y[:n, b], y_ref.detach().numpy(), what=f"y of row {b}")
+        loss = loss + (y_ref * torch.from_numpy(dy[:n, b])).sum()
+        for l in range(L):
+            for k, (fwd, rev) in enumerate(zip(as_states(kind, forward_states[l]), as_states(kind, reverse_states[l]))):
+                given = as_states(kind, dstate)[k]
+                loss = loss + (fwd[0] * torch.from_numpy(given[2 * l, b])).sum()
+                loss = loss + (rev[0] * torch.from_numpy(given[2 * l + 1, b])).sum()
+    loss.backward()
+
+    grads = m.grads()
+    for direction, suffix in ((0, ""), (1, "_reverse")):
+        for l, module in enumerate(modules[direction]):
+            for name, p in module.named_parameters():
+                ours = grads[name.replace("_l0", f"_l{l}") + suffix]
+                assert_close(ours, p.grad.numpy(), what=f"{name} of layer {l}{suffix}")
+    for b, n in enumerate(lengths):
+        if n == 0:  # a row of no steps: its state passes through, and so does its gradient
+            assert np.all(dx[:, b] == 0)
+            for ours, given in zip(as_states(kind, dstate0), as_states(kind, dstate)):
+                np.testing.assert_array_equal(ours[:, b], given[:, b])
+            continue
+        assert_close(dx[:n, b], inputs[b].grad.numpy(), what=f"dx of row {b}")
+        assert np.all(dx[n:, b] == 0), f"row {b}: no gradient past its length"
+        for l in range(L):
+            for k, ours in enumerate(as_states(kind, dstate0)):
+                start = starts[b][l][k] if kind == "LSTM" else starts[b][l]
+                assert_close(ours[2 * l, b], start.grad.numpy()[0], what=f"dstate0 of layer {l}, row {b}")
+                assert np.all(ours[2 * l + 1, b] == 0), "the reverse directions start from zeros: no gradient"
+
+
+@pytest.mark.parametrize("case", ["LSTM-proj", "GRU"])
+def test_chunked_training_over_one_chunk_is_plain_training(case):
+    kind, cfg, m = model(case)
+    rng = rng_for("one chunk training", case)
+    x = randn(rng, 8, 2, cfg["input_size"])
+    y, state = m(x, train=True)
+    dy = randn(rng, *y.shape)
+    m.zero_grad()
+    dx, _ = m.backward(dy)
+    plain = m.grads()
+    y_c, _ = m(x, chunk=8, lookahead=4, train=True)
+    np.testing.assert_array_equal(y_c, y)
+    m.zero_grad()
+    dx_c, _ = m.backward(dy)
+    np.testing.assert_array_equal(dx_c, dx)
+    for name, g in m.grads().items():
+        np.testing.assert_array_equal(g, plain[name], err_msg=name)
+
+
+def test_chunked_training_gives_the_chunked_forward_and_a_plain_record_follows_it():
+    kind, cfg, m = model("LSTM")
+    rng = rng_for("chunked then plain")
+    x = randn(rng, 9, 2, cfg["input_size"])
+    y_inference, state_inference = m(x, chunk=2, lookahead=3)
+    y, state = m(x, chunk=2, lookahead=3, train=True)
+    np.testing.assert_array_equal(y, y_inference)
+    assert_close(state, state_inference)
+    # A plain training forward after it replaces its record: backward is plain BPTT again.
+    y_plain, _ = m(x[:5], train=True)
+    dy = randn(rng, *y_plain.shape)
+    m.zero_grad()
+    dx, _ = m.backward(dy)
+    assert dx.shape == (5, 2, cfg["input_size"])
+    expected = m.grads()
+    m.zero_grad()
+    m(x[:5], train=True)
+    m.backward(dy)
+    for name, g in m.grads().items():
+        np.testing.assert_array_equal(g, expected[name], err_msg=name)
+    with pytest.raises(ValueError, match="dy"):
+        m.backward(np.zeros((9, 2, 10), np.float32))
+
+
+def test_chunked_training_with_dropout_drops_between_layers_only_in_training():
+    m = sr.GRU(3, 4, num_layers=2, bidirectional=True, dropout=0.5, seed=3)
+    x = randn(rng_for("chunked dropout"), 12, 2, 3)
+    y_eval, _ = m(x, chunk=3, lookahead=2)
+    np.testing.assert_array_equal(m(x, chunk=3, lookahead=2)[0], y_eval)
+    y_a, _ = m(x, chunk=3, lookahead=2, train=True)
+    y_b, _ = m(x, chunk=3, lookahead=2, train=True)
+    assert not np.array_equal(y_a, y_eval) and not np.array_equal(y_a, y_b)
+    dx, _ = m.backward(np.ones_like(y_b))
+    assert dx.shape == x.shape and np.all(np.isfinite(dx))

@@ -28,58 +28,183 @@ void check_chunking(Chunking chunking)
         raise(ErrorKind::argument, "lookahead: expected 0 or more steps, got " + std::to_string(chunking.lookahead));
 }
 
+/// Checks a chunked call's arguments, and whether it runs in windows: a bidirectional model over
+/// more than one chunk (else it is the model's plain call, which checks the rest).
+bool windowed(const ModelSpec& spec, Index T, Index B, const std::int64_t* lengths, Chunking chunking)
+{
+    check_chunking(chunking);
+    if (!spec.bidirectional || chunking.chunk >= T || B == 0)
+        return false;
+    check_lengths(T, B, lengths);
+    return true;
+}
+
+/// The windows of T steps of B rows cut into chunks.
+ChunkPlan plan_chunks(Index T, Index B, const std::int64_t* lengths, Chunking chunking)
+{
+    ChunkPlan plan;
+    plan.B = B;
+    for (Index start = 0; start < T; start += chunking.chunk) {
+        const Index end = std::min(T, start + chunking.chunk), window_end = std::min(T, end + chunking.lookahead);
+        plan.windows.push_back({start, window_end - start, end - start, plan.recorded});
+        plan.recorded += window_end - start;
+        plan.longest = std::max(plan.longest, window_end - start);
+        for (const auto& [from, to] : {std::pair{start, window_end}, std::pair{start, end}, std::pair{end, window_end}})
+            for (Index b = 0; b < B; ++b) {
+                const Index valid = lengths ? static_cast<Index>(lengths[b]) : T;
+                plan.row_lengths.push_back(std::clamp<Index>(valid - from, 0, to - from));
+            }
+    }
+    return plan;
+}
+
+/// The buffers of one window at a time, for the forward and the backward over a plan's windows.
+struct WindowBuffers {
+    WindowBuffers(const ModelSpec& spec, const ChunkPlan& plan, Index width)
+        : steps(buffer_size({plan.longest, plan.B, width})), h_lookahead(buffer_size({plan.B, spec.output_size()})),
+          c_lookahead(buffer_size({plan.B, spec.has_cell_state() ? spec.hidden_size : 0}))
+    {
+    }
+    ChunkWindow window(const ChunkPlan& plan, std::size_t k)
+    {
+        return {plan.windows[k].chunk_steps, plan.lengths(k, ChunkPlan::chunk), plan.lengths(k, ChunkPlan::lookahead),
+                h_lookahead.data(), c_lookahead.data()};
+    }
+
+    Buffer steps;  ///< [longest, B, width]: a window's outputs (or gradients)
+    Buffer h_lookahead, c_lookahead;
+};
+
+/// Every window of `plan` through the stack, its chunk's outputs into ys; with a record, each
+/// window kept from its recorded_at step, and dropout drawn from rng.
+void run_windows(const RunWeights& weights, const ChunkPlan& plan, ConstSeqView xs, SeqView ys, float* h, float* c,
+                 Workspace& ws, const RecordView* record, std::mt19937_64* rng)
+{
+    const ModelSpec& spec = weights.spec;
+    const Index B = plan.B, Y = spec.directions() * spec.output_size();
+    WindowBuffers buffers(spec, plan, Y);
+    const SeqView window_y = SeqView::time_major(buffers.steps.data(), B, Y, Y);
+    for (std::size_t k = 0; k < plan.windows.size(); ++k) {
+        const ChunkPlan::Window& w = plan.windows[k];
+        RecordView kept = record ? record->from_step(spec, w.recorded_at, B) : RecordView{};
+        run_stack_chunk(weights, xs.from_step(w.start), window_y, w.steps, B, plan.lengths(k, ChunkPlan::whole),
+                        buffers.window(plan, k), h, c, ws, record ? &kept : nullptr, rng);
+        for (Index t = 0; t < w.chunk_steps; ++t)
+            for (Index b = 0; b < B; ++b)
+                std::copy_n(window_y.row(t, b), Y, ys.row(w.start + t, b));
+    }
+}
+
 }  // namespace
 
 void forward_chunked(const Model& model, const float* x, Index T, Index B, const std::int64_t* lengths,
                      Chunking chunking, float* y, float* h, float* c)
 {
-    check_chunking(chunking);
-    const ModelSpec& spec = model.spec();
-    if (!spec.bidirectional || chunking.chunk >= T) {  // one chunk, or nothing to cut
+    if (!windowed(model.spec(), T, B, lengths, chunking)) {
         model.forward(x, T, B, lengths, y, h, c);
         return;
     }
-    if (lengths)
-        for (Index b = 0; b < B; ++b)
-            if (lengths[b] < 0 || lengths[b] > T)
-                raise(ErrorKind::argument, "lengths[" + std::to_string(b) + "]: expected 0 to " + std::to_string(T) +
-                                               ", got " + std::to_string(lengths[b]));
-    if (B == 0)
-        return;
-    const Index I = spec.input_size, H = spec.hidden_size, H_out = spec.output_size();
-    const Index Y = spec.directions() * H_out;
-    const Index W = std::min(T, chunking.chunk + chunking.lookahead);  // the longest window
-    const ConstSeqView xs = ConstSeqView::of(x, T, B, I, I, spec.batch_first);
-    const SeqView ys = SeqView::of(y, T, B, Y, Y, spec.batch_first);
-
+    const ModelSpec& spec = model.spec();
+    const Index I = spec.input_size, Y = spec.directions() * spec.output_size();
+    const ChunkPlan plan = plan_chunks(T, B, lengths, chunking);
     const std::shared_ptr<const detail::WeightSet> weights = ModelAccess::store(model).current();
     const RunWeights run{spec, weights->values.data(),
-                         ModelAccess::copies(model, *weights, weight_copies_for(spec, W, B, false))};
-    Workspace ws(spec, W, B, false);
-    Buffer window_y(buffer_size({W, B, Y}));
-    Buffer h_lookahead(buffer_size({B, H_out})), c_lookahead(buffer_size({B, spec.has_cell_state() ? H : 0}));
-    std::vector<std::int64_t> window_lengths(static_cast<std::size_t>(B)), chunk_lengths(window_lengths),
-        lookahead_lengths(window_lengths);
-    const SeqView window_view = SeqView::time_major(window_y.data(), B, Y, Y);
+                         ModelAccess::copies(model, *weights, weight_copies_for(spec, plan.longest, B, false))};
+    Workspace ws(spec, plan.longest, B, false);
+    run_windows(run, plan, ConstSeqView::of(x, T, B, I, I, spec.batch_first),
+                SeqView::of(y, T, B, Y, Y, spec.batch_first), h, c, ws, nullptr, nullptr);
+}
 
-    for (Index start = 0; start < T; start += chunking.chunk) {
-        const Index end = std::min(T, start + chunking.chunk), window_end = std::min(T, end + chunking.lookahead);
-        // Each row over its own length: the steps of this window, of its chunk and of its look-ahead.
-        for (Index b = 0; b < B; ++b) {
-            const Index valid = lengths ? static_cast<Index>(lengths[b]) : T;
-            const auto b_ = static_cast<std::size_t>(b);
-            window_lengths[b_] = std::clamp<Index>(valid - start, 0, window_end - start);
-            chunk_lengths[b_] = std::clamp<Index>(valid - start, 0, end - start);
-            lookahead_lengths[b_] = std::clamp<Index>(valid - end, 0, window_end - end);
-        }
-        const ChunkWindow window{end - start, chunk_lengths.data(), lookahead_lengths.data(), h_lookahead.data(),
-                                 c_lookahead.data()};
-        run_stack_chunk(run, xs.from_step(start), window_view, window_end - start, B, window_lengths.data(), window,
-                        h, c, ws);
-        for (Index t = 0; t < end - start; ++t)
-            for (Index b = 0; b < B; ++b)
-                std::copy_n(window_view.row(t, b), Y, ys.row(start + t, b));
+void forward_train_chunked(Model& model, const float* x, Index T, Index B, const std::int64_t* lengths,
+                           Chunking chunking, float* y, float* h, float* c)
+{
+    if (!windowed(model.spec(), T, B, lengths, chunking)) {
+        model.forward_train(x, T, B, lengths, y, h, c);
+        return;
     }
+    const ModelSpec& spec = model.spec();
+    TrainingState& training = ModelAccess::training(model);
+    const Exclusive::Hold hold(training.record_use, "forward(train=True)", "this model's training record");
+    const Index I = spec.input_size, Y = spec.directions() * spec.output_size();
+    // Everything is allocated before the record changes, as in Model::forward_train; the record
+    // keeps every window's steps, one window after another.
+    ChunkPlan plan = plan_chunks(T, B, lengths, chunking);
+    std::shared_ptr<const detail::WeightSet> weights = ModelAccess::store(model).current();
+    const DerivedWeights copies(spec, weight_copies_for(spec, plan.longest, B, false), weights->values.data());
+    Workspace ws(spec, plan.longest, B, true);
+    std::vector<std::int64_t> kept_lengths;
+    if (lengths)
+        kept_lengths.assign(lengths, lengths + B);
+    ForwardRecord& record = training.record;
+    prepare_record(record, spec, plan.recorded, B, nullptr, {BatchPart{0, B}});
+    training.recorded = false;  // until the new record is complete
+    record.T = T;
+    record.lengths = std::move(kept_lengths);
+    record.chunks = std::move(plan);
+    record.weights = std::move(weights);
+    const RunWeights run{spec, record.weights->values.data(), &copies};
+    run_windows(run, record.chunks, ConstSeqView::of(x, T, B, I, I, spec.batch_first),
+                SeqView::of(y, T, B, Y, Y, spec.batch_first), h, c, ws, &record.parts[0].view, &training.dropout_rng);
+    training.recorded = true;
+}
+
+void backward_chunked(const ModelSpec& spec, const ForwardRecord& record, float* gradients, ConstSeqView dy,
+                      const float* dh_n, const float* dc_n, SeqView dx, float* dh0, float* dc0)
+{
+    const ChunkPlan& plan = record.chunks;
+    const Index B = record.B, T = record.T, I = spec.input_size, Y = spec.directions() * spec.output_size();
+    const Index H_out = spec.output_size(), H = spec.hidden_size, cells = Index(spec.num_layers) * spec.directions();
+    const Index C = dc0 ? H : 0;
+    WindowBuffers buffers(spec, plan, std::max(I, Y));
+    const SeqView dy_window = SeqView::time_major(buffers.steps.data(), B, Y, Y);
+    Buffer dx_window(buffer_size({plan.longest, B, I}));
+    const SeqView dx_view = SeqView::time_major(dx_window.data(), B, I, I);
+    Buffer d_out(static_cast<std::size_t>(backward_buffer_size(spec, plan.longest, B))), d_in(d_out.size());
+    // The state's gradient carried back from window to window: after it (dh_n, dc_n) and before.
+    Buffer dh_after(buffer_size({cells, B, H_out}), 0.0f), dh_before(dh_after.size());
+    Buffer dc_after(buffer_size({cells, B, C}), 0.0f), dc_before(dc_after.size());
+    if (dh_n)
+        std::copy_n(dh_n, dh_after.size(), dh_after.data());
+    if (dc_n && C)
+        std::copy_n(dc_n, dc_after.size(), dc_after.data());
+    for (Index t = 0; t < T; ++t)
+        for (Index b = 0; b < B; ++b)
+            std::fill_n(dx.row(t, b), I, 0.0f);
+
+    for (std::size_t k = plan.windows.size(); k-- > 0;) {
+        const ChunkPlan::Window& w = plan.windows[k];
+        // Only the chunk's own steps are outputs: the look-ahead's get no gradient from dy.
+        for (Index t = 0; t < w.steps; ++t)
+            for (Index b = 0; b < B; ++b) {
+                float* row = dy_window.row(t, b);
+                if (t < w.chunk_steps)
+                    std::copy_n(dy.row(w.start + t, b), Y, row);
+                else
+                    std::fill_n(row, Y, 0.0f);
+            }
+        const RecordView kept = record.parts[0].view.from_step(spec, w.recorded_at, B);
+        const std::int64_t* reached = plan.lengths(k, ChunkPlan::whole);
+        const BackwardPass pass{spec, record.weights->values.data(), gradients, kept, w.steps, B, reached};
+        run_backward_chunk(pass, buffers.window(plan, k), dy_window, dh_after.data(), C ? dc_after.data() : nullptr,
+                           dx_view, dh_before.data(), C ? dc_before.data() : nullptr, d_out.data(), d_in.data());
+        for (Index t = 0; t < w.steps; ++t)
+            for (Index b = 0; b < B; ++b)
+                mat(dx.row(w.start + t, b), 1, I) += mat(static_cast<const float*>(dx_view.row(t, b)), 1, I);
+        // A reverse direction starts each window it reaches from zeros: no gradient goes further
+        // back there; rows the window does not reach keep theirs for an earlier window.
+        for (Index cell = 1; cell < cells; cell += 2)
+            for (Index b = 0; b < B; ++b)
+                if (reached[b] > 0) {
+                    std::fill_n(dh_before.data() + (cell * B + b) * H_out, H_out, 0.0f);
+                    if (C)
+                        std::fill_n(dc_before.data() + (cell * B + b) * C, C, 0.0f);
+                }
+        std::swap(dh_after, dh_before);
+        std::swap(dc_after, dc_before);
+    }
+    std::copy_n(dh_after.data(), dh_after.size(), dh0);
+    if (C)
+        std::copy_n(dc_after.data(), dc_after.size(), dc0);
 }
 
 namespace {

@@ -92,11 +92,19 @@ struct ChunkWindow {
 };
 
 /// forward_stack over one window of a chunked forward: x, y, lengths (each row's valid steps in
-/// the window) and ws as run_stack's; h, c [L * D, B, ...]: the forward directions' state carried
-/// from the last chunk (and on to the next), and the reverse directions' at the end of their last
-/// run (rows the window reaches start from zeros). Allocates nothing.
+/// the window), ws, record and rng as run_stack's; h, c [L * D, B, ...]: the forward directions'
+/// state carried from the last chunk (and on to the next), and the reverse directions' at the end
+/// of their last run (rows the window reaches start from zeros). Allocates nothing.
 void run_stack_chunk(const RunWeights& weights, ConstSeqView x, SeqView y, Index T, Index B,
-                     const std::int64_t* lengths, const ChunkWindow& window, float* h, float* c, Workspace& ws);
+                     const std::int64_t* lengths, const ChunkWindow& window, float* h, float* c, Workspace& ws,
+                     RecordView* record = nullptr, std::mt19937_64* rng = nullptr);
+
+/// backward_stack over one window's record (pass: its T steps, lengths as run_stack_chunk's):
+/// dh_n, dc_n, the gradient of the state after the window, the forward directions' at the chunk's
+/// end; out, dh0 and dc0 of the state before it. d_out and d_in as backward_stack's; `window`'s
+/// state buffers serve as scratch. Allocates.
+void run_backward_chunk(const BackwardPass& pass, const ChunkWindow& window, ConstSeqView dy, const float* dh_n,
+                        const float* dc_n, SeqView dx, float* dh0, float* dc0, float* d_out, float* d_in);
 
 /// backward_stack (stack.hpp) on the CPU. Allocates.
 void run_backward(const BackwardPass& pass, ConstSeqView dy, const float* dh_n, const float* dc_n, SeqView dx,

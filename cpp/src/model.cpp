@@ -226,6 +226,10 @@ void Model::backward(const float* dy, const float* dh_n, const float* dc_n, floa
     }
     const ConstSeqView dys = ConstSeqView::of(dy, T, B, Y, Y, spec_.batch_first);
     const SeqView dxs = SeqView::of(dx, T, B, I, I, spec_.batch_first);
+    if (!record.chunks.empty()) {
+        backward_chunked(spec_, record, gradients, dys, dh_n, dc_n, dxs, dh0, dc0);
+        return;
+    }
     const float* parameters = record.weights->values.data();
     std::vector<BatchPart> rows;
     for (const ForwardRecord::Part& part : record.parts)

@@ -21,6 +21,8 @@ struct ModelAccess {
     /// guard of the model's training record.
     static std::size_t record_parts(const Model& model) { return model.training_->record.parts.size(); }
     static Exclusive& record_use(Model& model) { return model.training_->record_use; }
+    /// The record, its guard and dropout's draws, for a chunked training forward (chunked.cpp).
+    static TrainingState& training(Model& model) { return *model.training_; }
 };
 
 }  // namespace streamrnn

@@ -50,6 +50,7 @@ void prepare_record(ForwardRecord& record, const ModelSpec& spec, Index T, Index
     record.lengths = std::move(kept_lengths);
     record.T = T;
     record.B = B;
+    record.chunks.windows.clear();
 }
 
 }  // namespace streamrnn

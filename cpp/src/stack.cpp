@@ -103,8 +103,9 @@ struct CpuChunkForward : CpuForward {
             std::copy_n(h, B * H_out, window.h_lookahead);
             if (c)
                 std::copy_n(c, B * H, window.c_lookahead);
+            RecordView::Cell kept_ahead = kept ? kept->from_step(weights.spec, C, B) : RecordView::Cell{};
             scan_layer(weights, layer, 0, in.from_step(C), out.from_step(C), T - C, B, window.lookahead_lengths,
-                       window.h_lookahead, c ? window.c_lookahead : nullptr, ws, kept);
+                       window.h_lookahead, c ? window.c_lookahead : nullptr, ws, kept ? &kept_ahead : nullptr);
             return;
         }
         for (Index b = 0; b < B; ++b) {
@@ -121,10 +122,56 @@ struct CpuChunkForward : CpuForward {
 }  // namespace
 
 void run_stack_chunk(const RunWeights& weights, ConstSeqView x, SeqView y, Index T, Index B,
-                     const std::int64_t* lengths, const ChunkWindow& window, float* h, float* c, Workspace& ws)
+                     const std::int64_t* lengths, const ChunkWindow& window, float* h, float* c, Workspace& ws,
+                     RecordView* record, std::mt19937_64* rng)
 {
-    CpuChunkForward backend{{weights, ws, nullptr}, window};
-    forward_stack(backend, weights.spec, x, y, T, B, lengths, h, c, nullptr);
+    CpuChunkForward backend{{weights, ws, rng}, window};
+    forward_stack(backend, weights.spec, x, y, T, B, lengths, h, c, record);
+}
+
+namespace {
+
+/// Back through one window of a chunked forward: a forward direction through its look-ahead run
+/// (whose end state went nowhere), then through the chunk, with the gradient of the chunk's end
+/// state from both the look-ahead run and the chunks after it.
+struct CpuChunkBackward : CpuBackward {
+    const ChunkWindow& window;
+
+    void scan_back(int layer, int direction, ConstSeqView d_out, float* d_in, float* dh, float* dc,
+                   const RecordView::Cell& kept)
+    {
+        const Index T = pass.T, C = window.chunk_steps, B = pass.B;
+        if (direction != 0 || T == C) {
+            CpuBackward::scan_back(layer, direction, d_out, d_in, dh, dc, kept);
+            return;
+        }
+        const ModelSpec& spec = pass.spec;
+        const Index H_out = spec.output_size(), H = spec.hidden_size, I = spec.layer_input_size(layer);
+        std::copy_n(dh, B * H_out, window.h_lookahead);
+        std::fill_n(dh, B * H_out, 0.0f);
+        if (dc) {
+            std::copy_n(dc, B * H, window.c_lookahead);
+            std::fill_n(dc, B * H, 0.0f);
+        }
+        const RecordView ahead_record = pass.record.from_step(spec, C, B);
+        const BackwardPass ahead{spec, pass.parameters, pass.gradients, ahead_record, T - C, B,
+                                 window.lookahead_lengths};
+        backward_layer(ahead, layer, 0, d_out.from_step(C), d_in + C * B * I, dh, dc, threads);
+        mat(dh, B, H_out) += mat(static_cast<const float*>(window.h_lookahead), B, H_out);
+        if (dc)
+            mat(dc, B, H) += mat(static_cast<const float*>(window.c_lookahead), B, H);
+        const BackwardPass chunk{spec, pass.parameters, pass.gradients, pass.record, C, B, window.chunk_lengths};
+        backward_layer(chunk, layer, 0, d_out, d_in, dh, dc, threads);
+    }
+};
+
+}  // namespace
+
+void run_backward_chunk(const BackwardPass& pass, const ChunkWindow& window, ConstSeqView dy, const float* dh_n,
+                        const float* dc_n, SeqView dx, float* dh0, float* dc0, float* d_out, float* d_in)
+{
+    CpuChunkBackward backend{{pass, 1}, window};
+    backward_stack(backend, pass, dy, dh_n, dc_n, dx, dh0, dc0, d_out, d_in);
 }
 
 void run_backward(const BackwardPass& pass, ConstSeqView dy, const float* dh_n, const float* dc_n, SeqView dx,

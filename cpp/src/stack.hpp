@@ -29,8 +29,32 @@ struct RecordView {
         /// reset-before r * h.
         float* extra = nullptr;
         float* pre = nullptr;  ///< [T, B, G]: a cell with options' pre-activations (StepBuffers::pre)
+
+        /// The same buffers from step t of B rows on.
+        Cell from_step(const ModelSpec& spec, Index t, Index B) const
+        {
+            const Index rows = t * B, H = spec.hidden_size, H_out = spec.output_size(), G = spec.gate_rows();
+            auto at = [rows](float* data, Index width) { return data ? data + rows * width : nullptr; };
+            return {at(gates, G), at(h_prev, H_out), at(c_prev, H), at(c_next, H), at(extra, H), at(pre, G)};
+        }
     };
     std::vector<Cell> cells;
+
+    /// The record from step t of B rows on: the same buffers, each at its row t * B (a chunked
+    /// forward keeps its windows, and a window's look-ahead run, one after another in one record).
+    RecordView from_step(const ModelSpec& spec, Index t, Index B) const
+    {
+        RecordView view = *this;
+        for (int layer = 0; layer < spec.num_layers; ++layer) {
+            const std::size_t l = static_cast<std::size_t>(layer);
+            const Index rows = t * B * spec.layer_input_size(layer);
+            view.inputs[l] = inputs[l] + rows;
+            view.masks[l] = masks[l] ? masks[l] + rows : nullptr;
+        }
+        for (Cell& cell : view.cells)
+            cell = cell.from_step(spec, t, B);
+        return view;
+    }
 
     /// A record of T steps of B rows, each buffer from allocate(floats) -> float*.
     template <typename Allocate>

@@ -53,7 +53,7 @@ nb::tuple forward(Model& model, nb::handle x_in, nb::handle state_in, nb::handle
 
 /// The chunked (latency-controlled) forward of a bidirectional model: (y, state), as forward's.
 nb::tuple forward_chunked(Model& model, nb::handle x_in, nb::handle state_in, nb::handle lengths_in,
-                          nb::handle chunk_in, nb::handle lookahead_in)
+                          nb::handle chunk_in, nb::handle lookahead_in, bool train)
 {
     const ModelSpec& spec = model.spec();
     const Chunking chunking{static_cast<Index>(to_integer(chunk_in, "chunk")),
@@ -63,7 +63,11 @@ nb::tuple forward_chunked(Model& model, nb::handle x_in, nb::handle state_in, nb
     const long long T = call.T, B = call.B;
     return host_sequence_call(spec, call, state_shape(spec, B, call.batched), state_in,
                               [&](float* h, float* c, float* y) {
-                                  forward_chunked(model, x.data(), T, B, call.lengths_data(), chunking, y, h, c);
+                                  if (train)
+                                      forward_train_chunked(model, x.data(), T, B, call.lengths_data(), chunking, y,
+                                                            h, c);
+                                  else
+                                      forward_chunked(model, x.data(), T, B, call.lengths_data(), chunking, y, h, c);
                               });
 }
 
@@ -244,8 +248,9 @@ void bind_model(nb::module_& m)
         .def("forward", &forward, "x"_a.none(), "state"_a.none(), "lengths"_a.none(), "train"_a = false,
              "Whole-sequence forward: (y, state); train=True keeps what backward reads.")
         .def("forward_chunked", &forward_chunked, "x"_a.none(), "state"_a.none(), "lengths"_a.none(),
-             "chunk"_a.none(), "lookahead"_a.none(),
-             "Latency-controlled forward of a bidirectional model in chunks with a look-ahead: (y, state).")
+             "chunk"_a.none(), "lookahead"_a.none(), "train"_a,
+             "Latency-controlled forward of a bidirectional model in chunks with a look-ahead: (y, state);\n"
+             "train: keep a record for backward, with dropout between layers.")
         .def("cell_forward", &cell_forward, "x"_a.none(), "state"_a.none(), "train"_a = false,
              "One step of a cell: the new state.")
         .def("backward", &layer_backward, "dy"_a.none(), "dstate"_a.none(),

@@ -122,17 +122,16 @@ class _Layer(_Module):
           `lookahead` steps after it (latency-controlled, as it streams; README "Bidirectional
           streaming"); the returned state's forward entries are the forward directions' state after
           the last step, its reverse entries the reverse directions' at the start of the last chunk.
-          A given `lookahead` needs a `chunk`; chunk >= T is the plain forward.
+          A given `lookahead` needs a `chunk`; chunk >= T is the plain forward. With train=True,
+          backward() goes back through the chunks (the model learns what it will stream).
         """
         train = _checks.flag("train", train)
         if chunk is not None or lookahead is not None:
             if chunk is None:
                 raise ValueError("lookahead: given without chunk; give chunk= (the steps of each chunk) too")
-            if train:
-                raise NotImplementedError("train=True with chunk=: training in chunks is not implemented yet")
             if self._device_model is not None:
                 raise ValueError(f"chunk: chunked calls run on the CPU, and this model is on {self.device}")
-            return self._core.forward_chunked(x, state, lengths, chunk, 0 if lookahead is None else lookahead)
+            return self._core.forward_chunked(x, state, lengths, chunk, 0 if lookahead is None else lookahead, train)
         if self._device_model is not None:
             return self._device_model.forward(x, state, lengths, train)
         return self._core.forward(x, state, lengths, train)

@@ -3,6 +3,8 @@
 #include "model_access.hpp"
 #include "model_cases.hpp"
 
+#include "streamrnn/chunked.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -54,6 +56,7 @@ struct Problem {
     int threads;
     std::vector<float> x, h0, c0, r_y, r_h, r_c;
     std::vector<std::int64_t> lengths;  ///< empty: none
+    Chunking chunking{0, 0};            ///< chunk 0: a plain forward, else forward_train_chunked
 
     Problem(const ModelSpec& spec, Index T_, Index B_, bool with_lengths, int threads_, unsigned seed)
         : T(T_), B(B_), threads(threads_)
@@ -78,8 +81,13 @@ struct Problem {
 double loss(Model& model, const Problem& p)
 {
     std::vector<float> y(p.r_y.size()), h = p.h0, c = p.c0;
-    model.forward_train(p.x.data(), p.T, p.B, p.lengths.empty() ? nullptr : p.lengths.data(), y.data(), h.data(),
-                        c.empty() ? nullptr : c.data(), p.threads);
+    const std::int64_t* lengths = p.lengths.empty() ? nullptr : p.lengths.data();
+    if (p.chunking.chunk > 0)
+        forward_train_chunked(model, p.x.data(), p.T, p.B, lengths, p.chunking, y.data(), h.data(),
+                              c.empty() ? nullptr : c.data());
+    else
+        model.forward_train(p.x.data(), p.T, p.B, lengths, y.data(), h.data(), c.empty() ? nullptr : c.data(),
+                            p.threads);
     auto dot = [](const std::vector<float>& a, const std::vector<float>& b) {
         return std::inner_product(a.begin(), a.end(), b.begin(), 0.0, std::plus<>(),
                                   [](float u, float v) { return double(u) * double(v); });
@@ -156,12 +164,13 @@ struct Tally {
 /// Checks backward's weight, input and initial-state gradients for a model of `spec` over T
 /// steps of B rows, at most `most` elements of each tensor or input.
 void check_gradients(const ModelSpec& spec, Index T, Index B, bool with_lengths, int threads, std::size_t most,
-                     unsigned seed)
+                     unsigned seed, Chunking chunking = {0, 0})
 {
     // Dropout (off in spec) would draw new masks every forward: the differences would measure them.
     REQUIRE(spec.dropout == 0.0);
     Model model(spec, seed);
-    const Problem p(spec, T, B, with_lengths, threads, seed + 1);
+    Problem p(spec, T, B, with_lengths, threads, seed + 1);
+    p.chunking = chunking;
     const bool lstm = spec.has_cell_state();
     // Relu, clipping and the piecewise functions are smooth only piecewise; so is softsign's
     // slope, whose jump in curvature at 0 puts the differences near it off by far more than s^2.
@@ -297,6 +306,25 @@ TEST_CASE("backward's gradients agree with central differences of the forward wh
         INFO(kind.name);
         check_gradients(option.spec(kind), 8, 32, option.lengths, 2, 12, seed += 20);
     }
+}
+
+TEST_CASE("backward's gradients agree with central differences of the chunked forward (latency-controlled)")
+{
+    // Windows that overlap (a look-ahead past the chunk), that do not, and a last chunk cut short;
+    // with lengths, rows end inside a chunk, inside a look-ahead, or have no steps.
+    const std::size_t every = std::numeric_limits<std::size_t>::max();
+    const Options stacked{"two bidirectional layers", 2, true, false, false, true, false, false, 3};
+    const Options joined{"two bidirectional residual layers without bias, batch-first, with lengths", 2, true, true,
+                         true, false, true, false, 3};
+    unsigned seed = 900;
+    for (const Kind& kind : kinds)
+        for (const Options* option : {&stacked, &joined})
+            for (const Chunking chunking : {Chunking{2, 3}, Chunking{3, 0}}) {
+                INFO(kind.name);
+                INFO(option->name);
+                INFO("chunk " << chunking.chunk << ", lookahead " << chunking.lookahead);
+                check_gradients(option->spec(kind), 7, 3, option->lengths, 1, every, seed += 20, chunking);
+            }
 }
 
 TEST_CASE("backward's gradients agree with central differences of the forward with ONNX's cell options")

@@ -34,6 +34,14 @@ struct Chunking {
 void forward_chunked(const Model& model, const float* x, Index T, Index B, const std::int64_t* lengths,
                      Chunking chunking, float* y, float* h, float* c);
 
+/// Training forward of forward_chunked: Model::forward_train with the chunks (its record replaced,
+/// dropout between layers), for Model::backward, so that a model is trained with the chunking it
+/// streams with. The record keeps every window, chunk and look-ahead: (chunk + lookahead) / chunk
+/// times a whole-sequence record. Throws as forward_chunked, and ConcurrencyError as
+/// Model::forward_train.
+void forward_train_chunked(Model& model, const float* x, Index T, Index B, const std::int64_t* lengths,
+                           Chunking chunking, float* y, float* h, float* c);
+
 /// Streams a model in chunks with a look-ahead: forward_chunked, fed a few steps at a time. A
 /// chunk's outputs are complete once the `lookahead` steps after it have arrived, or at flush();
 /// so each output comes at most chunk + lookahead - 1 steps after its input. Every buffer (the

@@ -65,7 +65,8 @@ public:
     void forward_train(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h, float* c,
                        int threads = 1);
 
-    /// Backpropagation through time over the last forward_train, with the weights it ran with.
+    /// Backpropagation through time over the last forward_train (or forward_train_chunked,
+    /// chunked.hpp), with the weights it ran with.
     ///   dy: like y; dh_n, dc_n: dL/d(final state), like h and c, or null for zeros.
     ///   dx: out, like x; dh0, dc0: out, dL/d(initial state), like h and c (dc0 null unless LSTM).
     ///   steps, batch: the record's sizes that the arrays were made for (recorded_steps(),
