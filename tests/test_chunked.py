@@ -426,3 +426,45 @@ def test_chunked_training_with_dropout_drops_between_layers_only_in_training():
     assert not np.array_equal(y_a, y_eval) and not np.array_equal(y_a, y_b)
     dx, _ = m.backward(np.ones_like(y_b))
     assert dx.shape == x.shape and np.all(np.isfinite(dx))
+
+
+# ------------------------------------------------------------------------------------------------
+# A chunked stream whose state or weights change part way: the pending steps start a chunk from
+# the new state, with the new weights (layer 0's forward run over the look-ahead, which the next
+# chunk reuses, is made again).
+
+
+@pytest.mark.parametrize("change", ["state", "weights"])
+@pytest.mark.parametrize("chunk, lookahead", [(3, 2), (2, 5), (4, 0)])
+def test_a_chunked_stream_changed_part_way_runs_its_pending_steps_from_the_change(change, chunk, lookahead):
+    kind, cfg, m = model("LSTM")
+    rng = rng_for("changed part way", change, chunk, lookahead)
+    x = randn(rng, 16, 2, cfg["input_size"])
+    s = m.stream(2, chunk=chunk, lookahead=lookahead)
+    y_first = s.process(x[:9])
+    done = y_first.shape[0]
+    expected_first, _ = m(x[:9], chunk=chunk, lookahead=lookahead)
+    state = tuple(v.copy() for v in s.state)
+    if change == "state":
+        state = tuple(randn(rng, *v.shape, scale=0.5) for v in state)
+        s.state = state
+    else:  # the windows after it run with the new weights throughout
+        m.load_state_dict(make_sr(kind, cfg, seed=5).state_dict())
+    y_rest, _ = feed_chunked(s, x[9:], [3, 4])
+    expected, _ = m(x[done:], state, chunk=chunk, lookahead=lookahead)
+    assert_close(y_first, expected_first[:done])
+    assert_close(y_rest, expected)
+
+
+def test_a_chunked_stream_reset_of_one_row_part_way_starts_its_pending_steps_afresh():
+    kind, cfg, m = model("LSTM-proj")
+    rng = rng_for("reset part way")
+    x = randn(rng, 14, 3, cfg["input_size"])
+    s = m.stream(3, chunk=3, lookahead=4)
+    done = s.process(x[:8]).shape[0]
+    h, c = (v.copy() for v in s.state)
+    s.reset(1)
+    h[:, 1], c[:, 1] = 0.0, 0.0
+    y_rest, _ = feed_chunked(s, x[8:], [6])
+    expected, _ = m(x[done:], (h, c), chunk=3, lookahead=4)
+    assert_close(y_rest, expected)

@@ -13,6 +13,7 @@
 #include "sizes.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -75,20 +76,108 @@ struct WindowBuffers {
     Buffer h_lookahead, c_lookahead;
 };
 
+/// Layer 0's forward direction over the windows of a chunked forward. Its inputs are the model's
+/// own, the same in every window, so that its run over one window's look-ahead (from the chunk's
+/// end state) is the next window's run over its chunk: it runs once over each step, as far as a
+/// window needs, and keeps its state at the ends of the chunks ahead, which is the state carried
+/// from chunk to chunk. The windows start at one chunk after another. Allocates at construction
+/// only.
+class FirstForward {
+public:
+    FirstForward(const ModelSpec& spec, Index window_steps, Index batch, Chunking chunking)
+        : C(chunking.chunk), H_out(spec.output_size()), H(spec.has_cell_state() ? spec.hidden_size : 0), B(batch),
+          ends(1 + chunking.lookahead / chunking.chunk), y(buffer_size({window_steps, B, H_out})),
+          h_run(buffer_size({B, H_out})), c_run(buffer_size({B, H})), h_ends(buffer_size({ends, B, H_out})),
+          c_ends(buffer_size({ends, B, H})), part_lengths(static_cast<std::size_t>(B))
+    {
+    }
+
+    /// Runs over the window's steps [done, steps): x its input from its first step, lengths each
+    /// row's valid steps in the window (or null); from (h, c), the carried state [B, H_out] and
+    /// [B, H] (null without a cell state), where it has run over none of them yet.
+    void advance(const RunWeights& weights, ConstSeqView x, Index steps, const std::int64_t* lengths, const float* h,
+                 const float* c, Workspace& ws) noexcept
+    {
+        if (done == 0) {
+            std::copy_n(h, h_run.size(), h_run.data());
+            std::copy_n(c, c_run.size(), c_run.data());
+        }
+        const SeqView out = SeqView::time_major(y.data(), B, H_out, H_out);
+        while (done < steps) {
+            const Index next = std::min(steps, (done / C + 1) * C);  // a chunk's end, or the window's
+            for (Index b = 0; lengths && b < B; ++b)
+                part_lengths[static_cast<std::size_t>(b)] = std::clamp<Index>(lengths[b] - done, 0, next - done);
+            scan_layer(weights, 0, 0, x.from_step(done), out.from_step(done), next - done, B,
+                       lengths ? part_lengths.data() : nullptr, h_run.data(), H ? c_run.data() : nullptr, ws, nullptr);
+            done = next;
+            if (done % C == 0) {
+                const Index slot = (chunks + done / C - 1) % ends;
+                std::copy_n(h_run.data(), B * H_out, h_ends.data() + slot * B * H_out);
+                std::copy_n(c_run.data(), B * H, c_ends.data() + slot * B * H);
+            }
+        }
+    }
+
+    /// [steps, B, H_out], time-major: the outputs over the window's steps run so far.
+    const float* outputs() const noexcept { return y.data(); }
+
+    /// The window's first `chunk` steps (C, or fewer where the input ends there) are done: the
+    /// state at their end into h and c, and the steps after them become the next window's first.
+    void finish_chunk(Index chunk, float* h, float* c) noexcept
+    {
+        const Index slot = chunks % ends;
+        std::copy_n(chunk == C ? h_ends.data() + slot * B * H_out : h_run.data(), B * H_out, h);
+        if (H)
+            std::copy_n(chunk == C ? c_ends.data() + slot * B * H : c_run.data(), B * H, c);
+        std::copy(y.begin() + chunk * B * H_out, y.begin() + done * B * H_out, y.begin());
+        done -= chunk;
+        ++chunks;
+    }
+
+    /// The carried state changed (set, reset, or new weights): runs from it again.
+    void restart() noexcept
+    {
+        done = 0;
+        chunks = 0;
+    }
+
+private:
+    Index C, H_out, H, B;
+    Index ends;  ///< the chunk ends a window's steps reach, at most
+    Buffer y;    ///< [window steps, B, H_out]
+    Index done = 0;
+    Index chunks = 0;            ///< chunks finished since the last restart
+    Buffer h_run, c_run;         ///< the state after step done - 1
+    Buffer h_ends, c_ends;       ///< [ends, B, ...]: the state at the chunk ends ahead, by chunk % ends
+    std::vector<std::int64_t> part_lengths;
+};
+
 /// Every window of `plan` through the stack, its chunk's outputs into ys; with a record, each
-/// window kept from its recorded_at step, and dropout drawn from rng.
-void run_windows(const RunWeights& weights, const ChunkPlan& plan, ConstSeqView xs, SeqView ys, float* h, float* c,
-                 Workspace& ws, const RecordView* record, std::mt19937_64* rng)
+/// window kept from its recorded_at step, and dropout drawn from rng; else layer 0's forward
+/// direction runs once over every step (FirstForward).
+void run_windows(const RunWeights& weights, const ChunkPlan& plan, Chunking chunking, ConstSeqView xs, SeqView ys,
+                 float* h, float* c, Workspace& ws, const RecordView* record, std::mt19937_64* rng)
 {
     const ModelSpec& spec = weights.spec;
     const Index B = plan.B, Y = spec.directions() * spec.output_size();
     WindowBuffers buffers(spec, plan, Y);
+    std::optional<FirstForward> first;
+    if (!record)
+        first.emplace(spec, plan.longest, B, chunking);
     const SeqView window_y = SeqView::time_major(buffers.steps.data(), B, Y, Y);
     for (std::size_t k = 0; k < plan.windows.size(); ++k) {
         const ChunkPlan::Window& w = plan.windows[k];
+        const std::int64_t* lengths = plan.lengths(k, ChunkPlan::whole);
         RecordView kept = record ? record->from_step(spec, w.recorded_at, B) : RecordView{};
-        run_stack_chunk(weights, xs.from_step(w.start), window_y, w.steps, B, plan.lengths(k, ChunkPlan::whole),
-                        buffers.window(plan, k), h, c, ws, record ? &kept : nullptr, rng);
+        ChunkWindow window = buffers.window(plan, k);
+        if (first) {
+            first->advance(weights, xs.from_step(w.start), w.steps, lengths, h, c, ws);
+            window.first_forward = first->outputs();
+        }
+        run_stack_chunk(weights, xs.from_step(w.start), window_y, w.steps, B, lengths, window, h, c, ws,
+                        record ? &kept : nullptr, rng);
+        if (first)
+            first->finish_chunk(w.chunk_steps, h, c);
         for (Index t = 0; t < w.chunk_steps; ++t)
             for (Index b = 0; b < B; ++b)
                 std::copy_n(window_y.row(t, b), Y, ys.row(w.start + t, b));
@@ -111,7 +200,7 @@ void forward_chunked(const Model& model, const float* x, Index T, Index B, const
     const RunWeights run{spec, weights->values.data(),
                          ModelAccess::copies(model, *weights, weight_copies_for(spec, plan.longest, B, false))};
     Workspace ws(spec, plan.longest, B, false);
-    run_windows(run, plan, ConstSeqView::of(x, T, B, I, I, spec.batch_first),
+    run_windows(run, plan, chunking, ConstSeqView::of(x, T, B, I, I, spec.batch_first),
                 SeqView::of(y, T, B, Y, Y, spec.batch_first), h, c, ws, nullptr, nullptr);
 }
 
@@ -143,7 +232,7 @@ void forward_train_chunked(Model& model, const float* x, Index T, Index B, const
     record.chunks = std::move(plan);
     record.weights = std::move(weights);
     const RunWeights run{spec, record.weights->values.data(), &copies};
-    run_windows(run, record.chunks, ConstSeqView::of(x, T, B, I, I, spec.batch_first),
+    run_windows(run, record.chunks, chunking, ConstSeqView::of(x, T, B, I, I, spec.batch_first),
                 SeqView::of(y, T, B, Y, Y, spec.batch_first), h, c, ws, &record.parts[0].view, &training.dropout_rng);
     training.recorded = true;
 }
@@ -229,7 +318,7 @@ struct ChunkedStream::Impl {
           chunking(chunking_), window_steps(chunking_.chunk + chunking_.lookahead),
           I(spec.input_size), Y(spec.directions() * spec.output_size()),
           kind(weight_copies_for(spec, window_steps, batch, true).kind()), reader(ModelAccess::store(*model), kind),
-          workspace(spec, window_steps, batch, false)
+          workspace(spec, window_steps, batch, false), first(spec, window_steps, batch, chunking_)
     {
         const Index cells = Index(spec.num_layers) * spec.directions();
         h.assign(buffer_size({cells, batch, spec.output_size()}), 0.0f);
@@ -255,10 +344,18 @@ struct ChunkedStream::Impl {
         const RunWeights weights{spec, set.values.data(),
                                  static_cast<const DerivedWeights*>(
                                      set.derived[static_cast<std::size_t>(kind)].load(std::memory_order_acquire))};
-        const ChunkWindow window{chunk_steps, nullptr, nullptr, h_lookahead.data(), c_lookahead.data()};
+        if (set.version != version) {  // a window runs with one version of the weights throughout
+            first.restart();
+            version = set.version;
+        }
+        float* const c_data = c.empty() ? nullptr : c.data();
+        const ConstSeqView x = ConstSeqView::time_major(inputs.data(), batch, I, I);
+        first.advance(weights, x, steps, nullptr, h.data(), c_data, workspace);
+        const ChunkWindow window{chunk_steps,       nullptr, nullptr, h_lookahead.data(), c_lookahead.data(),
+                                 first.outputs()};
         const SeqView window_view = SeqView::time_major(window_y.data(), batch, Y, Y);
-        run_stack_chunk(weights, ConstSeqView::time_major(inputs.data(), batch, I, I), window_view, steps, batch,
-                        nullptr, window, h.data(), c.empty() ? nullptr : c.data(), workspace);
+        run_stack_chunk(weights, x, window_view, steps, batch, nullptr, window, h.data(), c_data, workspace);
+        first.finish_chunk(chunk_steps, h.data(), c_data);
         for (Index t = 0; t < chunk_steps; ++t)
             for (Index b = 0; b < batch; ++b)
                 std::copy_n(window_view.row(t, b), Y, y.row(at + t, b));
@@ -271,6 +368,7 @@ struct ChunkedStream::Impl {
         std::fill(h.begin(), h.end(), 0.0f);
         std::fill(c.begin(), c.end(), 0.0f);
         buffered = 0;
+        first.restart();
     }
 
     std::shared_ptr<const Model> model;
@@ -287,6 +385,10 @@ struct ChunkedStream::Impl {
     Index buffered = 0;
     Buffer window_y;  ///< [window_steps, B, Y]: a window's outputs
     Buffer h_lookahead, c_lookahead;
+    /// Layer 0's forward direction over the pending steps, run once for every window, with the
+    /// weights of `version`.
+    FirstForward first;
+    std::uint64_t version = 0;
     bool flush_denormals = true;
     mutable Exclusive in_use;
 };
@@ -365,6 +467,7 @@ bool ChunkedStream::reset(Index i) noexcept
     if (!use)
         return false;
     zero_state_row(s.h, s.c, Index(s.spec.num_layers) * s.spec.directions(), s.batch, i);
+    s.first.restart();
     return true;
 }
 
@@ -385,6 +488,7 @@ bool ChunkedStream::set_state(const float* h, const float* c) noexcept
     if (!use)
         return false;
     copy_state_in(s.h, s.c, h, c);
+    s.first.restart();
     return true;
 }
 

@@ -89,6 +89,9 @@ struct ChunkWindow {
     const std::int64_t* lookahead_lengths;
     float* h_lookahead;
     float* c_lookahead;
+    /// [T, B, H_out], time-major: layer 0's forward outputs over the window, run already (a chunked
+    /// forward runs them once for every window: chunked.cpp's FirstForward), or null to run them.
+    const float* first_forward = nullptr;
 };
 
 /// forward_stack over one window of a chunked forward: x, y, lengths (each row's valid steps in

@@ -87,8 +87,9 @@ void run_stack(const RunWeights& weights, ConstSeqView x, SeqView y, Index T, In
 namespace {
 
 /// The CPU's scans of one window of a chunked forward (chunked.hpp): the forward directions run
-/// the chunk's steps with the carried state, then the look-ahead's from a copy of it; the reverse
-/// directions start from zeros (in the rows the window reaches).
+/// the chunk's steps with the carried state, then the look-ahead's from a copy of it (layer 0's
+/// outputs are the window's first_forward, where given); the reverse directions start from zeros
+/// (in the rows the window reaches).
 struct CpuChunkForward : CpuForward {
     const ChunkWindow& window;
 
@@ -96,6 +97,10 @@ struct CpuChunkForward : CpuForward {
               float* h, float* c, RecordView::Cell* kept)
     {
         const Index C = window.chunk_steps, H_out = weights.spec.output_size(), H = weights.spec.hidden_size;
+        if (layer == 0 && direction == 0 && window.first_forward) {
+            copy_steps(ConstSeqView::time_major(window.first_forward, B, H_out, H_out), out, T, B);
+            return;
+        }
         if (direction == 0) {
             scan_layer(weights, layer, 0, in, out, C, B, window.chunk_lengths, h, c, ws, kept);
             if (T == C)
