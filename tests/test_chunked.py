@@ -468,3 +468,36 @@ def test_a_chunked_stream_reset_of_one_row_part_way_starts_its_pending_steps_afr
     y_rest, _ = feed_chunked(s, x[8:], [6])
     expected, _ = m(x[done:], (h, c), chunk=3, lookahead=4)
     assert_close(y_rest, expected)
+
+
+# ------------------------------------------------------------------------------------------------
+# ONNX's cell options in chunks. For one layer the algorithm is the model's own full forward, piece
+# by piece: the forward direction is the full forward's (its inputs, the model's, are the same in
+# every window), and each chunk's reverse outputs are those of the model run on its window alone.
+
+OPTION_CASES = {
+    "LSTM peepholes, clip": ("LSTM", dict(peepholes=True, clip=0.7)),
+    "LSTM functions, coupled gates": ("LSTM", dict(input_forget=True,
+                                                   activations=["HardSigmoid", ("LeakyRelu", 0.2), "Softsign"])),
+    "GRU functions": ("GRU", dict(activations=["Softsign", ("ScaledTanh", 1.2, 0.9)], clip=1.5)),
+    "RNN clip": ("RNN", dict(clip=0.5, activations=["Softsign"])),
+}
+
+
+@pytest.mark.parametrize("case", list(OPTION_CASES))
+@pytest.mark.parametrize("chunk, lookahead", [(3, 2), (2, 0), (4, 6)])
+def test_cell_options_in_chunks_are_the_models_own_forward_window_by_window(case, chunk, lookahead):
+    kind, options = OPTION_CASES[case]
+    m = getattr(sr, kind)(3, 4, bidirectional=True, seed=2, **options)
+    rng = rng_for("options in chunks", case, chunk, lookahead)
+    T, B = 11, 2
+    x = randn(rng, T, B, 3)
+    y, _ = m(x, chunk=chunk, lookahead=lookahead)
+    full, _ = m(x)
+    assert_close(y[..., :4], full[..., :4], what="the forward direction")
+    for start in range(0, T, chunk):
+        end, window_end = min(T, start + chunk), min(T, start + chunk + lookahead)
+        window, _ = m(x[start:window_end])
+        assert_close(y[start:end, :, 4:], window[: end - start, :, 4:], what=f"the reverse direction at {start}")
+    streamed, _ = feed_chunked(m.stream(B, chunk=chunk, lookahead=lookahead), x, random_pieces(rng, T))
+    assert_close(streamed, y)

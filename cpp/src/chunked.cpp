@@ -198,7 +198,7 @@ void forward_chunked(const Model& model, const float* x, Index T, Index B, const
     const ChunkPlan plan = plan_chunks(T, B, lengths, chunking);
     const std::shared_ptr<const detail::WeightSet> weights = ModelAccess::store(model).current();
     const RunWeights run{spec, weights->values.data(),
-                         ModelAccess::copies(model, *weights, weight_copies_for(spec, plan.longest, B, false))};
+                         ModelAccess::copies(model, *weights, weight_copies_for(spec, T, B, false))};
     Workspace ws(spec, plan.longest, B, false);
     run_windows(run, plan, chunking, ConstSeqView::of(x, T, B, I, I, spec.batch_first),
                 SeqView::of(y, T, B, Y, Y, spec.batch_first), h, c, ws, nullptr, nullptr);
@@ -219,7 +219,7 @@ void forward_train_chunked(Model& model, const float* x, Index T, Index B, const
     // keeps every window's steps, one window after another.
     ChunkPlan plan = plan_chunks(T, B, lengths, chunking);
     std::shared_ptr<const detail::WeightSet> weights = ModelAccess::store(model).current();
-    const DerivedWeights copies(spec, weight_copies_for(spec, plan.longest, B, false), weights->values.data());
+    const DerivedWeights copies(spec, weight_copies_for(spec, T, B, false), weights->values.data());
     Workspace ws(spec, plan.longest, B, true);
     std::vector<std::int64_t> kept_lengths;
     if (lengths)

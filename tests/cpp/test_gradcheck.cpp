@@ -372,5 +372,7 @@ TEST_CASE("backward's gradients agree with central differences of the forward wi
         spec.activations.insert(spec.activations.end(), c.reverse.begin(), c.reverse.end());
         REQUIRE(spec.has_cell_options());
         check_gradients(spec, 5, 3, option.lengths, 1, every, seed += 20);
+        INFO("in chunks of 2 with a look-ahead of 1");
+        check_gradients(spec, 5, 3, option.lengths, 1, every, seed += 20, Chunking{2, 1});
     }
 }
