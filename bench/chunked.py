@@ -11,12 +11,14 @@
   user would write it (inference_mode, one thread);
 
 and each one's cost over `full`; `steps` is the count of one-direction recurrent steps the chunks
-run per input step, over the full forward's (the reuse below included): what no exact
-implementation of the algorithm runs fewer of. Layer 0's forward direction reads the model's input,
-the same in every window, so streamrnn runs it once over each step (its look-ahead run is the next
-chunk's run); its reverse direction and every later layer's two run over chunk and look-ahead in
-each window, as the algorithm defines them (their inputs on the look-ahead steps differ from window
-to window). For L layers: (C + (C + R) + 2 (L - 1) (C + R)) / (2 L C), 1.75 at C = R = 30, L = 2.
+run per input step, over the full forward's: what no exact implementation of the algorithm runs
+fewer of on one thread. Every reverse direction runs over chunk and look-ahead in every window (it
+starts from zeros at the window's end). A forward direction runs over the look-ahead only where
+the next layer reads its outputs there, so not in the last layer (only the chunk's steps are
+outputs, and the state carried is the chunk's); and layer 0's, whose inputs are the model's own
+and the same in every window, runs once over each step (its look-ahead run is the next chunk's
+run). The middle layers' look-ahead inputs differ from window to window. For L >= 2 layers:
+(L (2C + R) + (L - 2) R) / (2 L C), 1.5 at C = R = 30 (one layer: (2C + R) / 2C).
 
 Run: python bench/chunked.py [--quick]. Needs the installed streamrnn and torch.
 """
@@ -74,7 +76,7 @@ def torch_lc(m):
 
 def work(chunk: int, lookahead: int) -> float:
     """One-direction recurrent steps per input step of the chunks, over the full forward's."""
-    return (chunk + (chunk + lookahead) + 2 * (L - 1) * (chunk + lookahead)) / (2 * L * chunk)
+    return (L * (2 * chunk + lookahead) + max(0, L - 2) * lookahead) / (2 * L * chunk)
 
 
 def main() -> None:

@@ -162,7 +162,7 @@ void run_windows(const RunWeights& weights, const ChunkPlan& plan, Chunking chun
     const Index B = plan.B, Y = spec.directions() * spec.output_size();
     WindowBuffers buffers(spec, plan, Y);
     std::optional<FirstForward> first;
-    if (!record)
+    if (!record && spec.num_layers > 1)  // one layer runs no look-ahead forward (stack.cpp, runs_ahead)
         first.emplace(spec, plan.longest, B, chunking);
     const SeqView window_y = SeqView::time_major(buffers.steps.data(), B, Y, Y);
     for (std::size_t k = 0; k < plan.windows.size(); ++k) {
@@ -318,8 +318,10 @@ struct ChunkedStream::Impl {
           chunking(chunking_), window_steps(chunking_.chunk + chunking_.lookahead),
           I(spec.input_size), Y(spec.directions() * spec.output_size()),
           kind(weight_copies_for(spec, window_steps, batch, true).kind()), reader(ModelAccess::store(*model), kind),
-          workspace(spec, window_steps, batch, false), first(spec, window_steps, batch, chunking_)
+          workspace(spec, window_steps, batch, false)
     {
+        if (spec.num_layers > 1)  // one layer runs no look-ahead forward (stack.cpp, runs_ahead)
+            first.emplace(spec, window_steps, batch, chunking);
         const Index cells = Index(spec.num_layers) * spec.directions();
         h.assign(buffer_size({cells, batch, spec.output_size()}), 0.0f);
         c.assign(buffer_size({cells, batch, spec.has_cell_state() ? spec.hidden_size : 0}), 0.0f);
@@ -345,17 +347,20 @@ struct ChunkedStream::Impl {
                                  static_cast<const DerivedWeights*>(
                                      set.derived[static_cast<std::size_t>(kind)].load(std::memory_order_acquire))};
         if (set.version != version) {  // a window runs with one version of the weights throughout
-            first.restart();
+            restart();
             version = set.version;
         }
         float* const c_data = c.empty() ? nullptr : c.data();
         const ConstSeqView x = ConstSeqView::time_major(inputs.data(), batch, I, I);
-        first.advance(weights, x, steps, nullptr, h.data(), c_data, workspace);
-        const ChunkWindow window{chunk_steps,       nullptr, nullptr, h_lookahead.data(), c_lookahead.data(),
-                                 first.outputs()};
+        ChunkWindow window{chunk_steps, nullptr, nullptr, h_lookahead.data(), c_lookahead.data()};
+        if (first) {
+            first->advance(weights, x, steps, nullptr, h.data(), c_data, workspace);
+            window.first_forward = first->outputs();
+        }
         const SeqView window_view = SeqView::time_major(window_y.data(), batch, Y, Y);
         run_stack_chunk(weights, x, window_view, steps, batch, nullptr, window, h.data(), c_data, workspace);
-        first.finish_chunk(chunk_steps, h.data(), c_data);
+        if (first)
+            first->finish_chunk(chunk_steps, h.data(), c_data);
         for (Index t = 0; t < chunk_steps; ++t)
             for (Index b = 0; b < batch; ++b)
                 std::copy_n(window_view.row(t, b), Y, y.row(at + t, b));
@@ -368,7 +373,14 @@ struct ChunkedStream::Impl {
         std::fill(h.begin(), h.end(), 0.0f);
         std::fill(c.begin(), c.end(), 0.0f);
         buffered = 0;
-        first.restart();
+        restart();
+    }
+
+    /// The carried state changed: layer 0's forward runs from it again.
+    void restart() noexcept
+    {
+        if (first)
+            first->restart();
     }
 
     std::shared_ptr<const Model> model;
@@ -387,7 +399,7 @@ struct ChunkedStream::Impl {
     Buffer h_lookahead, c_lookahead;
     /// Layer 0's forward direction over the pending steps, run once for every window, with the
     /// weights of `version`.
-    FirstForward first;
+    std::optional<FirstForward> first;  ///< none for one layer
     std::uint64_t version = 0;
     bool flush_denormals = true;
     mutable Exclusive in_use;
@@ -467,7 +479,7 @@ bool ChunkedStream::reset(Index i) noexcept
     if (!use)
         return false;
     zero_state_row(s.h, s.c, Index(s.spec.num_layers) * s.spec.directions(), s.batch, i);
-    s.first.restart();
+    s.restart();
     return true;
 }
 
@@ -488,7 +500,7 @@ bool ChunkedStream::set_state(const float* h, const float* c) noexcept
     if (!use)
         return false;
     copy_state_in(s.h, s.c, h, c);
-    s.first.restart();
+    s.restart();
     return true;
 }
 

@@ -86,10 +86,15 @@ void run_stack(const RunWeights& weights, ConstSeqView x, SeqView y, Index T, In
 
 namespace {
 
+/// Whether a chunked forward runs layer `layer`'s forward direction over a window's look-ahead: its
+/// outputs there are the next layer's inputs, and the last layer has none (only the chunk's own
+/// steps are outputs, and the state carried is the chunk's).
+bool runs_ahead(const ModelSpec& spec, int layer) { return layer + 1 < spec.num_layers; }
+
 /// The CPU's scans of one window of a chunked forward (chunked.hpp): the forward directions run
 /// the chunk's steps with the carried state, then the look-ahead's from a copy of it (layer 0's
-/// outputs are the window's first_forward, where given); the reverse directions start from zeros
-/// (in the rows the window reaches).
+/// outputs are the window's first_forward, where given; the last layer's look-ahead outputs are not
+/// made, runs_ahead); the reverse directions start from zeros (in the rows the window reaches).
 struct CpuChunkForward : CpuForward {
     const ChunkWindow& window;
 
@@ -103,7 +108,7 @@ struct CpuChunkForward : CpuForward {
         }
         if (direction == 0) {
             scan_layer(weights, layer, 0, in, out, C, B, window.chunk_lengths, h, c, ws, kept);
-            if (T == C)
+            if (T == C || !runs_ahead(weights.spec, layer))
                 return;
             std::copy_n(h, B * H_out, window.h_lookahead);
             if (c)
@@ -146,25 +151,27 @@ struct CpuChunkBackward : CpuBackward {
                    const RecordView::Cell& kept)
     {
         const Index T = pass.T, C = window.chunk_steps, B = pass.B;
-        if (direction != 0 || T == C) {
+        const ModelSpec& spec = pass.spec;
+        if (direction != 0) {
             CpuBackward::scan_back(layer, direction, d_out, d_in, dh, dc, kept);
             return;
         }
-        const ModelSpec& spec = pass.spec;
-        const Index H_out = spec.output_size(), H = spec.hidden_size, I = spec.layer_input_size(layer);
-        std::copy_n(dh, B * H_out, window.h_lookahead);
-        std::fill_n(dh, B * H_out, 0.0f);
-        if (dc) {
-            std::copy_n(dc, B * H, window.c_lookahead);
-            std::fill_n(dc, B * H, 0.0f);
+        if (T > C && runs_ahead(spec, layer)) {
+            const Index H_out = spec.output_size(), H = spec.hidden_size, I = spec.layer_input_size(layer);
+            std::copy_n(dh, B * H_out, window.h_lookahead);
+            std::fill_n(dh, B * H_out, 0.0f);
+            if (dc) {
+                std::copy_n(dc, B * H, window.c_lookahead);
+                std::fill_n(dc, B * H, 0.0f);
+            }
+            const RecordView ahead_record = pass.record.from_step(spec, C, B);
+            const BackwardPass ahead{spec, pass.parameters, pass.gradients, ahead_record, T - C, B,
+                                     window.lookahead_lengths};
+            backward_layer(ahead, layer, 0, d_out.from_step(C), d_in + C * B * I, dh, dc, threads);
+            mat(dh, B, H_out) += mat(static_cast<const float*>(window.h_lookahead), B, H_out);
+            if (dc)
+                mat(dc, B, H) += mat(static_cast<const float*>(window.c_lookahead), B, H);
         }
-        const RecordView ahead_record = pass.record.from_step(spec, C, B);
-        const BackwardPass ahead{spec, pass.parameters, pass.gradients, ahead_record, T - C, B,
-                                 window.lookahead_lengths};
-        backward_layer(ahead, layer, 0, d_out.from_step(C), d_in + C * B * I, dh, dc, threads);
-        mat(dh, B, H_out) += mat(static_cast<const float*>(window.h_lookahead), B, H_out);
-        if (dc)
-            mat(dc, B, H) += mat(static_cast<const float*>(window.c_lookahead), B, H);
         const BackwardPass chunk{spec, pass.parameters, pass.gradients, pass.record, C, B, window.chunk_lengths};
         backward_layer(chunk, layer, 0, d_out, d_in, dh, dc, threads);
     }
