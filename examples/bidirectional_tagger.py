@@ -18,9 +18,9 @@ Run: python examples/bidirectional_tagger.py [--quick]"""
 import argparse
 
 import numpy as np
+from tqdm import trange
 
 import streamrnn as sr
-from progress import progress
 
 FREQUENCIES = [0.5, 0.3, 0.2]  # of symbols 1, 2, 3; 0 is "no symbol", outside the sequence
 TAGS = 4   # tags are sums mod TAGS
@@ -49,8 +49,8 @@ def train(chunking, steps):
     head = sr.Linear(2 * HIDDEN, TAGS, seed=1)
     opt = sr.optim.Adam([model, head], lr=1e-2)
     chunked = {} if chunking is None else dict(chunk=chunking[0], lookahead=chunking[1])
-    loss = float("nan")
-    for _ in progress(steps, lambda: f"{name(chunking):>12}  loss {loss:.4f}"):
+    bar = trange(steps, desc=f"{name(chunking):>12}")
+    for _ in bar:
         # Lengths vary so that no model can count steps to where sequences end (and take a chunk's
         # end for the sequence's there).
         x, tags = batch(rng, 32, int(rng.integers(24, 121)))
@@ -59,6 +59,7 @@ def train(chunking, steps):
         opt.zero_grad()
         model.backward(head.backward(dlogits))
         opt.step()
+        bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
     return model, head
 
 

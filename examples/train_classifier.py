@@ -5,9 +5,9 @@
 the label is whether good words outnumber bad ones. Run: python examples/train_classifier.py"""
 
 import numpy as np
+from tqdm import trange
 
 import streamrnn as sr
-from progress import progress
 
 
 def batch(rng, size=64, max_len=20):
@@ -29,9 +29,9 @@ def batch(rng, size=64, max_len=20):
 def main():
     rng = np.random.default_rng(0)
     model = sr.models.LSTMClassifier(30, 16, 32, 2, lr=5e-3, dropout=0.2, seed=0)
-    loss = float("nan")
-    for _ in progress(400, lambda: f"loss {loss:.4f}"):
-        loss = model.train_step(batch(rng))
+    bar = trange(400, desc="training")
+    for _ in bar:
+        bar.set_postfix_str(f"loss {model.train_step(batch(rng)):.4f}", refresh=False)
     tokens, labels, lengths = batch(np.random.default_rng(1), 2000)
     accuracy = (model.predict(tokens, lengths) == labels).mean()
     print(f"held-out accuracy: {accuracy:.3f} (chance 0.5)")

@@ -4,9 +4,9 @@
 then temperature sampling, token by token on a stream. Run: python examples/train_language_model.py"""
 
 import numpy as np
+from tqdm import trange
 
 import streamrnn as sr
-from progress import progress
 
 SUBJECTS = ["the cat", "a dog", "the old fox", "my neighbour", "a small bird"]
 VERBS = ["sees", "chases", "likes", "watches", "follows"]
@@ -23,10 +23,11 @@ def train(rng, steps):
     chars = sorted(set(text))
     ids = np.array([chars.index(c) for c in text])
     model = sr.models.LanguageModel(len(chars), 24, 128, lr=5e-3, seed=0)
-    loss = float("nan")
-    for _ in progress(steps, lambda: f"loss {loss:.3f} nats/char"):
+    bar = trange(steps, desc="training")
+    for _ in bar:
         starts = rng.integers(0, len(ids) - 65, 32)
         loss = model.train_step(np.stack([ids[s:s + 65] for s in starts]))
+        bar.set_postfix_str(f"loss {loss:.3f} nats/char", refresh=False)
     return model, chars
 
 

@@ -4,9 +4,9 @@
 at ratio 0.5, then decodes greedily. Run: python examples/train_seq2seq.py"""
 
 import numpy as np
+from tqdm import trange
 
 import streamrnn as sr
-from progress import progress
 
 PAD, SOS, EOS = 0, 1, 2
 DIGITS = 10  # digit d is token d + 3
@@ -31,9 +31,9 @@ def text(tokens):
 def main():
     rng = np.random.default_rng(0)
     model = sr.models.Seq2Seq(DIGITS + 3, DIGITS + 3, 16, 96, lr=5e-3, teacher_forcing=0.5, seed=0)
-    loss = float("nan")
-    for _ in progress(800, lambda: f"loss {loss:.4f}"):
-        loss = model.train_step(batch(rng))
+    bar = trange(800, desc="training")
+    for _ in bar:
+        bar.set_postfix_str(f"loss {model.train_step(batch(rng)):.4f}", refresh=False)
     src, _, lengths = batch(np.random.default_rng(1), 1000)
     decoded = model.translate(src, lengths=lengths)
     exact = np.mean([out == list(src[b, :lengths[b]][::-1]) for b, out in enumerate(decoded)])
