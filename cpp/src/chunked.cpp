@@ -45,34 +45,42 @@ ChunkPlan plan_chunks(Index T, Index B, const std::int64_t* lengths, Chunking ch
 {
     ChunkPlan plan;
     plan.B = B;
+    plan.chunk_steps = chunking.chunk;
     for (Index start = 0; start < T; start += chunking.chunk) {
         const Index end = std::min(T, start + chunking.chunk), window_end = std::min(T, end + chunking.lookahead);
         plan.windows.push_back({start, window_end - start, end - start, plan.recorded});
         plan.recorded += window_end - start;
         plan.longest = std::max(plan.longest, window_end - start);
-        for (const auto& [from, to] : {std::pair{start, window_end}, std::pair{start, end}, std::pair{end, window_end}})
+    }
+    for (const ChunkPlan::Part part : {ChunkPlan::whole, ChunkPlan::chunk, ChunkPlan::lookahead})
+        for (const ChunkPlan::Window& w : plan.windows) {
+            const Index end = w.start + w.chunk_steps, window_end = w.start + w.steps;
+            const Index from = part == ChunkPlan::lookahead ? end : w.start;
+            const Index to = part == ChunkPlan::chunk ? end : window_end;
             for (Index b = 0; b < B; ++b) {
                 const Index valid = lengths ? static_cast<Index>(lengths[b]) : T;
                 plan.row_lengths.push_back(std::clamp<Index>(valid - from, 0, to - from));
             }
-    }
+        }
     return plan;
 }
 
-/// The buffers of one window at a time, for the forward and the backward over a plan's windows.
+/// The buffers of a group of windows (`rows` rows: the windows' rows one window after another),
+/// for the forward and the backward over a plan's windows.
 struct WindowBuffers {
-    WindowBuffers(const ModelSpec& spec, const ChunkPlan& plan, Index width)
-        : steps(buffer_size({plan.longest, plan.B, width})), h_lookahead(buffer_size({plan.B, spec.output_size()})),
-          c_lookahead(buffer_size({plan.B, spec.has_cell_state() ? spec.hidden_size : 0}))
+    WindowBuffers(const ModelSpec& spec, const ChunkPlan& plan, Index rows, Index width)
+        : steps(buffer_size({plan.longest, rows, width})), h_lookahead(buffer_size({rows, spec.output_size()})),
+          c_lookahead(buffer_size({rows, spec.has_cell_state() ? spec.hidden_size : 0}))
     {
     }
+    /// Windows [k, k + windows) of the plan, whose first is the group's longest.
     ChunkWindow window(const ChunkPlan& plan, std::size_t k)
     {
-        return {plan.windows[k].chunk_steps, plan.lengths(k, ChunkPlan::chunk), plan.lengths(k, ChunkPlan::lookahead),
-                h_lookahead.data(), c_lookahead.data()};
+        return {std::min(plan.chunk_steps, plan.windows[k].steps), plan.lengths(k, ChunkPlan::chunk),
+                plan.lengths(k, ChunkPlan::lookahead), h_lookahead.data(), c_lookahead.data(), nullptr, plan.B};
     }
 
-    Buffer steps;  ///< [longest, B, width]: a window's outputs (or gradients)
+    Buffer steps;  ///< [longest, rows, width]: the windows' outputs (or gradients)
     Buffer h_lookahead, c_lookahead;
 };
 
@@ -152,35 +160,92 @@ private:
     std::vector<std::int64_t> part_lengths;
 };
 
-/// Every window of `plan` through the stack, its chunk's outputs into ys; with a record, each
-/// window kept from its recorded_at step, and dropout drawn from rng; else layer 0's forward
-/// direction runs once over every step (FirstForward).
+/// Every window of `plan` through the stack, its chunk's outputs into ys, and h, c the state
+/// after them (as forward_chunked's). With a record, each window is kept from its recorded_at step,
+/// and dropout drawn from rng. Else layer 0's forward direction runs once over every step
+/// (FirstForward), and windows run in groups: their reverse directions and look-ahead runs are
+/// independent of one another, so a group of G windows of B rows makes products of G * B rows (at
+/// B = 1, matrix products in place of matrix-vector ones); the forward directions' chunks still
+/// run one window after another, carrying their state.
 void run_windows(const RunWeights& weights, const ChunkPlan& plan, Chunking chunking, ConstSeqView xs, SeqView ys,
-                 float* h, float* c, Workspace& ws, const RecordView* record, std::mt19937_64* rng)
+                 float* h, float* c, const RecordView* record, std::mt19937_64* rng)
 {
     const ModelSpec& spec = weights.spec;
-    const Index B = plan.B, Y = spec.directions() * spec.output_size();
-    WindowBuffers buffers(spec, plan, Y);
+    const Index B = plan.B, K = static_cast<Index>(plan.windows.size());
+    const Index I = spec.input_size, Y = spec.directions() * spec.output_size(), H_out = spec.output_size();
+    const Index H = c ? spec.hidden_size : 0, cells = Index(spec.num_layers) * spec.directions();
+    // A record keeps one window's rows per step (RecordView); 128 rows fill the products' tiles.
+    constexpr Index group_rows = 128;
+    const Index G = record ? 1 : std::clamp<Index>(group_rows / B, 1, K), rows = G * B;
+    Workspace ws(spec, plan.longest, rows, record != nullptr);
+    WindowBuffers buffers(spec, plan, rows, Y);
+    Buffer inputs(buffer_size({plan.longest, rows, I}));
+    Buffer group_h(buffer_size({cells, rows, H_out})), group_c(buffer_size({cells, rows, H}));
     std::optional<FirstForward> first;
-    if (!record && spec.num_layers > 1)  // one layer runs no look-ahead forward (stack.cpp, runs_ahead)
+    Buffer first_y;
+    if (!record && spec.num_layers > 1) {  // one layer runs no look-ahead forward (stack.cpp, runs_ahead)
         first.emplace(spec, plan.longest, B, chunking);
-    const SeqView window_y = SeqView::time_major(buffers.steps.data(), B, Y, Y);
-    for (std::size_t k = 0; k < plan.windows.size(); ++k) {
-        const ChunkPlan::Window& w = plan.windows[k];
-        const std::int64_t* lengths = plan.lengths(k, ChunkPlan::whole);
-        RecordView kept = record ? record->from_step(spec, w.recorded_at, B) : RecordView{};
-        ChunkWindow window = buffers.window(plan, k);
-        if (first) {
-            first->advance(weights, xs.from_step(w.start), w.steps, lengths, h, c, ws);
-            window.first_forward = first->outputs();
+        first_y.resize(buffer_size({plan.longest, rows, H_out}));
+    }
+    // Rows [0, n) of a group's step t, time-major.
+    auto group_view = [](float* data, Index n, Index width) { return SeqView::time_major(data, n, width, width); };
+
+    for (Index k0 = 0; k0 < K; k0 += G) {
+        const Index k1 = std::min(K, k0 + G), n = (k1 - k0) * B;
+        const ChunkPlan::Window& longest = plan.windows[static_cast<std::size_t>(k0)];
+        const SeqView in = group_view(inputs.data(), n, I), out = group_view(buffers.steps.data(), n, Y);
+        ChunkWindow window = buffers.window(plan, static_cast<std::size_t>(k0));
+        for (Index k = k0; k < k1; ++k) {
+            const ChunkPlan::Window& w = plan.windows[static_cast<std::size_t>(k)];
+            const Index row = (k - k0) * B;
+            for (Index t = 0; t < w.steps; ++t)
+                for (Index b = 0; b < B; ++b)
+                    std::copy_n(xs.row(w.start + t, b), I, in.row(t, row + b));
+            if (first) {
+                first->advance(weights, xs.from_step(w.start), w.steps, plan.lengths(static_cast<std::size_t>(k),
+                               ChunkPlan::whole), h, c, ws);
+                const ConstSeqView run = ConstSeqView::time_major(first->outputs(), B, H_out, H_out);
+                const SeqView kept = group_view(first_y.data(), n, H_out);
+                for (Index t = 0; t < w.steps; ++t)
+                    for (Index b = 0; b < B; ++b)
+                        std::copy_n(run.row(t, b), H_out, kept.row(t, row + b));
+                first->finish_chunk(w.chunk_steps, h, c);
+            }
         }
-        run_stack_chunk(weights, xs.from_step(w.start), window_y, w.steps, B, lengths, window, h, c, ws,
-                        record ? &kept : nullptr, rng);
         if (first)
-            first->finish_chunk(w.chunk_steps, h, c);
-        for (Index t = 0; t < w.chunk_steps; ++t)
+            window.first_forward = first_y.data();
+        // The forward directions' chunks start from the carried state (the group's first window;
+        // each later one from the one before it).
+        for (Index cell = 0; cell < cells; cell += spec.directions()) {
+            std::copy_n(h + cell * B * H_out, B * H_out, group_h.data() + cell * n * H_out);
+            std::copy_n(c ? c + cell * B * H : nullptr, B * H, group_c.data() + cell * n * H);
+        }
+        RecordView kept = record ? record->from_step(spec, longest.recorded_at, B) : RecordView{};
+        const std::int64_t* reached = plan.lengths(static_cast<std::size_t>(k0), ChunkPlan::whole);
+        run_stack_chunk(weights, in, out, longest.steps, n, reached, window, group_h.data(), H ? group_c.data() : nullptr,
+                        ws, record ? &kept : nullptr, rng);
+        // The state after the group: the forward directions' at the end of its last chunk (layer
+        // 0's, FirstForward's); the reverse directions' at the end of the last run reaching a row.
+        for (Index cell = 0; cell < cells; ++cell) {
+            const bool forward = cell % spec.directions() == 0;
+            if (forward && cell == 0 && first)
+                continue;
             for (Index b = 0; b < B; ++b)
-                std::copy_n(window_y.row(t, b), Y, ys.row(w.start + t, b));
+                for (Index k = k1 - 1; k >= k0; --k) {
+                    if (!forward && plan.lengths(static_cast<std::size_t>(k), ChunkPlan::whole)[b] == 0)
+                        continue;
+                    const Index row = (k - k0) * B + b;
+                    std::copy_n(group_h.data() + (cell * n + row) * H_out, H_out, h + (cell * B + b) * H_out);
+                    std::copy_n(group_c.data() + (cell * n + row) * H, H, c ? c + (cell * B + b) * H : nullptr);
+                    break;
+                }
+        }
+        for (Index k = k0; k < k1; ++k) {
+            const ChunkPlan::Window& w = plan.windows[static_cast<std::size_t>(k)];
+            for (Index t = 0; t < w.chunk_steps; ++t)
+                for (Index b = 0; b < B; ++b)
+                    std::copy_n(out.row(t, (k - k0) * B + b), Y, ys.row(w.start + t, b));
+        }
     }
 }
 
@@ -199,9 +264,8 @@ void forward_chunked(const Model& model, const float* x, Index T, Index B, const
     const std::shared_ptr<const detail::WeightSet> weights = ModelAccess::store(model).current();
     const RunWeights run{spec, weights->values.data(),
                          ModelAccess::copies(model, *weights, weight_copies_for(spec, T, B, false))};
-    Workspace ws(spec, plan.longest, B, false);
     run_windows(run, plan, chunking, ConstSeqView::of(x, T, B, I, I, spec.batch_first),
-                SeqView::of(y, T, B, Y, Y, spec.batch_first), h, c, ws, nullptr, nullptr);
+                SeqView::of(y, T, B, Y, Y, spec.batch_first), h, c, nullptr, nullptr);
 }
 
 void forward_train_chunked(Model& model, const float* x, Index T, Index B, const std::int64_t* lengths,
@@ -220,7 +284,6 @@ void forward_train_chunked(Model& model, const float* x, Index T, Index B, const
     ChunkPlan plan = plan_chunks(T, B, lengths, chunking);
     std::shared_ptr<const detail::WeightSet> weights = ModelAccess::store(model).current();
     const DerivedWeights copies(spec, weight_copies_for(spec, T, B, false), weights->values.data());
-    Workspace ws(spec, plan.longest, B, true);
     std::vector<std::int64_t> kept_lengths;
     if (lengths)
         kept_lengths.assign(lengths, lengths + B);
@@ -233,7 +296,7 @@ void forward_train_chunked(Model& model, const float* x, Index T, Index B, const
     record.weights = std::move(weights);
     const RunWeights run{spec, record.weights->values.data(), &copies};
     run_windows(run, record.chunks, chunking, ConstSeqView::of(x, T, B, I, I, spec.batch_first),
-                SeqView::of(y, T, B, Y, Y, spec.batch_first), h, c, ws, &record.parts[0].view, &training.dropout_rng);
+                SeqView::of(y, T, B, Y, Y, spec.batch_first), h, c, &record.parts[0].view, &training.dropout_rng);
     training.recorded = true;
 }
 
@@ -244,7 +307,7 @@ void backward_chunked(const ModelSpec& spec, const ForwardRecord& record, float*
     const Index B = record.B, T = record.T, I = spec.input_size, Y = spec.directions() * spec.output_size();
     const Index H_out = spec.output_size(), H = spec.hidden_size, cells = Index(spec.num_layers) * spec.directions();
     const Index C = dc0 ? H : 0;
-    WindowBuffers buffers(spec, plan, std::max(I, Y));
+    WindowBuffers buffers(spec, plan, B, std::max(I, Y));
     const SeqView dy_window = SeqView::time_major(buffers.steps.data(), B, Y, Y);
     Buffer dx_window(buffer_size({plan.longest, B, I}));
     const SeqView dx_view = SeqView::time_major(dx_window.data(), B, I, I);
@@ -352,7 +415,7 @@ struct ChunkedStream::Impl {
         }
         float* const c_data = c.empty() ? nullptr : c.data();
         const ConstSeqView x = ConstSeqView::time_major(inputs.data(), batch, I, I);
-        ChunkWindow window{chunk_steps, nullptr, nullptr, h_lookahead.data(), c_lookahead.data()};
+        ChunkWindow window{chunk_steps, nullptr, nullptr, h_lookahead.data(), c_lookahead.data(), nullptr, batch};
         if (first) {
             first->advance(weights, x, steps, nullptr, h.data(), c_data, workspace);
             window.first_forward = first->outputs();

@@ -210,7 +210,9 @@ void scan_layer(const RunWeights& weights, int layer, int direction, ConstSeqVie
         all_projected = true;
         project_row(w, x.data, gates);
     } else if (!pipelined) {
-        chunk_steps = kept ? (ws.threads > 1 ? T : projection_chunk(B, G)) : ws.projected_steps;
+        // A run of fewer rows than the workspace's (a chunked forward's one window among a group's)
+        // fits as many more steps in its buffer.
+        chunk_steps = kept ? (ws.threads > 1 ? T : projection_chunk(B, G)) : ws.projected_steps * ws.batch / std::max<Index>(B, 1);
     }
     // The step whose gates are at `gates` (the chunk's first, or 0 where gates holds all T).
     Index gates_first = 0;

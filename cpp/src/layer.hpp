@@ -79,25 +79,29 @@ namespace streamrnn {
 void run_stack(const RunWeights& weights, ConstSeqView x, SeqView y, Index T, Index B, const std::int64_t* lengths,
                float* h, float* c, Workspace& ws, RecordView* record = nullptr, std::mt19937_64* rng = nullptr);
 
-/// What a window of a chunked forward (chunked.hpp) adds to a run of its T steps: the chunk's
-/// first chunk_steps of them, each row's valid steps in the chunk and in the look-ahead after it,
-/// and room for a copy of one layer's forward state [B, H_out] and [B, H], which the look-ahead
-/// runs from.
+/// What windows of a chunked forward (chunked.hpp) add to a run of their T steps: their B rows are
+/// B / rows windows of `rows` rows each, one after another, which start together and whose chunks
+/// are their first chunk_steps steps; each row's valid steps in its chunk and in the look-ahead
+/// after it; and room for a copy of one layer's forward state [B, H_out] and [B, H], which the
+/// look-ahead runs from.
 struct ChunkWindow {
     Index chunk_steps;
     const std::int64_t* chunk_lengths;
     const std::int64_t* lookahead_lengths;
     float* h_lookahead;
     float* c_lookahead;
-    /// [T, B, H_out], time-major: layer 0's forward outputs over the window, run already (a chunked
-    /// forward runs them once for every window: chunked.cpp's FirstForward), or null to run them.
-    const float* first_forward = nullptr;
+    /// [T, B, H_out], time-major: layer 0's forward outputs over the windows, run already (a
+    /// chunked forward runs them once over every step: chunked.cpp's FirstForward), or null.
+    const float* first_forward;
+    Index rows;
 };
 
-/// forward_stack over one window of a chunked forward: x, y, lengths (each row's valid steps in
-/// the window), ws, record and rng as run_stack's; h, c [L * D, B, ...]: the forward directions'
-/// state carried from the last chunk (and on to the next), and the reverse directions' at the end
-/// of their last run (rows the window reaches start from zeros). Allocates nothing.
+/// forward_stack over windows of a chunked forward: x, y, lengths (each row's valid steps in its
+/// window), ws, record and rng as run_stack's (a record: of one window); h, c [L * D, B, ...]: the
+/// forward directions' state, in the first window's rows carried from the chunk before it, and out
+/// in every window's rows the state at the end of its chunk (the next window's rows start from
+/// it); the reverse directions' at the end of their run (rows a window reaches start from zeros).
+/// Allocates nothing.
 void run_stack_chunk(const RunWeights& weights, ConstSeqView x, SeqView y, Index T, Index B,
                      const std::int64_t* lengths, const ChunkWindow& window, float* h, float* c, Workspace& ws,
                      RecordView* record = nullptr, std::mt19937_64* rng = nullptr);

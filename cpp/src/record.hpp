@@ -26,17 +26,18 @@ struct ChunkPlan {
         Index recorded_at;  ///< its first step in the record
     };
     std::vector<Window> windows;
-    /// [windows, 3, B]: each row's valid steps in each window, in its chunk and in its look-ahead
-    /// (each row chunked over its own length).
+    /// [3, windows, B]: each row's valid steps in each window, in its chunk and in its look-ahead
+    /// (each row chunked over its own length); consecutive windows' rows follow one another.
     std::vector<std::int64_t> row_lengths;
     Index B = 0;
+    Index chunk_steps = 0;  ///< of a chunk (the last one may have fewer)
     Index longest = 0;   ///< steps of the longest window
     Index recorded = 0;  ///< steps of all windows
 
     enum Part { whole = 0, chunk = 1, lookahead = 2 };
     const std::int64_t* lengths(std::size_t window, Part part) const
     {
-        return row_lengths.data() + (window * 3 + part) * static_cast<std::size_t>(B);
+        return row_lengths.data() + (part * windows.size() + window) * static_cast<std::size_t>(B);
     }
     bool empty() const { return windows.empty(); }
 };

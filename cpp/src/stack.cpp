@@ -107,7 +107,18 @@ struct CpuChunkForward : CpuForward {
             return;
         }
         if (direction == 0) {
-            scan_layer(weights, layer, 0, in, out, C, B, window.chunk_lengths, h, c, ws, kept);
+            // Each window's chunk from the state its predecessor's ends with, then all windows'
+            // look-aheads in one run.
+            const Index R = window.rows;
+            for (Index first = 0; first < B; first += R) {
+                if (first > 0) {
+                    std::copy_n(h + (first - R) * H_out, R * H_out, h + first * H_out);
+                    if (c)
+                        std::copy_n(c + (first - R) * H, R * H, c + first * H);
+                }
+                scan_layer(weights, layer, 0, in.from_row(first), out.from_row(first), C, R,
+                           window.chunk_lengths + first, h + first * H_out, c ? c + first * H : nullptr, ws, kept);
+            }
             if (T == C || !runs_ahead(weights.spec, layer))
                 return;
             std::copy_n(h, B * H_out, window.h_lookahead);
