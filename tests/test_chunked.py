@@ -532,3 +532,18 @@ def test_cell_options_in_chunks_are_the_models_own_forward_window_by_window(case
         assert_close(y[start:end, :, 4:], window[: end - start, :, 4:], what=f"the reverse direction at {start}")
     streamed, _ = feed_chunked(m.stream(B, chunk=chunk, lookahead=lookahead), x, random_pieces(rng, T))
     assert_close(streamed, y)
+
+
+def test_threads_split_the_chunked_forward_by_rows():
+    kind, cfg, m = model("LSTM-proj")
+    rng = rng_for("chunked threads")
+    x = randn(rng, 23, 5, cfg["input_size"])
+    lengths = np.array([23, 4, 0, 17, 9])
+    expected, expected_state = m(x, lengths=lengths, chunk=3, lookahead=2)
+    sr.set_num_threads(2)
+    try:
+        y, state = m(x, lengths=lengths, chunk=3, lookahead=2)
+    finally:
+        sr.set_num_threads(1)
+    assert_close(y, expected)
+    assert_close(state, expected_state)

@@ -10,6 +10,7 @@
 #include "exclusive.hpp"
 #include "layer.hpp"
 #include "model_access.hpp"
+#include "parallel.hpp"
 #include "sizes.hpp"
 
 #include <algorithm>
@@ -252,20 +253,41 @@ void run_windows(const RunWeights& weights, const ChunkPlan& plan, Chunking chun
 }  // namespace
 
 void forward_chunked(const Model& model, const float* x, Index T, Index B, const std::int64_t* lengths,
-                     Chunking chunking, float* y, float* h, float* c)
+                     Chunking chunking, float* y, float* h, float* c, int threads)
 {
     if (!windowed(model.spec(), T, B, lengths, chunking)) {
-        model.forward(x, T, B, lengths, y, h, c);
+        model.forward(x, T, B, lengths, y, h, c, threads);
         return;
     }
     const ModelSpec& spec = model.spec();
     const Index I = spec.input_size, Y = spec.directions() * spec.output_size();
-    const ChunkPlan plan = plan_chunks(T, B, lengths, chunking);
+    const ConstSeqView xs = ConstSeqView::of(x, T, B, I, I, spec.batch_first);
+    const SeqView ys = SeqView::of(y, T, B, Y, Y, spec.batch_first);
     const std::shared_ptr<const detail::WeightSet> weights = ModelAccess::store(model).current();
-    const RunWeights run{spec, weights->values.data(),
-                         ModelAccess::copies(model, *weights, weight_copies_for(spec, T, B, false))};
-    run_windows(run, plan, chunking, ConstSeqView::of(x, T, B, I, I, spec.batch_first),
-                SeqView::of(y, T, B, Y, Y, spec.batch_first), h, c, nullptr, nullptr);
+    // Each part of the batch on a thread of its own, with its own copy of its rows' state.
+    const std::vector<BatchPart> parts =
+        split_batch(B, STREAMRNN_THREADS ? std::clamp<Index>(threads, 1, B) : 1);
+    const Index cells = Index(spec.num_layers) * spec.directions();
+    std::vector<PartState> hs, cs;
+    std::vector<ChunkPlan> plans;
+    std::vector<RunWeights> runs;
+    for (const BatchPart& part : parts) {
+        hs.emplace_back(cells, part.rows, spec.output_size());
+        cs.emplace_back(cells, part.rows, c ? spec.hidden_size : 0);
+        plans.push_back(plan_chunks(T, part.rows, lengths ? lengths + part.first : nullptr, chunking));
+        runs.push_back({spec, weights->values.data(),
+                        ModelAccess::copies(model, *weights, weight_copies_for(spec, T, part.rows, false))});
+    }
+    run_parallel(static_cast<Index>(parts.size()), [&](Index p) {
+        const std::size_t k = static_cast<std::size_t>(p);
+        const BatchPart& part = parts[k];
+        hs[k].gather(h, B, part);
+        cs[k].gather(c, B, part);
+        run_windows(runs[k], plans[k], chunking, xs.from_row(part.first), ys.from_row(part.first), hs[k].data(),
+                    c ? cs[k].data() : nullptr, nullptr, nullptr);
+        hs[k].scatter(h, B, part);
+        cs[k].scatter(c, B, part);
+    });
 }
 
 void forward_train_chunked(Model& model, const float* x, Index T, Index B, const std::int64_t* lengths,

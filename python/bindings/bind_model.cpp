@@ -67,7 +67,8 @@ nb::tuple forward_chunked(Model& model, nb::handle x_in, nb::handle state_in, nb
                                       forward_train_chunked(model, x.data(), T, B, call.lengths_data(), chunking, y,
                                                             h, c);
                                   else
-                                      forward_chunked(model, x.data(), T, B, call.lengths_data(), chunking, y, h, c);
+                                      forward_chunked(model, x.data(), T, B, call.lengths_data(), chunking, y, h, c,
+                                                      sequence_threads);
                               });
 }
 

@@ -28,16 +28,21 @@ struct Chunking {
 ///   state (the reverse entries are not read); out, the forward directions' state after each
 ///   row's last step, and the reverse directions' at the end of their last run (the first step of
 ///   the row's last chunk).
+///   threads: as Model::forward's, the batch split across them (at most B).
 /// With chunk >= T it is Model::forward. A unidirectional model is run by Model::forward (the
-/// chunks change nothing there). Throws ArgumentError for a chunk < 1, a lookahead < 0 or a
-/// length outside [0, T]; std::bad_alloc when the buffers of a chunk do not fit in memory.
+/// chunks change nothing there). Layer 0's forward direction runs once over every step (its
+/// look-ahead run is the next chunk's run), and windows run in groups of up to 128 rows, whose
+/// reverse directions and look-ahead runs are one product per step. Threads as Model::forward.
+/// Throws ArgumentError for a chunk < 1, a lookahead < 0 or a length outside [0, T];
+/// std::bad_alloc when the buffers of a group of windows do not fit in memory.
 void forward_chunked(const Model& model, const float* x, Index T, Index B, const std::int64_t* lengths,
-                     Chunking chunking, float* y, float* h, float* c);
+                     Chunking chunking, float* y, float* h, float* c, int threads = 1);
 
 /// Training forward of forward_chunked: Model::forward_train with the chunks (its record replaced,
 /// dropout between layers), for Model::backward, so that a model is trained with the chunking it
 /// streams with. The record keeps every window, chunk and look-ahead: (chunk + lookahead) / chunk
-/// times a whole-sequence record. Throws as forward_chunked, and ConcurrencyError as
+/// times a whole-sequence record. It runs one window after another on one thread (its outputs are
+/// forward_chunked's to float32 rounding). Throws as forward_chunked, and ConcurrencyError as
 /// Model::forward_train.
 void forward_train_chunked(Model& model, const float* x, Index T, Index B, const std::int64_t* lengths,
                            Chunking chunking, float* y, float* h, float* c);
