@@ -104,11 +104,11 @@ def test_chunked_forward_equals_the_reference_of_pytorch_modules(case, chunk, lo
 
 
 @pytest.mark.parametrize("case", ["LSTM-proj", "GRU-residual"])
-@pytest.mark.parametrize("B, chunk, lookahead", [(1, 1, 3), (3, 1, 2), (3, 2, 0), (50, 3, 2)])
+@pytest.mark.parametrize("B, chunk, lookahead", [(1, 1, 3), (2, 1, 2), (2, 2, 0), (3, 2, 1), (50, 3, 2)])
 def test_many_windows_run_in_groups_as_one_by_one(case, B, chunk, lookahead):
-    # A whole sequence runs its windows in groups of up to 128 rows (one group holds 128 windows at
-    # B = 1, 42 at B = 3, 2 at B = 50): several groups here, rows ending in different ones, and
-    # each group's first window rows past their lengths.
+    # At B <= 2 a whole sequence runs its windows in groups of 32 rows (32 windows at B = 1, 16 at
+    # B = 2): several groups here, rows ending in different ones, and windows whose rows are past
+    # their lengths; from B = 3 on, one window at a time.
     kind, cfg, m = model(case)
     rng = rng_for("groups", case, B, chunk, lookahead)
     T = 150 if B == 1 else 60

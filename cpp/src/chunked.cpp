@@ -175,9 +175,13 @@ void run_windows(const RunWeights& weights, const ChunkPlan& plan, Chunking chun
     const Index B = plan.B, K = static_cast<Index>(plan.windows.size());
     const Index I = spec.input_size, Y = spec.directions() * spec.output_size(), H_out = spec.output_size();
     const Index H = c ? spec.hidden_size : 0, cells = Index(spec.num_layers) * spec.directions();
-    // A record keeps one window's rows per step (RecordView); 128 rows fill the products' tiles.
-    constexpr Index group_rows = 128;
-    const Index G = record ? 1 : std::clamp<Index>(group_rows / B, 1, K), rows = G * B;
+    // Groups pay where a window's rows alone make thin products: at B = 1 and 2 (a BLSTM 2x256 at
+    // 30/30: 1.15x the full forward against 2.1x one window at a time, at B = 2 1.3x against
+    // 1.5x); from B = 4 on, the windows' chunks, which read every G-th block of a group's rows,
+    // cost more than the group saves (1.64x against 1.49x at B = 4). A record keeps one window's
+    // rows per step (RecordView).
+    constexpr Index group_rows = 32;
+    const Index G = record || B > 2 ? 1 : std::clamp<Index>(group_rows / B, 1, K), rows = G * B;
     Workspace ws(spec, plan.longest, rows, record != nullptr);
     WindowBuffers buffers(spec, plan, rows, Y);
     Buffer inputs(buffer_size({plan.longest, rows, I}));

@@ -31,8 +31,8 @@ struct Chunking {
 ///   threads: as Model::forward's, the batch split across them (at most B).
 /// With chunk >= T it is Model::forward. A unidirectional model is run by Model::forward (the
 /// chunks change nothing there). Layer 0's forward direction runs once over every step (its
-/// look-ahead run is the next chunk's run), and windows run in groups of up to 128 rows, whose
-/// reverse directions and look-ahead runs are one product per step. Threads as Model::forward.
+/// look-ahead run is the next chunk's run); at B <= 2 windows run in groups of 32 rows, whose
+/// reverse directions and look-ahead runs make one product per step.
 /// Throws ArgumentError for a chunk < 1, a lookahead < 0 or a length outside [0, T];
 /// std::bad_alloc when the buffers of a group of windows do not fit in memory.
 void forward_chunked(const Model& model, const float* x, Index T, Index B, const std::int64_t* lengths,
