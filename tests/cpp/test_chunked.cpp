@@ -1,7 +1,7 @@
 // tests/cpp/test_chunked.cpp: the chunked forward of a bidirectional model: one chunk is the plain
 // forward, chunks with a look-ahead reach fewer steps of the reverse direction, bad chunkings are
-// refused; a chunked stream gives the chunked forward without allocating. (tests/test_chunked.py
-// checks the chunks against PyTorch.) Part of streamrnn, MIT licence.
+// refused; a chunked stream gives the chunked forward without allocating; threads split the batch
+// alike. (tests/test_chunked.py checks the chunks against PyTorch.) Part of streamrnn, MIT licence.
 #include <doctest/doctest.h>
 
 #include "streamrnn/chunked.hpp"
@@ -93,4 +93,32 @@ TEST_CASE("a chunked stream fed step by step gives the chunked forward, and allo
         CHECK(streamed[i] == doctest::Approx(y[i]).epsilon(1e-5));
     CHECK_THROWS_AS(ChunkedStream(model, 0, {3, 2}), ArgumentError);
     CHECK_THROWS_AS(ChunkedStream(model, 1, {0, 2}), ArgumentError);
+}
+
+TEST_CASE("the chunked forward split across threads by rows gives one thread's")
+{
+    ModelSpec spec;
+    spec.kind = CellKind::lstm;
+    spec.input_size = 3;
+    spec.hidden_size = 4;
+    spec.num_layers = 2;
+    spec.bidirectional = true;
+    const Model model(spec, 9);
+    const Index T = 40, Y = 8, cells = 4;
+    for (const Index B : {Index(2), Index(5)}) {  // windows in groups (B <= 2), and one at a time
+        INFO("B = " << B);
+        const std::vector<float> x = random_values(std::size_t(T * B * 3), 4);
+        const std::vector<std::int64_t> lengths = {40, 7, 0, 33, 21};
+        std::vector<float> y(std::size_t(T * B * Y)), h(std::size_t(cells * B * 4), 0.0f), c(h);
+        std::vector<float> y_split(y.size()), h_split(h), c_split(c);
+        forward_chunked(model, x.data(), T, B, lengths.data(), {2, 3}, y.data(), h.data(), c.data(), 1);
+        forward_chunked(model, x.data(), T, B, lengths.data(), {2, 3}, y_split.data(), h_split.data(),
+                        c_split.data(), 2);
+        for (std::size_t i = 0; i < y.size(); ++i)
+            CHECK(y_split[i] == doctest::Approx(y[i]).epsilon(1e-5));
+        for (std::size_t i = 0; i < h.size(); ++i) {
+            CHECK(h_split[i] == doctest::Approx(h[i]).epsilon(1e-5));
+            CHECK(c_split[i] == doctest::Approx(c[i]).epsilon(1e-5));
+        }
+    }
 }
