@@ -554,43 +554,35 @@ Index ChunkedStream::flush(float* y) noexcept
 bool ChunkedStream::reset() noexcept
 {
     Impl& s = *impl_;
-    const Exclusive::TryHold use(s.in_use, "reset");
-    if (!use)
-        return false;
-    s.clear();
-    return true;
+    return s.in_use.try_run("reset", [&] {
+        s.clear();
+    });
 }
 
 bool ChunkedStream::reset(Index i) noexcept
 {
     Impl& s = *impl_;
-    const Exclusive::TryHold use(s.in_use, "reset");
-    if (!use)
-        return false;
-    zero_state_row(s.h, s.c, Index(s.spec.num_layers) * s.spec.directions(), s.batch, i);
-    s.restart();
-    return true;
+    return s.in_use.try_run("reset", [&] {
+        zero_state_row(s.h, s.c, Index(s.spec.num_layers) * s.spec.directions(), s.batch, i);
+        s.restart();
+    });
 }
 
 bool ChunkedStream::get_state(float* h, float* c) const noexcept
 {
     Impl& s = *impl_;
-    const Exclusive::TryHold use(s.in_use, "state");
-    if (!use)
-        return false;
-    copy_state_out(s.h, s.c, h, c);
-    return true;
+    return s.in_use.try_run("state", [&] {
+        copy_state_out(s.h, s.c, h, c);
+    });
 }
 
 bool ChunkedStream::set_state(const float* h, const float* c) noexcept
 {
     Impl& s = *impl_;
-    const Exclusive::TryHold use(s.in_use, "state");
-    if (!use)
-        return false;
-    copy_state_in(s.h, s.c, h, c);
-    s.restart();
-    return true;
+    return s.in_use.try_run("state", [&] {
+        copy_state_in(s.h, s.c, h, c);
+        s.restart();
+    });
 }
 
 const char* ChunkedStream::busy_with() const noexcept { return impl_->in_use.holder(); }

@@ -73,6 +73,17 @@ public:
         bool taken_;
     };
 
+    /// f() run while holding it for `call`; false, and f not run, where another thread holds it.
+    /// The form of a real-time object's short calls (a stream's reset and state copies).
+    template <typename F>
+    bool try_run(const char* call, F&& f) noexcept
+    {
+        const TryHold use(*this, call);
+        if (use)
+            f();
+        return static_cast<bool>(use);
+    }
+
 private:
     std::atomic<const char*> holder_{nullptr};
 };

@@ -188,42 +188,34 @@ bool Stream::process(const float* x, float* y, Index T) noexcept
 bool Stream::reset() noexcept
 {
     Impl& s = *impl_;
-    const Exclusive::TryHold use(s.in_use, "reset");
-    if (!use)
-        return false;
-    std::fill(s.h.begin(), s.h.end(), 0.0f);
-    std::fill(s.c.begin(), s.c.end(), 0.0f);
-    return true;
+    return s.in_use.try_run("reset", [&] {
+        std::fill(s.h.begin(), s.h.end(), 0.0f);
+        std::fill(s.c.begin(), s.c.end(), 0.0f);
+    });
 }
 
 bool Stream::reset(Index i) noexcept
 {
     Impl& s = *impl_;
-    const Exclusive::TryHold use(s.in_use, "reset");
-    if (!use)
-        return false;
-    zero_state_row(s.h, s.c, s.spec.num_layers, s.batch, i);
-    return true;
+    return s.in_use.try_run("reset", [&] {
+        zero_state_row(s.h, s.c, s.spec.num_layers, s.batch, i);
+    });
 }
 
 bool Stream::get_state(float* h, float* c) const noexcept
 {
     Impl& s = *impl_;
-    const Exclusive::TryHold use(s.in_use, "state");
-    if (!use)
-        return false;
-    copy_state_out(s.h, s.c, h, c);
-    return true;
+    return s.in_use.try_run("state", [&] {
+        copy_state_out(s.h, s.c, h, c);
+    });
 }
 
 bool Stream::set_state(const float* h, const float* c) noexcept
 {
     Impl& s = *impl_;
-    const Exclusive::TryHold use(s.in_use, "state");
-    if (!use)
-        return false;
-    copy_state_in(s.h, s.c, h, c);
-    return true;
+    return s.in_use.try_run("state", [&] {
+        copy_state_in(s.h, s.c, h, c);
+    });
 }
 
 const char* Stream::busy_with() const noexcept { return impl_->in_use.holder(); }
