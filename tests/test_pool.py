@@ -743,10 +743,16 @@ def _batcher_model():
     return sr.LSTM(8, 16, seed=12)
 
 
-def _reference_steps(m, xs, state=None):
+def _stream_from(m, state=None):
+    """A stream of one row, from `state` (None: zeros)."""
     s = m.stream(1)
     if state is not None:
         s.state = state
+    return s
+
+
+def _reference_steps(m, xs, state=None):
+    s = _stream_from(m, state)
     return np.stack([s.step(x[None])[0] for x in xs])
 
 
@@ -788,9 +794,7 @@ def test_batcher_from_sixteen_threads_equals_one_stream_per_id():
 
 
 def _final_state(m, xs, state=None):
-    s = m.stream(1)
-    if state is not None:
-        s.state = state
+    s = _stream_from(m, state)
     s.process(xs[:, None])
     return s.state
 

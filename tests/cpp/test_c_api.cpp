@@ -11,6 +11,7 @@
 
 #include "count_allocations.hpp"
 #include "random_values.hpp"
+#include "spec_of.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -356,11 +357,7 @@ TEST_CASE("a pool through the C API steps its streams as streams of one row, all
 
 TEST_CASE("a bidirectional model streams in chunks through the C API as its chunked forward, allocating nothing")
 {
-    ModelSpec spec;
-    spec.kind = CellKind::lstm;
-    spec.input_size = 3;
-    spec.hidden_size = 4;
-    spec.num_layers = 2;
+    ModelSpec spec = testing::spec_of(CellKind::lstm, 3, 4, 2);
     spec.bidirectional = true;
     const Model model(spec, 8);
     const std::vector<std::uint8_t> bytes = save_model_bytes(model);

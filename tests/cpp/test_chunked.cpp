@@ -9,6 +9,7 @@
 
 #include "count_allocations.hpp"
 #include "random_values.hpp"
+#include "spec_of.hpp"
 
 #include <memory>
 
@@ -19,11 +20,7 @@ using testing::random_values;
 
 TEST_CASE("a bidirectional model in one chunk is its plain forward; in chunks, only the reverse direction changes")
 {
-    ModelSpec spec;
-    spec.kind = CellKind::lstm;
-    spec.input_size = 3;
-    spec.hidden_size = 4;
-    spec.num_layers = 1;
+    ModelSpec spec = testing::spec_of(CellKind::lstm, 3, 4, 1);
     spec.bidirectional = true;
     const Model model(spec, 5);
     const Index T = 9, B = 2, Y = 8;
@@ -63,11 +60,7 @@ TEST_CASE("a bidirectional model in one chunk is its plain forward; in chunks, o
 
 TEST_CASE("a chunked stream fed step by step gives the chunked forward, and allocates nothing")
 {
-    ModelSpec spec;
-    spec.kind = CellKind::gru;
-    spec.input_size = 3;
-    spec.hidden_size = 5;
-    spec.num_layers = 2;
+    ModelSpec spec = testing::spec_of(CellKind::gru, 3, 5, 2);
     spec.bidirectional = true;
     auto model = std::make_shared<const Model>(spec, 7);
     const Index T = 13, B = 2, Y = 10;
@@ -97,11 +90,7 @@ TEST_CASE("a chunked stream fed step by step gives the chunked forward, and allo
 
 TEST_CASE("the chunked forward split across threads by rows gives one thread's")
 {
-    ModelSpec spec;
-    spec.kind = CellKind::lstm;
-    spec.input_size = 3;
-    spec.hidden_size = 4;
-    spec.num_layers = 2;
+    ModelSpec spec = testing::spec_of(CellKind::lstm, 3, 4, 2);
     spec.bidirectional = true;
     const Model model(spec, 9);
     const Index T = 40, Y = 8, cells = 4;

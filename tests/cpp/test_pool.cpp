@@ -10,6 +10,7 @@
 
 #include "count_allocations.hpp"
 #include "random_values.hpp"
+#include "spec_of.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -152,10 +153,7 @@ TEST_CASE("every stream of a pool gets what a Stream of one row gets, under rand
 
 TEST_CASE("ids are never reused; unknown and repeated ids, a full pool and bad snapshots refuse the call and change nothing")
 {
-    ModelSpec spec;
-    spec.kind = CellKind::lstm;
-    spec.input_size = 3;
-    spec.hidden_size = 4;
+    ModelSpec spec = testing::spec_of(CellKind::lstm, 3, 4, 1);
     auto model = std::make_shared<const Model>(spec, 2);
     Pool pool(model, 2);
     StreamId a, b, c;
@@ -259,10 +257,7 @@ TEST_CASE("a pool's calls allocate nothing and lock nothing once it exists, fail
 
 TEST_CASE("a pool refuses a bidirectional model")
 {
-    ModelSpec spec;
-    spec.kind = CellKind::gru;
-    spec.input_size = 2;
-    spec.hidden_size = 3;
+    ModelSpec spec = testing::spec_of(CellKind::gru, 2, 3, 1);
     spec.bidirectional = true;
     CHECK_THROWS_AS(Pool(std::make_shared<const Model>(spec, 1), 4), ArgumentError);
 }
