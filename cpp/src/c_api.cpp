@@ -8,6 +8,7 @@
 #include "streamrnn/model_file.hpp"
 #include "streamrnn/spec.hpp"
 #include "streamrnn/pool.hpp"
+#include "streamrnn/sequential.hpp"
 #include "streamrnn/stream.hpp"
 
 #include <algorithm>
@@ -18,13 +19,31 @@
 #include <new>
 #include <optional>
 #include <stdexcept>
+#include <vector>
 
+/// A recurrent model, or a whole model (a Sequential, whose blocks' weights change by whole versions
+/// as a model's do).
 struct streamrnn_model {
     std::shared_ptr<streamrnn::Model> model;  // its weights change by whole versions (load_weights)
+    std::shared_ptr<streamrnn::Sequential> sequential;
 };
 
+/// A Stream of a recurrent model or a SequentialStream of a whole model: the calls are the same.
 struct streamrnn_stream {
-    streamrnn::Stream stream;
+    std::optional<streamrnn::Stream> stream;
+    std::optional<streamrnn::SequentialStream> sequential;
+
+    /// call(the stream), whichever kind it is.
+    template <typename Call>
+    decltype(auto) with(Call&& call)
+    {
+        return sequential ? call(*sequential) : call(*stream);
+    }
+    template <typename Call>
+    decltype(auto) with(Call&& call) const
+    {
+        return sequential ? call(*sequential) : call(*stream);
+    }
 };
 
 struct streamrnn_pool {
@@ -91,13 +110,49 @@ streamrnn_status guarded(Call call) noexcept
             return failure(STREAMRNN_ERROR_ARGUMENT, "%s: %s is null", __func__, #pointer);                        \
     } while (false)
 
-streamrnn_status loaded(const streamrnn::Status& status, std::optional<streamrnn::Model>& model,
-                        streamrnn_model** out)
+streamrnn_status loaded(const streamrnn::Status& status, streamrnn::LoadedModel& model, streamrnn_model** out)
 {
     if (!status.ok())
         return failure(status);
-    *out = new streamrnn_model{std::make_shared<streamrnn::Model>(std::move(*model))};
+    *out = new streamrnn_model{std::move(model.model), std::move(model.sequential)};
     return STREAMRNN_OK;
+}
+
+/// A whole model's refusal of a call that takes a recurrent model alone.
+streamrnn_status recurrent_only(const char* function) noexcept
+{
+    return failure(STREAMRNN_ERROR_ARGUMENT,
+                   "%s: model: a whole model (Sequential) streams through streamrnn_stream_*; pools and chunked "
+                   "streams take a recurrent model", function);
+}
+
+/// A set (not learned) initial state travels with the weights, as in a model file.
+void copy_initial_state(const streamrnn::Model& from, streamrnn::Model& to)
+{
+    const ModelSpec& spec = to.spec();
+    if (spec.learn_initial_state)
+        return;  // among the weights
+    if (!from.has_initial_state()) {
+        to.set_initial_state(nullptr, nullptr);
+        return;
+    }
+    const auto cells = static_cast<size_t>(spec.num_layers) * static_cast<size_t>(spec.directions());
+    std::vector<float> h(cells * static_cast<size_t>(spec.output_size())), c(cells * static_cast<size_t>(spec.hidden_size));
+    from.initial_state(h.data(), c.data());
+    to.set_initial_state(h.data(), c.data());
+}
+
+/// The sizes a stream's arrays are checked against: inputs and outputs per row and step.
+struct StepSizes {
+    size_t input, output;
+};
+StepSizes step_sizes(const streamrnn_stream& stream) noexcept
+{
+    if (stream.sequential)
+        return {static_cast<size_t>(stream.sequential->model().input_size()),
+                static_cast<size_t>(stream.sequential->model().output_size())};
+    const ModelSpec& spec = stream.stream->model().spec();
+    return {static_cast<size_t>(spec.input_size), static_cast<size_t>(spec.output_size())};
 }
 
 /// Checks that the array `name` of `count` floats is `expected` long, of `shape` (for the message).
@@ -111,11 +166,11 @@ streamrnn_status check_count(const char* function, const char* name, size_t coun
 }
 
 /// The status of a stream call that ran (`done`) or found the stream in use on another thread.
-streamrnn_status ran(const char* function, const streamrnn::Stream& stream, bool done) noexcept
+streamrnn_status ran(const char* function, const streamrnn_stream& stream, bool done) noexcept
 {
     if (done)
         return STREAMRNN_OK;
-    const char* holder = stream.busy_with();
+    const char* holder = stream.with([](const auto& s) { return s.busy_with(); });
     return failure(STREAMRNN_ERROR_BUSY, "%s: another thread is in %s on this stream, which is for one thread at a time",
                    function, holder ? holder : "a call");
 }
@@ -126,12 +181,11 @@ streamrnn_status check_state(const char* function, const streamrnn_stream* strea
 {
     if (!stream || !values)
         return failure(STREAMRNN_ERROR_ARGUMENT, "%s: %s is null", function, stream ? "values" : "stream");
-    const ModelSpec& spec = stream->stream.model().spec();
     const bool cell_state = which == STREAMRNN_STATE_C;
-    if (which != STREAMRNN_STATE_H && !(cell_state && spec.has_cell_state()))
-        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: which: this %s has no such state", function,
-                       streamrnn::kind_name(spec.kind));
-    const size_t size = cell_state ? stream->stream.c_size() : stream->stream.h_size();
+    const size_t c_size = stream->with([](const auto& s) { return s.c_size(); });
+    if (which != STREAMRNN_STATE_H && !(cell_state && c_size > 0))
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: which: this model has no such state", function);
+    const size_t size = cell_state ? c_size : stream->with([](const auto& s) { return s.h_size(); });
     return check_count(function, "count", count, size, "L x B x state width");
 }
 
@@ -141,9 +195,8 @@ streamrnn_status check_steps(const char* function, const streamrnn_stream* strea
 {
     if (!stream || !x || !y)
         return failure(STREAMRNN_ERROR_ARGUMENT, "%s: %s is null", function, !stream ? "stream" : !x ? "x" : "y");
-    const ModelSpec& spec = stream->stream.model().spec();
-    const auto B = static_cast<size_t>(stream->stream.batch());
-    const auto I = static_cast<size_t>(spec.input_size), O = static_cast<size_t>(spec.output_size());
+    const auto B = static_cast<size_t>(stream->with([](const auto& s) { return s.batch(); }));
+    const auto [I, O] = step_sizes(*stream);
     // The engine indexes arrays with ptrdiff_t; no real array is longer, but a wrong `steps` could
     // make the products below wrap. B * I and B * O are below 2^44, so 64 bits hold the bound.
     const unsigned long long widest = static_cast<unsigned long long>(B) * std::max(I, O);
@@ -265,8 +318,8 @@ streamrnn_status streamrnn_model_load_file(const char* path, streamrnn_model** m
     STREAMRNN_REQUIRE(path);
     STREAMRNN_REQUIRE(model);
     return guarded([&] {
-        std::optional<streamrnn::Model> read;
-        return loaded(streamrnn::try_load_model(std::string(path), read), read, model);
+        streamrnn::LoadedModel read;
+        return loaded(streamrnn::try_load_any_model(std::string(path), read), read, model);
     });
 }
 
@@ -275,8 +328,8 @@ streamrnn_status streamrnn_model_load_buffer(const void* data, size_t size, stre
     STREAMRNN_REQUIRE(data);
     STREAMRNN_REQUIRE(model);
     return guarded([&] {
-        std::optional<streamrnn::Model> read;
-        return loaded(streamrnn::try_load_model(data, size, read), read, model);
+        streamrnn::LoadedModel read;
+        return loaded(streamrnn::try_load_any_model(data, size, read), read, model);
     });
 }
 
@@ -286,13 +339,45 @@ streamrnn_status streamrnn_model_load_weights(streamrnn_model* model, const stre
 {
     STREAMRNN_REQUIRE(model);
     STREAMRNN_REQUIRE(from);
-    if (from->model->spec() != model->model->spec())
-        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: from: a %s of another architecture than the model's (%s)",
-                       __func__, streamrnn::kind_name(from->model->spec().kind),
-                       streamrnn::kind_name(model->model->spec().kind));
+    // Pairs of the same architecture, block by block for whole models.
+    std::vector<std::pair<streamrnn::Trainable*, const streamrnn::Trainable*>> pairs;
+    std::vector<std::pair<streamrnn::Model*, const streamrnn::Model*>> recurrent_pairs;
+    bool same = !model->sequential == !from->sequential;
+    if (same && model->sequential) {
+        const auto& to_blocks = model->sequential->blocks();
+        const auto& from_blocks = from->sequential->blocks();
+        same = to_blocks.size() == from_blocks.size();
+        for (size_t k = 0; same && k < to_blocks.size(); ++k) {
+            const streamrnn::Block& to = to_blocks[k];
+            const streamrnn::Block& source = from_blocks[k];
+            same = to.kind == source.kind && to.name() == source.name();
+            if (same && to.kind == streamrnn::Block::Kind::recurrent) {
+                same = to.recurrent->spec() == source.recurrent->spec();
+                pairs.emplace_back(to.recurrent.get(), source.recurrent.get());
+                recurrent_pairs.emplace_back(to.recurrent.get(), source.recurrent.get());
+            } else if (same && to.kind == streamrnn::Block::Kind::linear) {
+                same = to.linear->in_features() == source.linear->in_features() &&
+                       to.linear->out_features() == source.linear->out_features() &&
+                       to.linear->has_bias() == source.linear->has_bias();
+                pairs.emplace_back(to.linear.get(), source.linear.get());
+            } else if (same) {
+                same = to.function == source.function;
+            }
+        }
+    } else if (same) {
+        same = from->model->spec() == model->model->spec();
+        pairs.emplace_back(model->model.get(), from->model.get());
+        recurrent_pairs.emplace_back(model->model.get(), from->model.get());
+    }
+    if (!same)
+        return failure(STREAMRNN_ERROR_ARGUMENT, "%s: from: a model of another architecture than the model's", __func__);
     return guarded([&] {
-        const streamrnn::Trainable::Weights weights = from->model->weights();
-        model->model->set_parameters(weights.data());
+        for (auto& [to, source] : pairs) {
+            const streamrnn::Trainable::Weights weights = source->weights();
+            to->set_parameters(weights.data());
+        }
+        for (auto& [to, source] : recurrent_pairs)
+            copy_initial_state(*source, *to);
         return STREAMRNN_OK;
     });
 }
@@ -301,6 +386,24 @@ streamrnn_status streamrnn_model_sizes(const streamrnn_model* model, streamrnn_s
 {
     STREAMRNN_REQUIRE(model);
     STREAMRNN_REQUIRE(sizes);
+    if (model->sequential) {
+        // The whole model's steps, and its recurrent blocks' state one after another.
+        const streamrnn::Sequential& whole = *model->sequential;
+        *sizes = streamrnn_sizes{};
+        sizes->input_size = static_cast<size_t>(whole.input_size());
+        sizes->output_size = static_cast<size_t>(whole.output_size());
+        for (size_t k : whole.recurrent_blocks()) {
+            const ModelSpec& spec = whole.blocks()[k].recurrent->spec();
+            const auto L = static_cast<size_t>(spec.num_layers);
+            sizes->hidden_size = std::max(sizes->hidden_size, static_cast<size_t>(spec.hidden_size));
+            sizes->num_layers += L;
+            sizes->h_size += L * static_cast<size_t>(spec.output_size());
+            sizes->c_size += spec.has_cell_state() ? L * static_cast<size_t>(spec.hidden_size) : 0;
+        }
+        sizes->bidirectional = whole.bidirectional() ? 1 : 0;
+        sizes->batch_first = whole.batch_first() ? 1 : 0;
+        return STREAMRNN_OK;
+    }
     const ModelSpec& spec = model->model->spec();
     const auto L = static_cast<size_t>(spec.num_layers);
     sizes->input_size = static_cast<size_t>(spec.input_size);
@@ -318,7 +421,7 @@ streamrnn_status streamrnn_model_mode(const streamrnn_model* model, const char**
 {
     STREAMRNN_REQUIRE(model);
     STREAMRNN_REQUIRE(mode);
-    *mode = streamrnn::kind_name(model->model->spec().kind);
+    *mode = model->sequential ? "Sequential" : streamrnn::kind_name(model->model->spec().kind);
     return STREAMRNN_OK;
 }
 
@@ -326,7 +429,7 @@ streamrnn_status streamrnn_stream_create(const streamrnn_model* model, size_t ba
 {
     STREAMRNN_REQUIRE(model);
     STREAMRNN_REQUIRE(stream);
-    if (model->model->spec().bidirectional)
+    if (model->sequential ? model->sequential->bidirectional() : model->model->spec().bidirectional)
         return failure(STREAMRNN_ERROR_ARGUMENT,
                        "%s: a bidirectional model needs the whole sequence (its reverse "
                        "direction starts at the end) and cannot stream", __func__);
@@ -335,7 +438,12 @@ streamrnn_status streamrnn_stream_create(const streamrnn_model* model, size_t ba
         return failure(STREAMRNN_ERROR_ARGUMENT, "%s: batch: expected 1 to %zu streams, got %zu", __func__, max_batch,
                        batch);
     return guarded([&] {
-        *stream = new streamrnn_stream{streamrnn::Stream(model->model, static_cast<Index>(batch))};
+        auto made = std::make_unique<streamrnn_stream>();
+        if (model->sequential)
+            made->sequential.emplace(model->sequential, static_cast<Index>(batch));
+        else
+            made->stream.emplace(model->model, static_cast<Index>(batch));
+        *stream = made.release();
         return STREAMRNN_OK;
     });
 }
@@ -346,7 +454,7 @@ streamrnn_status streamrnn_stream_batch(const streamrnn_stream* stream, size_t* 
 {
     STREAMRNN_REQUIRE(stream);
     STREAMRNN_REQUIRE(batch);
-    *batch = static_cast<size_t>(stream->stream.batch());
+    *batch = static_cast<size_t>(stream->with([](const auto& s) { return s.batch(); }));
     return STREAMRNN_OK;
 }
 
@@ -355,7 +463,7 @@ streamrnn_status streamrnn_stream_step(streamrnn_stream* stream, const float* x,
 {
     if (streamrnn_status status = check_steps(__func__, stream, 1, x, x_count, y, y_count))
         return status;
-    return ran(__func__, stream->stream, stream->stream.step(x, y));
+    return ran(__func__, *stream, stream->with([&](auto& s) { return s.step(x, y); }));
 }
 
 streamrnn_status streamrnn_stream_process(streamrnn_stream* stream, size_t steps, const float* x, size_t x_count,
@@ -363,7 +471,8 @@ streamrnn_status streamrnn_stream_process(streamrnn_stream* stream, size_t steps
 {
     if (streamrnn_status status = check_steps(__func__, stream, steps, x, x_count, y, y_count))
         return status;
-    return ran(__func__, stream->stream, steps == 0 || stream->stream.process(x, y, static_cast<Index>(steps)));
+    return ran(__func__, *stream,
+               steps == 0 || stream->with([&](auto& s) { return s.process(x, y, static_cast<Index>(steps)); }));
 }
 
 streamrnn_status streamrnn_stream_get_state(const streamrnn_stream* stream, streamrnn_state which, float* values,
@@ -372,7 +481,8 @@ streamrnn_status streamrnn_stream_get_state(const streamrnn_stream* stream, stre
     if (streamrnn_status status = check_state(__func__, stream, which, values, count))
         return status;
     const bool cell = which == STREAMRNN_STATE_C;
-    return ran(__func__, stream->stream, stream->stream.get_state(cell ? nullptr : values, cell ? values : nullptr));
+    return ran(__func__, *stream,
+               stream->with([&](const auto& s) { return s.get_state(cell ? nullptr : values, cell ? values : nullptr); }));
 }
 
 streamrnn_status streamrnn_stream_set_state(streamrnn_stream* stream, streamrnn_state which, const float* values,
@@ -381,28 +491,29 @@ streamrnn_status streamrnn_stream_set_state(streamrnn_stream* stream, streamrnn_
     if (streamrnn_status status = check_state(__func__, stream, which, values, count))
         return status;
     const bool cell = which == STREAMRNN_STATE_C;
-    return ran(__func__, stream->stream, stream->stream.set_state(cell ? nullptr : values, cell ? values : nullptr));
+    return ran(__func__, *stream,
+               stream->with([&](auto& s) { return s.set_state(cell ? nullptr : values, cell ? values : nullptr); }));
 }
 
 streamrnn_status streamrnn_stream_reset(streamrnn_stream* stream)
 {
     STREAMRNN_REQUIRE(stream);
-    return ran(__func__, stream->stream, stream->stream.reset());
+    return ran(__func__, *stream, stream->with([](auto& s) { return s.reset(); }));
 }
 
 streamrnn_status streamrnn_stream_reset_row(streamrnn_stream* stream, size_t row)
 {
     STREAMRNN_REQUIRE(stream);
-    const auto batch = static_cast<size_t>(stream->stream.batch());
+    const auto batch = static_cast<size_t>(stream->with([](const auto& s) { return s.batch(); }));
     if (row >= batch)
         return failure(STREAMRNN_ERROR_ARGUMENT, "%s: row: expected 0 to %zu, got %zu", __func__, batch - 1, row);
-    return ran(__func__, stream->stream, stream->stream.reset(static_cast<Index>(row)));
+    return ran(__func__, *stream, stream->with([&](auto& s) { return s.reset(static_cast<Index>(row)); }));
 }
 
 streamrnn_status streamrnn_stream_set_flush_denormals(streamrnn_stream* stream, int flush)
 {
     STREAMRNN_REQUIRE(stream);
-    stream->stream.set_flush_denormals(flush != 0);
+    stream->with([&](auto& s) { s.set_flush_denormals(flush != 0); });
     return STREAMRNN_OK;
 }
 
@@ -410,6 +521,8 @@ streamrnn_status streamrnn_pool_create(const streamrnn_model* model, size_t capa
 {
     STREAMRNN_REQUIRE(model);
     STREAMRNN_REQUIRE(pool);
+    if (model->sequential)
+        return recurrent_only(__func__);
     if (model->model->spec().bidirectional)
         return failure(STREAMRNN_ERROR_ARGUMENT, "%s: model: a bidirectional model needs the whole sequence (its reverse "
                        "direction starts at the end) and cannot stream", __func__);
@@ -537,6 +650,8 @@ streamrnn_status streamrnn_chunked_stream_create(const streamrnn_model* model, s
 {
     STREAMRNN_REQUIRE(model);
     STREAMRNN_REQUIRE(stream);
+    if (model->sequential)
+        return recurrent_only(__func__);
     constexpr size_t max_batch = size_t(1) << 24, max_steps = size_t(1) << 24;
     if (batch < 1 || batch > max_batch)
         return failure(STREAMRNN_ERROR_ARGUMENT, "%s: batch: expected 1 to %zu streams, got %zu", __func__, max_batch,

@@ -1,6 +1,6 @@
 // cpp/src/carried_state.hpp: what every kind of stream does with the state it carries from call to
-// call, h [cells, B, h_width] and c [cells, B, c_width] (an empty c: none): a row's reset and the
-// copies out and in. Part of streamrnn, MIT licence.
+// call, h [cells, B, h_width] and c [cells, B, c_width] (an empty c: none): a row's start
+// from the model's initial state, and the copies out and in. Part of streamrnn, MIT licence.
 #pragma once
 
 #include "streamrnn/types.hpp"
@@ -9,16 +9,40 @@
 
 namespace streamrnn {
 
-/// Zeros row i of every cell; an i outside [0, batch) changes nothing.
-inline void zero_state_row(Buffer& h, Buffer& c, Index cells, Index batch, Index i) noexcept
+/// Starts row i of every cell of h [cells, batch, h_width] and c [cells, batch, c_width] (c null
+/// or c_width 0: none) again: from h0 [cells, h_width] and c0 [cells, c_width] (a model's initial
+/// state), or zeros where they are null.
+inline void start_state_row(float* h, float* c, Index cells, Index batch, Index h_width, Index c_width, Index i,
+                            const float* h0, const float* c0) noexcept
 {
-    if (i < 0 || i >= batch)
-        return;
-    const Index h_width = Index(h.size()) / (cells * batch), c_width = Index(c.size()) / (cells * batch);
+    auto start = [](float* row, const float* from, Index width) {
+        if (from)
+            std::copy_n(from, width, row);
+        else
+            std::fill_n(row, width, 0.0f);
+    };
     for (Index cell = 0; cell < cells; ++cell) {
-        std::fill_n(h.data() + (cell * batch + i) * h_width, h_width, 0.0f);
-        std::fill_n(c.data() + (cell * batch + i) * c_width, c_width, 0.0f);
+        start(h + (cell * batch + i) * h_width, h0 ? h0 + cell * h_width : nullptr, h_width);
+        if (c && c_width > 0)
+            start(c + (cell * batch + i) * c_width, c0 ? c0 + cell * c_width : nullptr, c_width);
     }
+}
+
+/// The same for a stream's buffers, their widths from their sizes; an i outside [0, batch)
+/// changes nothing.
+inline void start_state_row(Buffer& h, Buffer& c, Index cells, Index batch, Index i, const float* h0,
+                            const float* c0) noexcept
+{
+    if (i >= 0 && i < batch)
+        start_state_row(h.data(), c.data(), cells, batch, Index(h.size()) / (cells * batch),
+                        Index(c.size()) / (cells * batch), i, h0, c0);
+}
+
+/// Every row, as start_state_row.
+inline void start_state(Buffer& h, Buffer& c, Index cells, Index batch, const float* h0, const float* c0) noexcept
+{
+    for (Index i = 0; i < batch; ++i)
+        start_state_row(h, c, cells, batch, i, h0, c0);
 }
 
 /// Copies the state out (or in) whole; a null part is not copied.

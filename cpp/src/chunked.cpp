@@ -6,6 +6,7 @@
 #include "streamrnn/errors.hpp"
 
 #include "carried_state.hpp"
+#include "initial_state.hpp"
 #include "denormals.hpp"
 #include "exclusive.hpp"
 #include "layer.hpp"
@@ -295,10 +296,10 @@ void forward_chunked(const Model& model, const float* x, Index T, Index B, const
 }
 
 void forward_train_chunked(Model& model, const float* x, Index T, Index B, const std::int64_t* lengths,
-                           Chunking chunking, float* y, float* h, float* c)
+                           Chunking chunking, float* y, float* h, float* c, bool from_initial_state)
 {
     if (!windowed(model.spec(), T, B, lengths, chunking)) {
-        model.forward_train(x, T, B, lengths, y, h, c);
+        model.forward_train(x, T, B, lengths, y, h, c, 1, from_initial_state);
         return;
     }
     const ModelSpec& spec = model.spec();
@@ -314,8 +315,11 @@ void forward_train_chunked(Model& model, const float* x, Index T, Index B, const
     if (lengths)
         kept_lengths.assign(lengths, lengths + B);
     ForwardRecord& record = training.record;
+    if (from_initial_state)
+        model.fill_initial_state(B, h, c);
     prepare_record(record, spec, plan.recorded, B, nullptr, {BatchPart{0, B}});
     training.recorded = false;  // until the new record is complete
+    training.from_initial_state = from_initial_state;
     record.T = T;
     record.lengths = std::move(kept_lengths);
     record.chunks = std::move(plan);
@@ -392,10 +396,7 @@ const Model& checked_model(const std::shared_ptr<const Model>& model, Index batc
     if (!model)
         raise(ErrorKind::argument, "stream: no model");
     check_chunking(chunking);
-    constexpr Index max_batch = Index(1) << 24;
-    if (batch < 1 || batch > max_batch)
-        raise(ErrorKind::argument,
-              "batch: expected 1 to " + std::to_string(max_batch) + " streams, got " + std::to_string(batch));
+    check_stream_batch(batch);
     return *model;
 }
 
@@ -418,6 +419,14 @@ struct ChunkedStream::Impl {
         window_y.assign(buffer_size({window_steps, batch, Y}), 0.0f);
         h_lookahead.assign(buffer_size({batch, spec.output_size()}), 0.0f);
         c_lookahead.assign(buffer_size({batch, spec.has_cell_state() ? spec.hidden_size : 0}), 0.0f);
+        start();
+    }
+
+    /// Every row from the model's initial state.
+    void start() noexcept
+    {
+        const InitialState initial = InitialState::of(spec, reader.acquire());
+        start_state(h, c, Index(spec.num_layers) * spec.directions(), batch, initial.h, initial.c);
     }
 
     Index completed_by(Index T) const noexcept
@@ -459,8 +468,7 @@ struct ChunkedStream::Impl {
 
     void clear() noexcept
     {
-        std::fill(h.begin(), h.end(), 0.0f);
-        std::fill(c.begin(), c.end(), 0.0f);
+        start();
         buffered = 0;
         restart();
     }
@@ -563,7 +571,8 @@ bool ChunkedStream::reset(Index i) noexcept
 {
     Impl& s = *impl_;
     return s.in_use.try_run("reset", [&] {
-        zero_state_row(s.h, s.c, Index(s.spec.num_layers) * s.spec.directions(), s.batch, i);
+        const InitialState initial = InitialState::of(s.spec, s.reader.acquire());
+        start_state_row(s.h, s.c, Index(s.spec.num_layers) * s.spec.directions(), s.batch, i, initial.h, initial.c);
         s.restart();
     });
 }

@@ -4,6 +4,8 @@
 
 #include "streamrnn/errors.hpp"
 
+#include "carried_state.hpp"
+#include "initial_state.hpp"
 #include "layer.hpp"
 #include "model_access.hpp"
 #include "parallel.hpp"
@@ -44,6 +46,30 @@ std::vector<PartState> part_states(const std::vector<BatchPart>& parts, Index ce
     return states;
 }
 
+/// Writes the initial state of `set` into the state of B rows: h [cells, B, H_out], c [cells, B, H].
+void fill_from(const ModelSpec& spec, const detail::WeightSet& set, Index B, float* h, float* c)
+{
+    const InitialState initial = InitialState::of(spec, set);
+    const Index cells = Index(spec.num_layers) * spec.directions();
+    const Index c_width = spec.has_cell_state() ? spec.hidden_size : 0;
+    for (Index i = 0; i < B; ++i)
+        start_state_row(h, c, cells, B, spec.output_size(), c_width, i, initial.h, initial.c);
+}
+
+/// gradient [cells, H_out] then [cells, H] += dh0 [cells, B, H_out] and dc0 [cells, B, H] summed
+/// over their rows.
+void add_initial_state_gradient(const ModelSpec& spec, Index B, const float* dh0, const float* dc0, float* gradient)
+{
+    const Index cells = Index(spec.num_layers) * spec.directions();
+    auto add = [&](const float* d, Index width, float* into) {
+        for (Index cell = 0; cell < cells; ++cell)
+            mat(into + cell * width, 1, width) += mat(d + cell * B * width, B, width).colwise().sum();
+    };
+    add(dh0, spec.output_size(), gradient);
+    if (spec.has_cell_state())
+        add(dc0, spec.hidden_size, gradient + cells * spec.output_size());
+}
+
 }  // namespace
 
 Model::Model(const ModelSpec& spec)
@@ -68,8 +94,65 @@ Model::Model(const ModelSpec& spec, std::uint64_t seed) : Model(spec)
     const float k = 1.0f / std::sqrt(static_cast<float>(spec_.hidden_size));
     Update initial = update();
     for (const TensorInfo& tensor : tensors_)
-        fill_uniform(initial.data(), tensor, k, engine);
+        if (tensor.name.compare(0, 8, "initial_") != 0)  // a learned initial state starts at zeros
+            fill_uniform(initial.data(), tensor, k, engine);
     initial.commit();
+}
+
+bool Model::has_initial_state() const
+{
+    return spec_.learn_initial_state || !store().current()->initial.empty();
+}
+
+void Model::initial_state(float* h0, float* c0) const
+{
+    const std::shared_ptr<const detail::WeightSet> set = store().current();
+    const InitialState initial = InitialState::of(spec_, *set);
+    const std::size_t cells = static_cast<std::size_t>(spec_.num_layers) * spec_.directions();
+    const std::size_t h_floats = cells * spec_.output_size(), c_floats = cells * spec_.hidden_size;
+    auto copy = [](const float* from, float* to, std::size_t n) {
+        if (to && from)
+            std::copy_n(from, n, to);
+        else if (to)
+            std::fill_n(to, n, 0.0f);
+    };
+    copy(initial.h, h0, h_floats);
+    if (spec_.has_cell_state())
+        copy(initial.c, c0, c_floats);
+}
+
+void Model::set_initial_state(const float* h0, const float* c0)
+{
+    const std::size_t cells = static_cast<std::size_t>(spec_.num_layers) * spec_.directions();
+    const std::size_t h_floats = cells * spec_.output_size();
+    const std::size_t c_floats = spec_.has_cell_state() ? cells * spec_.hidden_size : 0;
+    auto write = [&](float* into) {
+        if (h0)
+            std::copy_n(h0, h_floats, into);
+        else
+            std::fill_n(into, h_floats, 0.0f);
+        if (c0)
+            std::copy_n(c0, c_floats, into + h_floats);
+        else
+            std::fill_n(into + h_floats, c_floats, 0.0f);
+    };
+    if (spec_.learn_initial_state) {
+        Update update = this->update();
+        write(update.data() + (spec_.parameter_count() - h_floats - c_floats));
+        update.commit();
+        return;
+    }
+    Buffer initial;
+    if (h0 || c0) {
+        initial.assign(h_floats + c_floats, 0.0f);
+        write(initial.data());
+    }
+    store().publish_initial(std::move(initial));
+}
+
+void Model::fill_initial_state(Index B, float* h, float* c) const
+{
+    fill_from(spec_, *store().current(), B, h, c);
 }
 
 void Model::forward(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h, float* c,
@@ -120,7 +203,7 @@ void Model::forward(const float* x, Index T, Index B, const std::int64_t* length
 }
 
 void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h,
-                          float* c, int threads)
+                          float* c, int threads, bool from_initial_state)
 {
     check_lengths(T, B, lengths);
     const Exclusive::Hold hold(training_->record_use, "forward(train=True)", "this model's training record");
@@ -153,8 +236,11 @@ void Model::forward_train(const float* x, Index T, Index B, const std::int64_t* 
         if (split)
             rngs.emplace_back(training_->dropout_rng());  // a dropout stream of its own per part
     }
+    if (from_initial_state)
+        fill_from(spec_, *weights, B, h, c);
     prepare_record(record, spec_, T, B, lengths, parts);
     training_->recorded = false;  // until the new record is complete
+    training_->from_initial_state = from_initial_state;
     record.weights = std::move(weights);
     run_parallel(static_cast<Index>(parts.size()), [&](Index p) {
         const std::size_t k = static_cast<std::size_t>(p);
@@ -208,67 +294,79 @@ void Model::backward(const float* dy, const float* dh_n, const float* dc_n, floa
                                "ran forward(train=True) in between); the record is for one thread at a time");
     GradientLease lease = lease_gradients("backward");
     float* gradients = lease.make();
-    const Index Y = spec_.directions() * spec_.output_size(), I = spec_.input_size;
-    const Index cells = Index(spec_.num_layers) * spec_.directions();
-    const Index H_out = spec_.output_size(), H = dc0 ? spec_.hidden_size : 0;
-    if (record.parts.empty()) {
-        // No step: the state's gradient passes through as it came.
-        auto pass = [&](const float* given, float* out, Index size) {
-            if (given)
-                std::copy(given, given + size, out);
-            else
-                std::fill(out, out + size, 0.0f);
-        };
-        pass(dh_n, dh0, cells * B * H_out);
-        if (dc0)
-            pass(dc_n, dc0, cells * B * H);
-        return;
+    const Index initial_floats = Index(spec_.num_layers) * spec_.directions() * spec_.initial_state_width();
+    const bool learns_start = training_->from_initial_state && spec_.learn_initial_state;
+    Buffer own_dc0;  // the c part of the initial state's gradient, where the caller wants none
+    if (learns_start && spec_.has_cell_state() && !dc0) {
+        own_dc0.assign(buffer_size({spec_.num_layers * spec_.directions(), B, spec_.hidden_size}), 0.0f);
+        dc0 = own_dc0.data();
     }
-    const ConstSeqView dys = ConstSeqView::of(dy, T, B, Y, Y, spec_.batch_first);
-    const SeqView dxs = SeqView::of(dx, T, B, I, I, spec_.batch_first);
-    if (!record.chunks.empty()) {
-        backward_chunked(spec_, record, gradients, dys, dh_n, dc_n, dxs, dh0, dc0);
-        return;
-    }
-    const float* parameters = record.weights->values.data();
-    std::vector<BatchPart> rows;
-    for (const ForwardRecord::Part& part : record.parts)
-        rows.push_back(part.rows);
-    if (rows.size() == 1) {
-        run_backward({spec_, parameters, gradients, record.parts[0].view, T, B, record.lengths_data()}, dys, dh_n,
-                     dc_n, dxs, dh0, dc0, threads);
-        return;
-    }
-    // Each part of the batch back through its own record on its own thread, into its own state
-    // gradients and (past the first part) its own weight gradients, summed at the end. Everything
-    // is allocated here.
-    std::vector<PartState> dh_ns = part_states(rows, cells, dh_n ? H_out : 0);
-    std::vector<PartState> dc_ns = part_states(rows, cells, dc_n ? H : 0);
-    std::vector<PartState> dh0s = part_states(rows, cells, H_out);
-    std::vector<PartState> dc0s = part_states(rows, cells, H);
-    std::vector<Buffer> part_gradients(rows.size());
-    for (std::size_t k = 1; k < rows.size(); ++k)
-        part_gradients[k].assign(parameter_count(), 0.0f);
-    run_parallel(static_cast<Index>(rows.size()), [&](Index p) {
-        const std::size_t k = static_cast<std::size_t>(p);
-        const BatchPart& part = rows[k];
-        dh_ns[k].gather(dh_n, B, part);
-        dc_ns[k].gather(dc_n, B, part);
-        const BackwardPass pass{spec_,
-                                parameters,
-                                k == 0 ? gradients : part_gradients[k].data(),
-                                record.parts[k].view,
-                                T,
-                                part.rows,
-                                record.lengths.empty() ? nullptr : record.lengths.data() + part.first};
-        run_backward(pass, dys.from_row(part.first), dh_n ? dh_ns[k].data() : nullptr, dc_n ? dc_ns[k].data() : nullptr,
-                     dxs.from_row(part.first), dh0s[k].data(), dc0 ? dc0s[k].data() : nullptr, 1);
-        dh0s[k].scatter(dh0, B, part);
-        dc0s[k].scatter(dc0, B, part);
-    });
-    for (std::size_t k = 1; k < rows.size(); ++k)
-        mat(gradients, 1, static_cast<Index>(parameter_count())) +=
-            mat(static_cast<const float*>(part_gradients[k].data()), 1, static_cast<Index>(parameter_count()));
+    const auto run = [&] {
+        const Index Y = spec_.directions() * spec_.output_size(), I = spec_.input_size;
+        const Index cells = Index(spec_.num_layers) * spec_.directions();
+        const Index H_out = spec_.output_size(), H = dc0 ? spec_.hidden_size : 0;
+        if (record.parts.empty()) {
+            // No step: the state's gradient passes through as it came.
+            auto pass = [&](const float* given, float* out, Index size) {
+                if (given)
+                    std::copy(given, given + size, out);
+                else
+                    std::fill(out, out + size, 0.0f);
+            };
+            pass(dh_n, dh0, cells * B * H_out);
+            if (dc0)
+                pass(dc_n, dc0, cells * B * H);
+            return;
+        }
+        const ConstSeqView dys = ConstSeqView::of(dy, T, B, Y, Y, spec_.batch_first);
+        const SeqView dxs = SeqView::of(dx, T, B, I, I, spec_.batch_first);
+        if (!record.chunks.empty()) {
+            backward_chunked(spec_, record, gradients, dys, dh_n, dc_n, dxs, dh0, dc0);
+            return;
+        }
+        const float* parameters = record.weights->values.data();
+        std::vector<BatchPart> rows;
+        for (const ForwardRecord::Part& part : record.parts)
+            rows.push_back(part.rows);
+        if (rows.size() == 1) {
+            run_backward({spec_, parameters, gradients, record.parts[0].view, T, B, record.lengths_data()}, dys, dh_n,
+                         dc_n, dxs, dh0, dc0, threads);
+            return;
+        }
+        // Each part of the batch back through its own record on its own thread, into its own state
+        // gradients and (past the first part) its own weight gradients, summed at the end. Everything
+        // is allocated here.
+        std::vector<PartState> dh_ns = part_states(rows, cells, dh_n ? H_out : 0);
+        std::vector<PartState> dc_ns = part_states(rows, cells, dc_n ? H : 0);
+        std::vector<PartState> dh0s = part_states(rows, cells, H_out);
+        std::vector<PartState> dc0s = part_states(rows, cells, H);
+        std::vector<Buffer> part_gradients(rows.size());
+        for (std::size_t k = 1; k < rows.size(); ++k)
+            part_gradients[k].assign(parameter_count(), 0.0f);
+        run_parallel(static_cast<Index>(rows.size()), [&](Index p) {
+            const std::size_t k = static_cast<std::size_t>(p);
+            const BatchPart& part = rows[k];
+            dh_ns[k].gather(dh_n, B, part);
+            dc_ns[k].gather(dc_n, B, part);
+            const BackwardPass pass{spec_,
+                                    parameters,
+                                    k == 0 ? gradients : part_gradients[k].data(),
+                                    record.parts[k].view,
+                                    T,
+                                    part.rows,
+                                    record.lengths.empty() ? nullptr : record.lengths.data() + part.first};
+            run_backward(pass, dys.from_row(part.first), dh_n ? dh_ns[k].data() : nullptr, dc_n ? dc_ns[k].data() : nullptr,
+                         dxs.from_row(part.first), dh0s[k].data(), dc0 ? dc0s[k].data() : nullptr, 1);
+            dh0s[k].scatter(dh0, B, part);
+            dc0s[k].scatter(dc0, B, part);
+        });
+        for (std::size_t k = 1; k < rows.size(); ++k)
+            mat(gradients, 1, static_cast<Index>(parameter_count())) +=
+                mat(static_cast<const float*>(part_gradients[k].data()), 1, static_cast<Index>(parameter_count()));
+    };
+    run();
+    if (learns_start)  // every row started from it: its gradient is the rows' sum
+        add_initial_state_gradient(spec_, B, dh0, dc0, gradients + (parameter_count() - initial_floats));
 }
 
 }  // namespace streamrnn

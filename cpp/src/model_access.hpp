@@ -11,7 +11,8 @@
 namespace streamrnn {
 
 struct ModelAccess {
-    static detail::WeightStore& store(const Model& model) { return model.store(); }
+    /// The store of any Trainable's versions (a Model's, a Linear's).
+    static detail::WeightStore& store(const Trainable& trainable) { return trainable.store(); }
     /// The copies of `which` of one version of the model's weights.
     static const DerivedWeights* copies(const Model& model, const detail::WeightSet& set, WeightCopies which)
     {

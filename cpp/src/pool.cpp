@@ -6,9 +6,11 @@
 #include "streamrnn/errors.hpp"
 #include "streamrnn/model_file.hpp"
 
+#include "carried_state.hpp"
 #include "denormals.hpp"
 #include "digest.hpp"
 #include "exclusive.hpp"
+#include "initial_state.hpp"
 #include "layer.hpp"
 #include "model_access.hpp"
 #include "sizes.hpp"
@@ -177,17 +179,12 @@ struct Pool::Impl {
     float* h_of(Index slot) noexcept { return h_slots.data() + slot * L * H_out; }
     float* c_of(Index slot) noexcept { return c_slots.data() + slot * L * C; }
 
-    /// Sets a slot's state: h and c as get_state lays them out, a null part zeros.
+    /// Sets a slot's state: h and c as get_state lays them out, a null part the model's initial
+    /// state's (zeros unless set). Its slot layout [L, width] is the initial state's.
     void write_state(Index slot, const float* h, const float* c) noexcept
     {
-        if (h)
-            std::copy_n(h, L * H_out, h_of(slot));
-        else
-            std::fill_n(h_of(slot), L * H_out, 0.0f);
-        if (c)
-            std::copy_n(c, L * C, c_of(slot));
-        else
-            std::fill_n(c_of(slot), L * C, 0.0f);
+        const InitialState initial = InitialState::of(spec, reader.acquire());
+        start_state_row(h_of(slot), c_of(slot), 1, 1, L * H_out, L * C, 0, h ? h : initial.h, c ? c : initial.c);
     }
 
     /// Takes a free slot for a new stream (the one free longest): its id, or free_slot when full.

@@ -80,6 +80,8 @@ struct TrainingState {
 
     ForwardRecord record;
     bool recorded = false;
+    /// The record's forward started from the model's initial state (Model::forward_train).
+    bool from_initial_state = false;
     /// The record is for one training forward or backward at a time.
     Exclusive record_use;
     std::mt19937_64 dropout_rng;

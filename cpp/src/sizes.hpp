@@ -49,4 +49,15 @@ inline void check_lengths(Index T, Index B, const std::int64_t* lengths)
 /// checked_size(), for resizing a buffer.
 inline std::size_t buffer_size(std::initializer_list<Index> dims) { return static_cast<std::size_t>(checked_size(dims)); }
 
+/// Throws ArgumentError unless 1 <= batch <= 2^24, the rows every kind of stream takes: the cap
+/// keeps every buffer size far from overflowing 64 bits (on a 32-bit host the sizes are checked
+/// where the buffers are made).
+inline void check_stream_batch(Index batch)
+{
+    constexpr Index max_batch = Index(1) << 24;
+    if (batch < 1 || batch > max_batch)
+        raise(ErrorKind::argument,
+              "batch: expected 1 to " + std::to_string(max_batch) + " streams, got " + std::to_string(batch));
+}
+
 }  // namespace streamrnn

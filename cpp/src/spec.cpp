@@ -82,6 +82,7 @@ const char* activation_name(Activation kind)
     case Activation::elu: return "Elu";
     case Activation::softsign: return "Softsign";
     case Activation::softplus: return "Softplus";
+    case Activation::gelu: return "Gelu";
     }
     return "?";
 }
@@ -216,6 +217,11 @@ std::string ModelSpec::problem() const
             return std::string("activations: ") + activation_name(f.kind) + " takes " +
                    (count == 0 ? "no alpha or beta" : "an alpha and no beta");
     }
+    for (const ActivationFunction& f : activations)
+        if (f.kind == Activation::gelu)
+            return "activations: Gelu is a block's function (Sequential), not one of a cell's";
+    if (is_cell && learn_initial_state)
+        return "learn_initial_state: a cell has no initial state of its own (its state is an argument)";
     if (kind == CellKind::rnn_relu && !has_own_functions())
         return "activations: an RNN_RELU's function is Relu; other functions go with mode RNN_TANH";
     return {};
@@ -237,6 +243,8 @@ std::uint64_t ModelSpec::parameter_count() const
         count += G * static_cast<std::uint64_t>(layer_input_size(layer) + output_size()) + (bias ? 2 * G : 0) +
                  (proj_size > 0 ? static_cast<std::uint64_t>(proj_size) * hidden_size : 0) +
                  (peepholes ? 3 * static_cast<std::uint64_t>(hidden_size) : 0);
+    if (learn_initial_state)
+        count += static_cast<std::uint64_t>(num_layers) * initial_state_width();
     return count * static_cast<std::uint64_t>(directions());
 }
 
@@ -262,7 +270,8 @@ bool ModelSpec::operator==(const ModelSpec& o) const
            num_layers == o.num_layers && proj_size == o.proj_size && bias == o.bias &&
            batch_first == o.batch_first && bidirectional == o.bidirectional && residual == o.residual &&
            reset_after == o.reset_after && dropout == o.dropout && is_cell == o.is_cell &&
-           peepholes == o.peepholes && input_forget == o.input_forget && clip == o.clip && same_functions(*this, o);
+           peepholes == o.peepholes && input_forget == o.input_forget && clip == o.clip &&
+           learn_initial_state == o.learn_initial_state && same_functions(*this, o);
 }
 
 }  // namespace streamrnn

@@ -41,6 +41,21 @@ void WeightStore::publish(Buffer values)
     auto next = std::make_shared<WeightSet>();
     next->values = std::move(values);
     STREAMRNN_LOCK(mutex_);
+    next->initial = owner_->initial;
+    publish_locked(std::move(next));
+}
+
+void WeightStore::publish_initial(Buffer initial)
+{
+    auto next = std::make_shared<WeightSet>();
+    next->initial = std::move(initial);
+    STREAMRNN_LOCK(mutex_);
+    next->values = owner_->values;
+    publish_locked(std::move(next));
+}
+
+void WeightStore::publish_locked(std::shared_ptr<WeightSet> next)
+{
     next->version = owner_->version + 1;
     // Real-time readers switch to it on their next call: their copies are made before they can.
     for (int kind = 0; kind < WeightSet::kinds; ++kind)

@@ -29,6 +29,9 @@ struct WeightSet {
     static constexpr int kinds = 16;
 
     Buffer values;
+    /// A recurrent model's initial state when it is set but not learned (Model::set_initial_state):
+    /// [L * D, H_out] then [L * D, H], carried from version to version; empty: none.
+    Buffer initial;
     std::uint64_t version = 0;
     /// The copies derived from `values`, by kind: each made at most once, under the store's lock,
     /// and read without one. Owned by `owned`.
@@ -63,8 +66,11 @@ public:
     const WeightSet& latest() const noexcept { return *current_.load(std::memory_order_acquire); }
 
     /// Publishes `values` as the next version, with the copies of every kind that a Reader uses
-    /// made first (so that readers never wait for them). On failure (no memory) nothing changes.
+    /// made first (so that readers never wait for them), and the current version's initial
+    /// state. On failure (no memory) nothing changes.
     void publish(Buffer values);
+    /// Publishes the current values again with `initial` as the initial state, as publish does.
+    void publish_initial(Buffer initial);
 
     /// The copies of `kind` of `set`, made now if they were not (under the lock).
     const DerivedCopies* derived(const WeightSet& set, int kind) const;
@@ -102,6 +108,8 @@ public:
     };
 
 private:
+    /// Publishes `next` (its values and initial state filled in, the rest not), under the lock.
+    void publish_locked(std::shared_ptr<WeightSet> next);
     /// Frees the retired versions that nobody holds. Under the lock.
     void reclaim_locked() const;
     std::unique_ptr<const DerivedCopies> make_derived(const WeightSet& set, int kind) const;

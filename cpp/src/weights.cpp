@@ -27,6 +27,12 @@ std::vector<TensorInfo> tensor_table(const ModelSpec& spec)
                 table.push_back({"weight_peephole" + suffix, {3, spec.hidden_size}});
         }
     }
+    if (spec.learn_initial_state) {
+        const long long cells = static_cast<long long>(spec.num_layers) * spec.directions();
+        table.push_back({"initial_h", {cells, spec.output_size()}});
+        if (spec.has_cell_state())
+            table.push_back({"initial_c", {cells, spec.hidden_size}});
+    }
     return table;
 }
 

@@ -6,6 +6,7 @@
 
 #include "streamrnn/chunked.hpp"
 #include "streamrnn/model_file.hpp"
+#include "streamrnn/sequential.hpp"
 #include "streamrnn/stream.hpp"
 #include "streamrnn/streamrnn.h"
 
@@ -457,4 +458,56 @@ TEST_CASE("a stream flushes subnormals while it steps, and restores the thread's
     stream.step(&subnormal, &y);
     CHECK(y == subnormal);
 #endif
+}
+
+TEST_CASE("a whole model (Linear, functions, LSTM with an initial state) streams through the C API as its "
+          "whole-sequence forward, allocating and locking nothing")
+{
+    auto first = std::make_shared<Linear>(2, 6, true, 1);
+    auto lstm = std::make_shared<Model>(testing::spec_of(CellKind::lstm, 6, 5, 2), 2);
+    auto head = std::make_shared<Linear>(5, 1, true, 3);
+    const std::vector<float> h0 = random_values(2 * 5, 4), c0 = random_values(2 * 5, 5);
+    lstm->set_initial_state(h0.data(), c0.data());
+    const Sequential whole(std::vector<Block>{Block::of(first), Block::of(ActivationFunction{Activation::tanh}),
+                                              Block::of(lstm), Block::of(ActivationFunction{Activation::leaky_relu, 0.1f}),
+                                              Block::of(head)});
+    const std::vector<std::uint8_t> file = save_sequential_bytes(whole, {{"sample_rate", "48000"}});
+    streamrnn_model* model = nullptr;
+    REQUIRE(streamrnn_model_load_buffer(file.data(), file.size(), &model) == STREAMRNN_OK);
+    const char* mode = nullptr;
+    REQUIRE(streamrnn_model_mode(model, &mode) == STREAMRNN_OK);
+    CHECK(std::string(mode) == "Sequential");
+    streamrnn_sizes sizes{};
+    REQUIRE(streamrnn_model_sizes(model, &sizes) == STREAMRNN_OK);
+    CHECK(sizes.input_size == 2);
+    CHECK(sizes.output_size == 1);
+    CHECK(sizes.h_size == 10);
+    CHECK(sizes.c_size == 10);
+    streamrnn_pool* pool = nullptr;
+    CHECK(streamrnn_pool_create(model, 4, &pool) == STREAMRNN_ERROR_ARGUMENT);
+    CHECK(message_has("whole model"));
+
+    const std::size_t B = 3, T = 40;
+    const std::vector<float> x = random_values(T * B * 2, 6);
+    std::vector<float> expected(T * B);
+    whole.forward(x.data(), T, B, nullptr, expected.data());  // every row from the initial state
+    streamrnn_stream* stream = nullptr;
+    REQUIRE(streamrnn_stream_create(model, B, &stream) == STREAMRNN_OK);
+    std::vector<float> y(T * B), again(T * B), h(B * sizes.h_size);
+    const long allocations = testing::allocation_count(), locks = testing::lock_count();
+    for (std::size_t t = 0; t < 10; ++t)
+        REQUIRE(streamrnn_stream_step(stream, &x[t * B * 2], B * 2, &y[t * B], B) == STREAMRNN_OK);
+    REQUIRE(streamrnn_stream_process(stream, T - 10, &x[10 * B * 2], (T - 10) * B * 2, &y[10 * B], (T - 10) * B) ==
+            STREAMRNN_OK);
+    REQUIRE(streamrnn_stream_get_state(stream, STREAMRNN_STATE_H, h.data(), h.size()) == STREAMRNN_OK);
+    REQUIRE(streamrnn_stream_reset(stream) == STREAMRNN_OK);
+    REQUIRE(streamrnn_stream_process(stream, T, x.data(), x.size(), again.data(), again.size()) == STREAMRNN_OK);
+    CHECK(testing::allocation_count() == allocations);
+    CHECK(testing::lock_count() == locks);
+    for (std::size_t i = 0; i < y.size(); ++i) {
+        CHECK(y[i] == doctest::Approx(expected[i]).epsilon(1e-5));
+        CHECK(again[i] == doctest::Approx(expected[i]).epsilon(1e-5));
+    }
+    streamrnn_stream_free(stream);
+    streamrnn_model_free(model);
 }

@@ -303,7 +303,7 @@ TEST_CASE("a missing or unwritable file is a FileError with errno")
 TEST_CASE("a file of another format or version is rejected")
 {
     const Bytes file = save_model_bytes(small_model());
-    check_rejected(edit_header(file, "\"format_version\":\"1\"", "\"format_version\":\"3\""), "format_version \"3\"");
+    check_rejected(edit_header(file, "\"format_version\":\"1\"", "\"format_version\":\"4\""), "format_version \"4\"");
     check_rejected(edit_header(file, "\"format\":\"streamrnn\"", "\"format\":\"pt\""), "not a streamrnn model");
     check_rejected(edit_header(file, "\"__metadata__\"", "\"__metadata\""), "not a streamrnn model");
     check_rejected(edit_header(file, "\"format_version\":\"1\",", ""), "no \"format_version\"");

@@ -43,9 +43,9 @@ void forward_chunked(const Model& model, const float* x, Index T, Index B, const
 /// streams with. The record keeps every window, chunk and look-ahead: (chunk + lookahead) / chunk
 /// times a whole-sequence record. It runs one window after another on one thread (its outputs are
 /// forward_chunked's to float32 rounding). Throws as forward_chunked, and ConcurrencyError as
-/// Model::forward_train.
+/// Model::forward_train; `from_initial_state` as Model::forward_train's.
 void forward_train_chunked(Model& model, const float* x, Index T, Index B, const std::int64_t* lengths,
-                           Chunking chunking, float* y, float* h, float* c);
+                           Chunking chunking, float* y, float* h, float* c, bool from_initial_state = false);
 
 /// Streams a model in chunks with a look-ahead: forward_chunked, fed a few steps at a time. A
 /// chunk's outputs are complete once the `lookahead` steps after it have arrived, or at flush();

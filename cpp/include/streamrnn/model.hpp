@@ -40,6 +40,22 @@ public:
 
     const ModelSpec& spec() const { return spec_; }
 
+    /// The state every row starts from where no state is given (a training forward told so,
+    /// new streams and pools' streams, their resets): h0 [L * D, H_out] and (LSTM) c0
+    /// [L * D, H]. With spec().learn_initial_state it is the tensors initial_h and initial_c;
+    /// else it is what set_initial_state() set, or zeros. Part of the weights' versions: a
+    /// stream's reset reads it as its steps read the weights.
+    bool has_initial_state() const;
+    /// Copies it out (zeros when there is none); a null part is not copied.
+    void initial_state(float* h0, float* c0) const;
+    /// Sets it: h0 and c0 as initial_state() lays them out, a null c0 zeros (and ignored but for
+    /// an LSTM). Both null: back to zeros, and has_initial_state() is false unless learned. A
+    /// write of the weights, published as a new version.
+    void set_initial_state(const float* h0, const float* c0);
+    /// Writes it into the state of B rows: h [L * D, B, H_out], c [L * D, B, H] (LSTM; else
+    /// ignored); a null part is not written.
+    void fill_initial_state(Index B, float* h, float* c) const;
+
     /// Whole-sequence forward.
     ///   x: T x B rows of I; y: T x B rows of D * H_out; both in the spec's layout (time-major, or
     ///      batch-first when spec().batch_first).
@@ -62,8 +78,11 @@ public:
     /// earlier training forward kept; a call that fails keeps that one), with dropout
     /// (spec().dropout) between layers. `threads` split a wide enough batch, or else share the
     /// products over all steps; which units dropout drops depends on how the batch was split.
+    /// `from_initial_state`: h and c are filled with the initial state first, and a backward
+    /// adds the gradient of every row's initial state into initial_h's and initial_c's (when
+    /// learned).
     void forward_train(const float* x, Index T, Index B, const std::int64_t* lengths, float* y, float* h, float* c,
-                       int threads = 1);
+                       int threads = 1, bool from_initial_state = false);
 
     /// Backpropagation through time over the last forward_train (or forward_train_chunked,
     /// chunked.hpp), with the weights it ran with.

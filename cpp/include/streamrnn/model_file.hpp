@@ -4,6 +4,7 @@
 
 #include "errors.hpp"
 #include "model.hpp"
+#include "sequential.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -28,6 +29,8 @@ namespace streamrnn {
  *               with ONNX's cell options is format_version "2", which adds "peepholes",
  *               "input_forget", "clip" and "activations" ("HardSigmoid:0.2:0.5,Tanh,Tanh": each
  *               function with the alpha and beta it takes); version 1 files lack them.
+ *               Version 3 adds "learn_initial_state" and tensors initial_h and initial_c: the
+ *               initial state, learned (a parameter) or set and kept fixed (beside them).
  *   the data  little-endian float32 on every host, tensors in state_dict order.
  * A loader accepts tensors in any order and gaps between them, as other writers leave.
  */
@@ -81,6 +84,28 @@ Model load_model(const std::string& path);
 /// `model` holds the model on success.
 Status try_load_model(const void* data, std::size_t size, std::optional<Model>& model);
 Status try_load_model(const std::string& path, std::optional<Model>& model);
+
+/// A Sequential as a model file: the tensors of block k under "k.<name>" (torch.nn.Sequential's
+/// state_dict names), the blocks in its metadata ("model": "Sequential", "blocks": their count,
+/// "k.type": "Linear" or a function's or a recurrent layer's name, and each block's fields under
+/// "k."), and `metadata` (the user's, such as a sample rate) under "meta.<key>".
+std::vector<std::uint8_t> save_sequential_bytes(const Sequential& model,
+                                                const std::vector<std::pair<std::string, std::string>>& metadata);
+void save_sequential(const Sequential& model, const std::vector<std::pair<std::string, std::string>>& metadata,
+                     const std::string& path);
+
+/// What a model file holds: a recurrent model, or a Sequential and its user metadata.
+struct LoadedModel {
+    std::shared_ptr<Model> model;
+    std::shared_ptr<Sequential> sequential;
+    std::vector<std::pair<std::string, std::string>> metadata;
+};
+/// Reads either kind of model file; FormatError and FileError as load_model.
+LoadedModel load_any_model(const void* data, std::size_t size);
+LoadedModel load_any_model(const std::string& path);
+/// The same, reporting errors as a Status (for the C API).
+Status try_load_any_model(const void* data, std::size_t size, LoadedModel& model);
+Status try_load_any_model(const std::string& path, LoadedModel& model);
 
 /// The architecture as a model file's metadata names it, one "key=value" per field of the spec
 /// joined by ';' ("mode=LSTM;input_size=80;..."): the same text on every host, for what must name

@@ -36,6 +36,9 @@ enum class Activation : std::uint8_t {
     elu,               ///< x if x >= 0, else alpha (e^x - 1)
     softsign,          ///< x / (1 + |x|)
     softplus,          ///< log(1 + e^x)
+    /// x Phi(x), Phi the normal distribution's CDF (PyTorch's exact GELU): a block's function
+    /// only (Sequential), not one of ONNX's cell functions, so no cell or ONNX name takes it.
+    gelu,
 };
 
 /// A function with its parameters; those it does not take are 0.
@@ -83,6 +86,10 @@ struct ModelSpec {
     /// Empty: the cell's own functions. Else cell_function_count() per direction, forward first,
     /// in ONNX's order: LSTM f (i, f, o), g (the cell input), h (of c'); GRU f (r, z), g (n); RNN f.
     std::vector<ActivationFunction> activations;
+    /// The initial state is a parameter: tensors initial_h [L * D, H_out] and (LSTM) initial_c
+    /// [L * D, H] follow the cells' tensors, and get gradients when a training forward starts
+    /// from them (Model::initial_state). Not for a single cell.
+    bool learn_initial_state = false;
 
     /// What is wrong with the spec, naming the first field out of range; empty when it is valid.
     std::string problem() const;
@@ -97,6 +104,8 @@ struct ModelSpec {
     int gate_rows() const { return gate_count() * hidden_size; }  ///< G
     int output_size() const { return proj_size > 0 ? proj_size : hidden_size; }  ///< H_out
     bool has_cell_state() const { return kind == CellKind::lstm; }
+    /// Floats of one layer and direction's initial state: H_out, plus H for an LSTM's c.
+    int initial_state_width() const { return output_size() + (has_cell_state() ? hidden_size : 0); }
     /// The functions of a cell: LSTM 3, GRU 2, RNN 1.
     int cell_function_count() const;
     /// Function `index` of `direction` (activations, or the cell's own), of a valid spec.
@@ -125,7 +134,8 @@ struct ModelSpec {
 /// Python, and `field` a CellKind, int, bool, float, double or std::vector<ActivationFunction>. The one
 /// list of a spec's fields that every reader and writer of specs goes through (model files, the
 /// bindings of both backends): the fields every model file has (for_each_base_field), then ONNX's
-/// cell options (for_each_option_field), which files of format version 1 lack.
+/// cell options (for_each_option_field), which files of format version 1 lack, then the fields of
+/// format version 3 (for_each_state_field).
 template <typename Spec, typename Visit>
 void for_each_base_field(Spec& spec, Visit&& visit)
 {
@@ -153,10 +163,17 @@ void for_each_option_field(Spec& spec, Visit&& visit)
 }
 
 template <typename Spec, typename Visit>
+void for_each_state_field(Spec& spec, Visit&& visit)
+{
+    visit("learn_initial_state", spec.learn_initial_state);
+}
+
+template <typename Spec, typename Visit>
 void for_each_field(Spec& spec, Visit&& visit)
 {
     for_each_base_field(spec, visit);
     for_each_option_field(spec, visit);
+    for_each_state_field(spec, visit);
 }
 
 }  // namespace streamrnn

@@ -24,8 +24,9 @@ public:
     /// Steps per internal block of process(): chunks longer than this run block by block.
     static constexpr Index block_steps = 64;
 
-    /// Throws ArgumentError for a bidirectional model or a batch outside [1, 2^24];
-    /// std::length_error (a 32-bit host) or std::bad_alloc when its buffers do not fit in memory.
+    /// Starts from the model's initial state. Throws ArgumentError for a bidirectional model or a
+    /// batch outside [1, 2^24]; std::length_error (a 32-bit host) or std::bad_alloc when its
+    /// buffers do not fit in memory.
     Stream(std::shared_ptr<const Model> model, Index batch);
     Stream(Stream&&) noexcept;
     Stream& operator=(Stream&&) noexcept;
@@ -42,10 +43,10 @@ public:
     /// x: T x B rows of I -> y: T x B rows of H_out, both in the model's layout (batch-first when
     /// the spec says so).
     STREAMRNN_REALTIME bool process(const float* x, float* y, Index T) noexcept;
-    /// Zeros the state of every stream.
+    /// Every stream back to the model's initial state (Model::initial_state: zeros unless set).
     STREAMRNN_REALTIME bool reset() noexcept;
-    /// Zeros the state of stream i, 0 <= i < batch(); other streams are untouched. An i out of
-    /// range changes nothing (the Python face raises IndexError before it gets here).
+    /// Stream i, 0 <= i < batch(), back to the initial state; other streams are untouched. An i
+    /// out of range changes nothing (the Python face raises IndexError before it gets here).
     STREAMRNN_REALTIME bool reset(Index i) noexcept;
     /// Copies the state out: h_size() floats into h, c_size() into c; either may be null (that
     /// part is not copied).

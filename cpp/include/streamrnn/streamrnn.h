@@ -2,8 +2,11 @@
  * Part of streamrnn, MIT licence.
  *
  * A model is loaded from the file that Python's `model.save(path)` writes (safetensors), from a
- * path or from memory; a stream holds the state of `batch` independent streams of one model and
- * every buffer that stepping them needs. Every call returns a status; when it is not
+ * path or from memory: a recurrent model, or a whole model (streamrnn.Sequential: Linear layers and
+ * element-wise functions around recurrent layers, stepped as one). A stream holds the state of
+ * `batch` independent streams of one model and every buffer that stepping them needs. A stream
+ * starts from the model's initial state (zeros unless the file sets or learned one), and its
+ * resets return to it. Every call returns a status; when it is not
  * STREAMRNN_OK, streamrnn_last_error() says why, and the call changed nothing.
  *
  * Real time: once a stream exists, streamrnn_stream_step, _process, _reset, _reset_row,
@@ -62,7 +65,9 @@ typedef struct streamrnn_chunked_stream streamrnn_chunked_stream;
 /* A stream of a pool; never reused within the pool. */
 typedef uint64_t streamrnn_id;
 
-/* The sizes of a model, in floats. */
+/* The sizes of a model, in floats. A whole model's are its inputs and outputs per step, and its
+ * recurrent blocks' state one after another: h_size and c_size are their sums (num_layers too,
+ * hidden_size the largest). */
 typedef struct streamrnn_sizes {
     size_t input_size;  /* I: inputs per step and stream */
     size_t output_size; /* O: outputs per step and stream (the projection size when there is one) */
@@ -97,7 +102,7 @@ void streamrnn_model_free(streamrnn_model* model);
 streamrnn_status streamrnn_model_load_weights(streamrnn_model* model, const streamrnn_model* from);
 
 streamrnn_status streamrnn_model_sizes(const streamrnn_model* model, streamrnn_sizes* sizes);
-/* "LSTM", "GRU", "RNN_TANH" or "RNN_RELU", a static string. */
+/* "LSTM", "GRU", "RNN_TANH", "RNN_RELU" or "Sequential" (a whole model), a static string. */
 streamrnn_status streamrnn_model_mode(const streamrnn_model* model, const char** mode);
 
 /* Creates `batch` streams of `model` (1 <= batch <= 2^24), state zero: every allocation that
@@ -158,8 +163,8 @@ streamrnn_status streamrnn_chunked_stream_flush(streamrnn_chunked_stream* stream
 /* Zeros the state and drops the pending steps. */
 streamrnn_status streamrnn_chunked_stream_reset(streamrnn_chunked_stream* stream);
 
-/* A pool of `capacity` slots (1 <= capacity <= 2^24) for streams of a unidirectional model: every
- * allocation that stepping them needs happens here. */
+/* A pool of `capacity` slots (1 <= capacity <= 2^24) for streams of a unidirectional recurrent model
+ * (not a whole model: ARGUMENT): every allocation that stepping them needs happens here. */
 streamrnn_status streamrnn_pool_create(const streamrnn_model* model, size_t capacity, streamrnn_pool** pool);
 /* Frees a pool; null is allowed. */
 void streamrnn_pool_free(streamrnn_pool* pool);

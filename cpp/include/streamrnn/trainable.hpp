@@ -12,6 +12,8 @@
 
 namespace streamrnn {
 
+struct ModelAccess;
+
 namespace detail {
 struct WeightSet;
 class WeightStore;
@@ -121,6 +123,8 @@ public:
     void add_gradients(const float* values);
 
 protected:
+    friend struct ModelAccess;  // the engine's streams read the store (cpp/src)
+
     /// Zero parameters for `tensors`, whose offsets it assigns in order.
     explicit Trainable(std::vector<TensorInfo> tensors);
 

@@ -40,6 +40,7 @@ STREAMRNN_HD float activate(const ActivationFunction& fn, float x)
     case Activation::elu: return x >= 0.0f ? x : a * (expf(x) - 1.0f);
     case Activation::softsign: return x / (1.0f + fabsf(x));
     case Activation::softplus: return fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x)));
+    case Activation::gelu: return 0.5f * x * (1.0f + erff(x * 0.70710678f));
     }
     return x;
 }
@@ -77,6 +78,7 @@ STREAMRNN_HD float slope(const ActivationFunction& fn, float x, float clip)
         return 1.0f / (d * d);
     }
     case Activation::softplus: return sigmoid(x);
+    case Activation::gelu: return 0.5f * (1.0f + erff(x * 0.70710678f)) + x * 0.39894228f * expf(-0.5f * x * x);
     }
     return 1.0f;
 }

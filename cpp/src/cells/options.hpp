@@ -9,6 +9,8 @@
 
 #include "streamrnn/spec.hpp"
 
+#include <cmath>
+
 namespace streamrnn::cells {
 
 /// block = fn(block), each case one vectorised pass. Softplus as x+ + log1p(e^-|x|), which does not
@@ -30,6 +32,7 @@ void activate(const ActivationFunction& fn, Block&& block)
     case Activation::elu: x = (x >= 0.0f).select(x, a * (x.exp() - 1.0f)); break;
     case Activation::softsign: x = x / (1.0f + x.abs()); break;
     case Activation::softplus: x = x.cwiseMax(0.0f) + (-x.abs()).exp().log1p(); break;
+    case Activation::gelu: x = x.unaryExpr([](float v) { return 0.5f * v * (1.0f + std::erf(v * 0.70710678f)); }); break;
     }
 }
 
@@ -52,6 +55,11 @@ ArrayRM slopes(const ActivationFunction& fn, const Eigen::ArrayBase<Derived>& x,
     case Activation::elu: s = (x >= 0.0f).select(ArrayRM::Ones(x.rows(), x.cols()), a * x.exp()); break;
     case Activation::softsign: s = 1.0f / (1.0f + x.abs()).square(); break;
     case Activation::softplus: s = x.logistic(); break;
+    case Activation::gelu:
+        s = x.unaryExpr([](float v) {
+            return 0.5f * (1.0f + std::erf(v * 0.70710678f)) + v * 0.39894228f * std::exp(-0.5f * v * v);
+        });
+        break;
     }
     if (clip > 0.0f)
         s = (x.abs() > clip).select(0.0f, s);
