@@ -41,13 +41,17 @@ nb::tuple forward(Model& model, nb::handle x_in, nb::handle state_in, nb::handle
     const Shape x_shape = shape_of(x);
     const SequenceShape call = sequence_shape(spec, x_shape, lengths_in);
     const long long T = call.T, B = call.B;
+    const bool from_initial = state_in.is_none();
     return host_sequence_call(spec, call, state_shape(spec, B, call.batched), state_in,
                               [&](float* h, float* c, float* y) {
-                                  if (train)
+                                  if (train) {
                                       model.forward_train(x.data(), T, B, call.lengths_data(), y, h, c,
-                                                          sequence_threads);
-                                  else
-                                      model.forward(x.data(), T, B, call.lengths_data(), y, h, c, sequence_threads);
+                                                          sequence_threads, from_initial);
+                                      return;
+                                  }
+                                  if (from_initial)
+                                      model.fill_initial_state(B, h, c);
+                                  model.forward(x.data(), T, B, call.lengths_data(), y, h, c, sequence_threads);
                               });
 }
 
@@ -61,14 +65,18 @@ nb::tuple forward_chunked(Model& model, nb::handle x_in, nb::handle state_in, nb
     const FloatArray x = to_floats(x_in, "x");
     const SequenceShape call = sequence_shape(spec, shape_of(x), lengths_in);
     const long long T = call.T, B = call.B;
+    const bool from_initial = state_in.is_none();
     return host_sequence_call(spec, call, state_shape(spec, B, call.batched), state_in,
                               [&](float* h, float* c, float* y) {
-                                  if (train)
+                                  if (train) {
                                       forward_train_chunked(model, x.data(), T, B, call.lengths_data(), chunking, y,
-                                                            h, c);
-                                  else
-                                      forward_chunked(model, x.data(), T, B, call.lengths_data(), chunking, y, h, c,
-                                                      sequence_threads);
+                                                            h, c, from_initial);
+                                      return;
+                                  }
+                                  if (from_initial)
+                                      model.fill_initial_state(B, h, c);
+                                  forward_chunked(model, x.data(), T, B, call.lengths_data(), chunking, y, h, c,
+                                                  sequence_threads);
                               });
 }
 
@@ -190,7 +198,37 @@ void load_state_dict(Trainable& model, nb::dict mapping)
     update.commit();
 }
 
+nb::object get_initial_state(const Model& model)
+{
+    if (!model.has_initial_state())
+        return nb::none();
+    const ModelSpec& spec = model.spec();
+    float *h, *c;
+    nb::object state = new_state(spec, state_shape(spec, 1, false), &h, &c);
+    model.initial_state(h, c);
+    return state;
+}
+
+void set_initial_state(Model& model, nb::handle state)
+{
+    if (model.spec().is_cell)
+        throw ArgumentError("initial_state: a cell has none of its own; pass its state to each call");
+    if (state.is_none()) {
+        model.set_initial_state(nullptr, nullptr);
+        return;
+    }
+    // Checked in full first: a refused state changes nothing.
+    const ModelSpec& spec = model.spec();
+    const StateShape shape = state_shape(spec, 1, false);
+    std::vector<float> h(static_cast<std::size_t>(element_count(shape.h)));
+    std::vector<float> c(static_cast<std::size_t>(element_count(shape.c)));
+    read_state(state, spec, shape, false, h.data(), c.data(), "initial_state");
+    model.set_initial_state(h.data(), c.empty() ? nullptr : c.data());
+}
+
 }  // namespace
+
+int sequence_thread_count() { return sequence_threads; }
 
 void bind_model(nb::module_& m)
 {
@@ -246,6 +284,10 @@ void bind_model(nb::module_& m)
         .def_prop_ro("reset_after", [](const Model& model) { return model.spec().reset_after; })
         .def_prop_ro("dropout", [](const Model& model) { return model.spec().dropout; })
         .def_prop_ro("is_cell", [](const Model& model) { return model.spec().is_cell; })
+        .def_prop_ro("learn_initial_state", [](const Model& model) { return model.spec().learn_initial_state; })
+        .def_prop_rw("initial_state", &get_initial_state, &set_initial_state, nb::arg("state").none(),
+                     "The state rows start from without one: h (L * D, H_out), or (h, c) for an LSTM, c\n"
+                     "(L * D, H); None when there is none (zeros). Setting None goes back to zeros.")
         .def("forward", &forward, "x"_a.none(), "state"_a.none(), "lengths"_a.none(), "train"_a = false,
              "Whole-sequence forward: (y, state); train=True keeps what backward reads.")
         .def("forward_chunked", &forward_chunked, "x"_a.none(), "state"_a.none(), "lengths"_a.none(),

@@ -2,14 +2,18 @@
 // Part of streamrnn, MIT licence.
 #include "arrays.hpp"
 #include "spec.hpp"
+#include "sequential_state.hpp"
 #include "state.hpp"
 
 #include "streamrnn/chunked.hpp"
 #include "streamrnn/errors.hpp"
+#include "streamrnn/sequential.hpp"
 #include "streamrnn/stream.hpp"
 
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/shared_ptr.h>
 
+#include <algorithm>
 #include <optional>
 
 namespace streamrnn::python {
@@ -42,15 +46,31 @@ void run(const AnyStream& stream, const char* name, bool release_gil, Call call)
         raise_busy(stream, name);
 }
 
-/// Steps, letting other Python threads run when the step is long enough for that to pay.
-void run_step(Stream& stream, const float* x, float* y)
+/// The spec whose shapes a stream's calls take.
+const ModelSpec& shapes_of(const Stream& stream) { return stream.model().spec(); }
+ModelSpec shapes_of(const SequentialStream& stream) { return io_spec(stream.model()); }
+
+/// Whether a step is long enough that releasing the GIL for it pays (step_releases_gil).
+bool releases_gil(const Stream& stream) { return step_releases_gil(stream.model().spec(), stream.batch()); }
+bool releases_gil(const SequentialStream& stream)
 {
-    run(stream, "step", step_releases_gil(stream.model().spec(), stream.batch()), [&] { return stream.step(x, y); });
+    const Sequential& model = stream.model();
+    return std::any_of(model.recurrent_blocks().begin(), model.recurrent_blocks().end(), [&](std::size_t k) {
+        return step_releases_gil(model.blocks()[k].recurrent->spec(), stream.batch());
+    });
 }
 
-nb::object step(Stream& stream, nb::handle x_in, nb::handle out_in)
+/// Steps, letting other Python threads run when the step is long enough for that to pay.
+template <typename AnyStream>
+void run_step(AnyStream& stream, const float* x, float* y)
 {
-    const ModelSpec& spec = stream.model().spec();
+    run(stream, "step", releases_gil(stream), [&] { return stream.step(x, y); });
+}
+
+template <typename AnyStream>
+nb::object step(AnyStream& stream, nb::handle x_in, nb::handle out_in)
+{
+    const auto& spec = shapes_of(stream);
     const long long B = stream.batch();
 
     // The real-time path: float32 NumPy arrays of the right shapes, used in place, no allocation.
@@ -80,9 +100,10 @@ nb::object step(Stream& stream, nb::handle x_in, nb::handle out_in)
     return nb::borrow(out_in);
 }
 
-NumpyArray process(Stream& stream, nb::handle x_in)
+template <typename AnyStream>
+NumpyArray process(AnyStream& stream, nb::handle x_in)
 {
-    const ModelSpec& spec = stream.model().spec();
+    const auto& spec = shapes_of(stream);
     const long long B = stream.batch();
     const FloatArray x = to_floats(x_in, "x_chunk");
     const auto [steps, y_shape] = chunk_shape(spec, B, shape_of(x));
@@ -113,6 +134,36 @@ void set_state(Stream& stream, nb::handle state)
     std::vector<float> h(stream.h_size()), c(stream.c_size());
     read_state(state, stream.model().spec(), stream_state_shape(stream), true, h.data(), c.data());
     run(stream, "state", false, [&] { return stream.set_state(h.data(), c.empty() ? nullptr : c.data()); });
+}
+
+nb::object get_sequential_state(const SequentialStream& stream)
+{
+    std::vector<float> h(stream.h_size()), c(stream.c_size());
+    run(stream, "state", false, [&] { return stream.get_state(h.data(), c.data()); });
+    return stream_state_object(stream.model(), stream.batch(), h.data(), c.data());
+}
+
+void set_sequential_state(SequentialStream& stream, nb::handle state)
+{
+    if (state.is_none()) {
+        run(stream, "reset", false, [&] { return stream.reset(); });
+        return;
+    }
+    std::vector<float> h(stream.h_size()), c(stream.c_size());
+    read_stream_state(stream.model(), stream.batch(), state, h, c);
+    run(stream, "state", false, [&] { return stream.set_state(h.data(), c.data()); });
+}
+
+/// reset(i): every stream (None), or stream i.
+template <typename AnyStream>
+void reset(AnyStream& stream, nb::handle i)
+{
+    if (i.is_none()) {
+        run(stream, "reset", false, [&] { return stream.reset(); });
+        return;
+    }
+    const Index row = stream_index(i, stream.batch());
+    run(stream, "reset", false, [&] { return stream.reset(row); });
 }
 
 /// A ChunkedStream, and whether its last process() had unbatched input (flush answers alike).
@@ -161,28 +212,30 @@ void bind_stream(nb::module_& m)
                        "Live streams over a unidirectional model: state carried from call to call, every buffer\n"
                        "allocated when the stream is made. Feeding a sequence through step/process in any chunking\n"
                        "gives the outputs of the model on the whole sequence.")
-        .def("step", &step, "x"_a.none(), "out"_a.none() = nb::none(),
+        .def("step", &step<Stream>, "x"_a.none(), "out"_a.none() = nb::none(),
              "One time step. x: (B, I), or (I,) when B == 1 -> (B, H_out) or (H_out,).\n"
              "With out= (a float32 C-contiguous array of the output's shape) it writes there, returns out,\n"
              "and allocates nothing.")
-        .def("process", &process, "x_chunk"_a.none(),
+        .def("process", &process<Stream>, "x_chunk"_a.none(),
              "T time steps. x_chunk: (T, B, I) ((B, T, I) when batch_first), or (T, I) when B == 1.")
         .def_prop_rw(
             "state", &get_state, &set_state, nb::arg("state").none(),
             "The state: h of shape (L, B, H_out), or (h, c) for an LSTM, c of shape (L, B, H). Reading gives\n"
-            "copies; setting checks every shape first and copies in (None sets zeros).")
-        .def(
-            "reset",
-            [](Stream& stream, nb::handle i) {
-                if (i.is_none()) {
-                    run(stream, "reset", false, [&] { return stream.reset(); });
-                    return;
-                }
-                const Index row = stream_index(i, stream.batch());
-                run(stream, "reset", false, [&] { return stream.reset(row); });
-            },
-            "i"_a = nb::none(), "Zeros the state of every stream, or of stream i only.")
+            "copies; setting checks every shape first and copies in (None: the initial state).")
+        .def("reset", &reset<Stream>, "i"_a = nb::none(),
+             "Every stream back to the model's initial state (zeros unless set), or stream i only.")
         .def_prop_ro("batch", &Stream::batch, "Number of independent streams.");
+
+    nb::class_<SequentialStream>(m, "SequentialStream",
+                                 "Live streams through every block of a Sequential, one call per step.")
+        .def("step", &step<SequentialStream>, "x"_a.none(), "out"_a.none() = nb::none(),
+             "One time step through every block, as Stream.step.")
+        .def("process", &process<SequentialStream>, "x_chunk"_a.none(), "T time steps, as Stream.process.")
+        .def_prop_rw("state", &get_sequential_state, &set_sequential_state, nb::arg("state").none(),
+                     "The recurrent block's state (shaped as a Stream's), or a tuple of the blocks' states.")
+        .def("reset", &reset<SequentialStream>, "i"_a = nb::none(),
+             "Every stream, or stream i, back to the blocks' initial states.")
+        .def_prop_ro("batch", &SequentialStream::batch, "Number of independent streams.");
 
     nb::class_<PyChunkedStream>(m, "ChunkedStream",
                                 "Live streams over a model in chunks with a look-ahead (latency-controlled): process returns\n"
@@ -234,6 +287,11 @@ void bind_stream(nb::module_& m)
         .def_prop_ro("lookahead", [](const PyChunkedStream& s) { return s.stream.chunking().lookahead; })
         .def_prop_ro("pending", [](const PyChunkedStream& s) { return s.stream.pending(); },
                      "Steps that arrived and whose outputs are not yet returned.");
+}
+
+nb::object sequential_stream(std::shared_ptr<Sequential> model, nb::handle batch)
+{
+    return nb::cast(SequentialStream(std::move(model), static_cast<Index>(to_integer(batch, "batch"))));
 }
 
 nb::object chunked_stream(std::shared_ptr<Model> model, nb::handle batch, nb::handle chunk, nb::handle lookahead)

@@ -10,6 +10,7 @@ void bind_stream(nb::module_& m);
 void bind_pool(nb::module_& m);
 void bind_train(nb::module_& m);
 void bind_blocks(nb::module_& m);
+void bind_sequential(nb::module_& m);
 }  // namespace streamrnn::python
 
 // The module's name is its file's: one per build of the engine (python/CMakeLists.txt).
@@ -36,4 +37,5 @@ NB_MODULE(STREAMRNN_MODULE, m)
     bind_pool(m);
     bind_train(m);
     bind_blocks(m);
+    bind_sequential(m);
 }

@@ -77,6 +77,9 @@ inline bool step_releases_gil(const ModelSpec& spec, long long rows)
     return work * rows > (1 << 16);
 }
 
+/// Threads of whole-sequence calls (streamrnn.set_num_threads).
+int sequence_thread_count();
+
 /// New zero state arrays: h, or (h, c) for an LSTM; h and c receive their buffers.
 nb::object new_state(const ModelSpec& spec, const StateShape& shape, float** h, float** c);
 

@@ -57,7 +57,7 @@ class _Module(_Weights):
                bias: Any = True, batch_first: Any = False, bidirectional: Any = False, residual: Any = False,
                reset_after: Any = True, dropout: Any = 0.0, is_cell: bool = False, seed: Any = None,
                peepholes: Any = False, input_forget: Any = False, clip: Any = None,
-               activations: Any = None) -> None:
+               activations: Any = None, learn_initial_state: Any = False) -> None:
         # The engine's spec, keyed as its fields: the engine checks the sizes' ranges.
         options = dict(peepholes=_checks.flag("peepholes", peepholes),
                        input_forget=_checks.flag("input_forget", input_forget), clip=_clip(clip))
@@ -71,7 +71,8 @@ class _Module(_Weights):
                     batch_first=_checks.flag("batch_first", batch_first),
                     bidirectional=_checks.flag("bidirectional", bidirectional),
                     residual=_checks.flag("residual", residual), reset_after=_checks.flag("reset_after", reset_after),
-                    dropout=_checks.number("dropout", dropout), is_cell=is_cell, **options)
+                    dropout=_checks.number("dropout", dropout), is_cell=is_cell,
+                    learn_initial_state=_checks.flag("learn_initial_state", learn_initial_state), **options)
         self._core = _core.Model(spec, _checks.seed(seed))
 
     @classmethod
@@ -111,7 +112,8 @@ class _Layer(_Module):
         """Run the whole sequence: returns (y, state).
 
         x: (T, B, I), (B, T, I) when batch_first, or unbatched (T, I).
-        state: the initial state (None: zeros); h is (L*D, B, H_out), an LSTM's c (L*D, B, H);
+        state: the initial state (None: m.initial_state, zeros unless set); h is (L*D, B, H_out), an
+          LSTM's c (L*D, B, H);
           unbatched input takes and returns them without the B axis.
         lengths: optional integers (B,), each in [0, T]. Steps at or past a sequence's length give
           zeros in y, and the returned state is the state at its last valid step (PyTorch's
@@ -139,6 +141,23 @@ class _Layer(_Module):
     # The model on a GPU (streamrnn._device), or None on the CPU.
     _device_model: Optional[_device.DeviceModel] = None
 
+    learn_initial_state = property(lambda self: self._core.learn_initial_state,
+                                   doc="Whether the initial state is a parameter (initial_h, initial_c).")
+
+    @property
+    def initial_state(self) -> Optional[State]:
+        """The state every row starts from when no state is given: whole sequences without state=,
+        new streams and pools' streams, and their resets. h (L*D, H_out), and for an LSTM (h, c) with
+        c (L*D, H); None means zeros. A parameter (in state_dict() as initial_h, initial_c) when the
+        model was made with learn_initial_state=True; else set here, and saved with the model."""
+        return self._core.initial_state
+
+    @initial_state.setter
+    def initial_state(self, state: Optional[State]) -> None:
+        if self._device_model is not None:
+            raise ValueError(f"initial_state: set it on the CPU, before to(); this model is on {self.device}")
+        self._core.initial_state = state
+
     @property
     def device(self) -> str:
         """Where calls run: "cpu", or "cuda:N" after to("cuda:N")."""
@@ -149,6 +168,9 @@ class _Layer(_Module):
         return it (the same object, as torch.nn.Module.to). On a GPU, calls and streams take NumPy
         arrays or GPU arrays (see streamrnn.cuda); RuntimeError when there is no usable GPU."""
         kind, index = _cuda.parse_device(device)
+        if kind != "cpu" and self._core.initial_state is not None:
+            # The GPU backend starts every row from zeros; it would silently drop the state.
+            raise ValueError("device: a model with an initial state runs on the CPU only, for now")
         if kind == "cpu":
             self._device_model = None
         elif self._device_model is None or self._device_model.device != index:
@@ -268,10 +290,12 @@ class LSTM(_Layer):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  residual: bool = False, proj_size: int = 0, seed: Optional[int] = None, peepholes: bool = False,
-                 input_forget: bool = False, clip: Optional[float] = None, activations: Any = None) -> None:
+                 input_forget: bool = False, clip: Optional[float] = None, activations: Any = None,
+                 learn_initial_state: bool = False) -> None:
         self._build("LSTM", input_size, hidden_size, num_layers, proj_size=proj_size, bias=bias,
                     batch_first=batch_first, bidirectional=bidirectional, residual=residual, dropout=dropout,
-                    seed=seed, peepholes=peepholes, input_forget=input_forget, clip=clip, activations=activations)
+                    seed=seed, peepholes=peepholes, input_forget=input_forget, clip=clip, activations=activations,
+                    learn_initial_state=learn_initial_state)
 
     proj_size = property(lambda self: self._core.proj_size, doc="P, the projected output size (0: none).")
     peepholes = property(lambda self: self._core.spec["peepholes"],
@@ -297,10 +321,10 @@ class GRU(_Layer):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  residual: bool = False, reset_after: bool = True, seed: Optional[int] = None,
-                 clip: Optional[float] = None, activations: Any = None) -> None:
+                 clip: Optional[float] = None, activations: Any = None, learn_initial_state: bool = False) -> None:
         self._build("GRU", input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
                     bidirectional=bidirectional, residual=residual, reset_after=reset_after, dropout=dropout,
-                    seed=seed, clip=clip, activations=activations)
+                    seed=seed, clip=clip, activations=activations, learn_initial_state=learn_initial_state)
 
     reset_after = property(lambda self: self._core.reset_after, doc="PyTorch's GRU (True) or Cho et al.'s (False).")
 
@@ -317,13 +341,13 @@ class RNN(_Layer):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *, nonlinearity: str = "tanh",
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  residual: bool = False, seed: Optional[int] = None, clip: Optional[float] = None,
-                 activations: Any = None) -> None:
+                 activations: Any = None, learn_initial_state: bool = False) -> None:
         mode = _rnn_mode(nonlinearity)
         if activations is not None and mode == "RNN_RELU":
             raise ValueError("activations: give the function there or nonlinearity='relu', not both")
         self._build(mode, input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
                     bidirectional=bidirectional, residual=residual, dropout=dropout, seed=seed, clip=clip,
-                    activations=activations)
+                    activations=activations, learn_initial_state=learn_initial_state)
 
     nonlinearity = property(lambda self: "relu" if self._core.mode == "RNN_RELU" else "tanh",
                             doc='"tanh" or "relu".')
@@ -435,13 +459,16 @@ _CELLS = {"LSTM": LSTMCell, "GRU": GRUCell, "RNN_TANH": RNNCell, "RNN_RELU": RNN
 
 def load(path: PathLike) -> Any:
     """Read a model file written by save(): returns the same class with the same weights (a layer,
-    a cell, or a composite model of streamrnn.models).
+    a cell, a Sequential, or a composite model of streamrnn.models).
 
     FileNotFoundError for a missing file; ValueError for a truncated, corrupt or foreign one."""
     path = _checks.path("path", path)
     _, metadata = _core.load_tensors(path)
-    if "model" in metadata:
+    if metadata.get("model") not in (None, "Sequential"):
         from . import models
         return models.load(path)
-    core = _core.load(path)
-    return (_CELLS if core.is_cell else _LAYERS)[core.mode]._wrap(core)
+    loaded = _core.load_any(path)
+    if isinstance(loaded, tuple):
+        from ._sequential import Sequential
+        return Sequential._from_file(*loaded)
+    return (_CELLS if loaded.is_cell else _LAYERS)[loaded.mode]._wrap(loaded)
