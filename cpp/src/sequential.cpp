@@ -42,11 +42,12 @@ std::string block_where(std::size_t index, const Block& block)
     return "blocks[" + std::to_string(index) + "] (" + block.name() + ")";
 }
 
-/// out [N, width] = f(in), element by element.
+/// out [N, width] = f(in), element by element: one flat pass over contiguous rows, which Eigen
+/// vectorises whatever the width.
 void apply_function(const ActivationFunction& f, const float* in, Index N, Index width, float* out) noexcept
 {
-    auto y = mat(out, N, width);
-    y = mat(in, N, width);
+    Eigen::Map<Eigen::VectorXf> y(out, N * width);
+    y = Eigen::Map<const Eigen::VectorXf>(in, N * width);
     cells::activate(f, y);
 }
 
@@ -58,6 +59,30 @@ void linear_rows(const Linear& linear, const float* values, const float* x, Inde
     space.multiply_transposed(mat(x, N, in), mat(values, out, in), result, false);
     if (linear.has_bias())
         result.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(values + out * in, out);
+}
+
+/// y [out] = W x + b for one row (a stream's step of one row), with the weights of one version:
+/// eight partial sums per output, which the compiler keeps in one vector register. Eigen's product
+/// costs more in its setup than in its arithmetic at the sizes of audio models' heads.
+void linear_row(const Linear& linear, const float* values, const float* x, float* y) noexcept
+{
+    const Index in = linear.in_features(), out = linear.out_features();
+    const float* bias = linear.has_bias() ? values + out * in : nullptr;
+    for (Index o = 0; o < out; ++o) {
+        const float* w = values + o * in;
+        float partial[8] = {};
+        Index i = 0;
+        for (; i + 8 <= in; i += 8)
+            for (int k = 0; k < 8; ++k)
+                partial[k] += w[i + k] * x[i + k];
+        for (int k = 0; i < in; ++i, ++k)
+            partial[k] += w[i] * x[i];
+        // Summed pairwise: three dependent adds, not eight.
+        for (int half = 4; half > 0; half /= 2)
+            for (int k = 0; k < half; ++k)
+                partial[k] += partial[k + half];
+        y[o] = bias ? partial[0] + bias[o] : partial[0];
+    }
 }
 
 /// Zeros the rows of y [T x B rows of width, in its layout] at or past each row's length.
@@ -452,31 +477,54 @@ struct SequentialStream::Impl {
         b.assign(buffer_size({block_steps, batch, widest}), 0.0f);
     }
 
+    /// Block k on `rows` rows (n steps of every row, time-major) from in to out.
+    void run_part(Part& part, const float* in, float* out, Index n) noexcept
+    {
+        const Block& block = *part.block;
+        const Index rows = n * batch;
+        if (block.kind == Block::Kind::recurrent) {
+            if (n == 1)
+                part.stack->step(in, out);
+            else
+                part.stack->process(ConstSeqView::time_major(in, batch, part.in_width, part.in_width),
+                                    SeqView::time_major(out, batch, part.out_width, part.out_width), n);
+        } else if (block.kind == Block::Kind::linear) {
+            const float* values = part.reader->acquire().values.data();
+            if (rows == 1)
+                linear_row(*block.linear, values, in, out);
+            else
+                linear_rows(*block.linear, values, in, rows, out, *part.space);
+        } else {
+            apply_function(block.function, in, rows, part.in_width, out);
+        }
+    }
+
+    /// One step of every row: x [B, I] -> y [B, O], the blocks between them in the two buffers;
+    /// the first reads x and the last writes y themselves (no copy in or out).
+    void step(const float* x, float* y) noexcept
+    {
+        const float* in = x;
+        for (std::size_t k = 0; k < parts.size(); ++k) {
+            float* out = k + 1 == parts.size() ? y : in == a.data() ? b.data() : a.data();
+            run_part(parts[k], in, out, 1);
+            in = out;
+        }
+    }
+
     /// T steps: x's rows of I -> y's rows of O, in either layout, block_steps at a time through
     /// every block (time-major between them).
-    void run(ConstSeqView x, SeqView y, Index T) noexcept
+    void process(ConstSeqView x, SeqView y, Index T) noexcept
     {
         const Index I = model->input_size(), O = model->output_size();
         for (Index t0 = 0; t0 < T; t0 += block_steps) {
-            const Index n = std::min(block_steps, T - t0), rows = n * batch;
+            const Index n = std::min(block_steps, T - t0);
             for (Index t = 0; t < n; ++t)
                 for (Index r = 0; r < batch; ++r)
                     std::copy_n(x.row(t0 + t, r), I, a.data() + (t * batch + r) * I);
             float* in = a.data();
             float* out = b.data();
             for (Part& part : parts) {
-                const Block& block = *part.block;
-                if (block.kind == Block::Kind::recurrent) {
-                    if (n == 1)
-                        part.stack->step(in, out);
-                    else
-                        part.stack->process(ConstSeqView::time_major(in, batch, part.in_width, part.in_width),
-                                            SeqView::time_major(out, batch, part.out_width, part.out_width), n);
-                } else if (block.kind == Block::Kind::linear) {
-                    linear_rows(*block.linear, part.reader->acquire().values.data(), in, rows, out, *part.space);
-                } else {
-                    apply_function(block.function, in, rows, part.in_width, out);
-                }
+                run_part(part, in, out, n);
                 std::swap(in, out);
             }
             for (Index t = 0; t < n; ++t)
@@ -529,8 +577,7 @@ bool SequentialStream::step(const float* x, float* y) noexcept
     const Exclusive::TryHold use(s.in_use, "step");
     if (!use)
         return false;
-    const Index I = s.model->input_size(), O = s.model->output_size();
-    s.run(ConstSeqView::time_major(x, s.batch, I, I), SeqView::time_major(y, s.batch, O, O), 1);
+    s.step(x, y);
     return true;
 }
 
@@ -543,7 +590,7 @@ bool SequentialStream::process(const float* x, float* y, Index T) noexcept
     const FlushDenormals flushed(s.flush_denormals);
     const Index I = s.model->input_size(), O = s.model->output_size();
     const bool batch_first = s.model->batch_first();
-    s.run(ConstSeqView::of(x, T, s.batch, I, I, batch_first), SeqView::of(y, T, s.batch, O, O, batch_first), T);
+    s.process(ConstSeqView::of(x, T, s.batch, I, I, batch_first), SeqView::of(y, T, s.batch, O, O, batch_first), T);
     return true;
 }
 
