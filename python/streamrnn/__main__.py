@@ -1,8 +1,11 @@
-# python/streamrnn/__main__.py: `python -m streamrnn demo`, the README's streaming demo, and
-# `python -m streamrnn run`, which streams a file as the C and C++ examples do.
+# python/streamrnn/__main__.py: `python -m streamrnn demo`, the README's streaming demo, `python -m
+# streamrnn demo amp`, a guitar amp model at 48 kHz, and `python -m streamrnn run`, which streams a
+# file as the C and C++ examples do.
 # Part of streamrnn, MIT licence.
 """demo: streams a noisy sensor signal, sample by sample, through a small denoising LSTM that ships
 with the package, and reports the latency per step and how much noise it removed.
+demo amp [--out DIR]: streams a guitar through a small LSTM amp model (48 kHz) sample by sample and
+in blocks, prints the real-time factors, and writes amp_out.wav (and amp_demo.png) into DIR.
 run MODEL INPUT [--chunk N]: streams INPUT (raw float32, I values per step) through MODEL and
 prints one line per step, the outputs as %.9g: what examples/embedded/stream.c prints."""
 
@@ -76,7 +79,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m streamrnn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="stream the shipped signal through the shipped model")
+    demo_parser = commands.add_parser("demo", help="stream the shipped signal through the shipped model")
+    demo_parser.add_argument("which", nargs="?", choices=["denoiser", "amp"], default="denoiser",
+                             help="denoiser (the default): a noisy sensor; amp: a guitar amp model")
+    demo_parser.add_argument("--out", metavar="DIR", help="demo amp: where amp_out.wav and amp_demo.png go "
+                             "(default: the current directory)")
     run_parser = commands.add_parser("run", help="stream a file of float32 samples through a model file")
     run_parser.add_argument("model", help="a model file (model.save(path))")
     run_parser.add_argument("input", help="raw float32 values, input_size per step")
@@ -86,6 +93,11 @@ def main() -> int:
         if args.chunk < 1:
             parser.error("--chunk must be a positive number of steps")
         return run(args.model, args.input, args.chunk)
+    if args.which == "amp":
+        from streamrnn._amp_demo import amp_demo  # numpy and the standard library; matplotlib if there
+        return amp_demo(args.out or ".")
+    if args.out is not None:
+        parser.error("--out is for demo amp")
     return demo()
 
 
