@@ -10,7 +10,7 @@ import pytest
 import streamrnn as sr
 
 DATA = Path(__file__).parent / "data" / "embedded"
-MODELS = ["lstm_proj", "gru_cho", "rnn_relu"]
+MODELS = ["lstm_proj", "gru_cho", "rnn_relu", "whole"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

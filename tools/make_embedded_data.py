@@ -1,7 +1,8 @@
 # tools/make_embedded_data.py: writes the models, input and expected outputs that check the C and
 # C++ examples (and the ARM builds) against Python. Part of streamrnn, MIT licence.
 """Regenerates tests/data/embedded/: three small models (an LSTM with projection, a Cho GRU and a
-ReLU RNN, two layers each), input.f32 (300 steps of 3 features, raw float32) and, per model,
+ReLU RNN, two layers each) and a whole model (Linear, Tanh, a 2-layer LSTM with a set initial
+state, LeakyReLU, Linear), input.f32 (300 steps of 3 features, raw float32) and, per model,
 expected_<name>.txt: the whole-sequence forward in Python, one line per step as "%.9g". The C++
 tests run examples/embedded on them (also under qemu on ARM) and tests/test_embedded.py runs
 `python -m streamrnn run`; both must print these numbers to float32 rounding.
@@ -20,7 +21,16 @@ MODELS = {
     "lstm_proj": lambda: sr.LSTM(FEATURES, 16, num_layers=2, proj_size=8, seed=11),
     "gru_cho": lambda: sr.GRU(FEATURES, 16, num_layers=2, reset_after=False, seed=12),
     "rnn_relu": lambda: sr.RNN(FEATURES, 16, num_layers=2, nonlinearity="relu", seed=13),
+    "whole": lambda: _whole(),
 }
+
+
+def _whole() -> sr.Sequential:
+    lstm = sr.LSTM(8, 16, num_layers=2, seed=15)
+    rng = np.random.default_rng(16)
+    lstm.initial_state = tuple(0.5 * rng.standard_normal((2, 2, 16)).astype(np.float32))
+    return sr.Sequential(sr.Linear(FEATURES, 8, seed=14), sr.Tanh(), lstm, sr.LeakyReLU(0.1),
+                         sr.Linear(16, 2, seed=17), metadata={"made_by": "tools/make_embedded_data.py"})
 
 
 def main() -> None:

@@ -3,7 +3,10 @@
 //
 //   stream_cpp MODEL INPUT [CHUNK]
 // Arguments and output as examples/embedded/stream.c: one line per step, the O outputs as "%.9g".
+// MODEL is a recurrent model or a whole one (a Sequential: Linear layers and functions around
+// recurrent layers), which step alike.
 #include <streamrnn/model_file.hpp>
+#include <streamrnn/sequential.hpp>
 #include <streamrnn/stream.hpp>
 
 #include <algorithm>
@@ -13,6 +16,7 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <vector>
 
 int main(int argc, char** argv)
@@ -27,10 +31,25 @@ int main(int argc, char** argv)
         return 2;
     }
     try {
-        // A Stream shares the model: several streams (threads, users) may step one model.
-        const auto model = std::make_shared<const streamrnn::Model>(streamrnn::load_model(argv[1]));
-        streamrnn::Stream stream(model, 1);  // allocates all it needs; step and process never do
-        const streamrnn::Index I = model->spec().input_size, O = model->spec().output_size();
+        // A stream shares the model: several streams (threads, users) may step one model. It
+        // allocates all it needs; step and process never do.
+        const streamrnn::LoadedModel loaded = streamrnn::load_any_model(argv[1]);
+        std::optional<streamrnn::Stream> recurrent;
+        std::optional<streamrnn::SequentialStream> whole;
+        streamrnn::Index I, O;
+        if (loaded.sequential) {
+            whole.emplace(loaded.sequential, 1);
+            I = loaded.sequential->input_size();
+            O = loaded.sequential->output_size();
+        } else {
+            recurrent.emplace(loaded.model, 1);
+            I = loaded.model->spec().input_size;
+            O = loaded.model->spec().output_size();
+        }
+        auto step = [&](const float* x, float* y) { return whole ? whole->step(x, y) : recurrent->step(x, y); };
+        auto process = [&](const float* x, float* y, streamrnn::Index n) {
+            return whole ? whole->process(x, y, n) : recurrent->process(x, y, n);
+        };
 
         std::ifstream file(argv[2], std::ios::binary);
         const std::vector<char> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
@@ -50,9 +69,9 @@ int main(int argc, char** argv)
         for (streamrnn::Index t = 0; t < steps; t += chunk) {
             const streamrnn::Index n = std::min<streamrnn::Index>(chunk, steps - t);
             if (n == 1)
-                stream.step(x.data() + t * I, y.data() + t * O);
+                step(x.data() + t * I, y.data() + t * O);
             else
-                stream.process(x.data() + t * I, y.data() + t * O, n);
+                process(x.data() + t * I, y.data() + t * O, n);
         }
         for (streamrnn::Index t = 0; t < steps; ++t) {
             for (streamrnn::Index k = 0; k < O; ++k)
