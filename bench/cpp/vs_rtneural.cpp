@@ -11,6 +11,7 @@
 // same rounds, the floor of bench_step: the step's matrix-vector products alone.
 // Run: ./vs_rtneural [--quick].
 #include "streamrnn/model.hpp"
+#include "streamrnn/sequential.hpp"
 #include "streamrnn/stream.hpp"
 
 #include <Eigen/Core>
@@ -209,6 +210,142 @@ Row compare(int rounds, std::vector<float>& signal_storage)
     return row;
 }
 
+/// A Linear's weights as RTNeural's Dense takes them: [out][in], and the bias.
+std::vector<std::vector<float>> dense_weights(const streamrnn::Linear& linear)
+{
+    const float* w = linear.parameters();
+    std::vector<std::vector<float>> rows(static_cast<std::size_t>(linear.out_features()));
+    for (int o = 0; o < linear.out_features(); ++o)
+        rows[static_cast<std::size_t>(o)].assign(w + o * linear.in_features(), w + (o + 1) * linear.in_features());
+    return rows;
+}
+
+constexpr int whole_contender_count = 4;
+
+struct WholeRow {
+    std::string model;
+    double median[whole_contender_count] = {}, low[whole_contender_count] = {}, high[whole_contender_count] = {};
+    double difference = 0.0;
+};
+
+/// A whole audio model, one sample in and one out: with `front` (RTNeural's typical model)
+/// Dense(1, H) -> tanh -> LSTM(H, H) -> Dense(H, 1); without (NAM's) LSTM(1, H) -> Dense(H, 1).
+/// RTNeural's run-time Model and compile-time ModelT against streamrnn's SequentialStream step
+/// and process, on the same weights, rounds interleaved as compare()'s.
+template <bool front, int H>
+WholeRow compare_whole(int rounds, const std::vector<float>& signal)
+{
+    constexpr int I = front ? H : 1;
+    streamrnn::ModelSpec spec;
+    spec.input_size = I;
+    spec.hidden_size = H;
+    const auto lstm = std::make_shared<streamrnn::Model>(spec, 9);
+    const auto first = std::make_shared<streamrnn::Linear>(1, H, true, 10);
+    const auto head = std::make_shared<streamrnn::Linear>(H, 1, true, 11);
+    std::vector<streamrnn::Block> blocks;
+    if (front) {
+        blocks.push_back(streamrnn::Block::of(first));
+        blocks.push_back(streamrnn::Block::of(streamrnn::ActivationFunction{streamrnn::Activation::tanh}));
+    }
+    blocks.push_back(streamrnn::Block::of(lstm));
+    blocks.push_back(streamrnn::Block::of(head));
+    const auto whole = std::make_shared<const streamrnn::Sequential>(std::move(blocks));
+    streamrnn::SequentialStream stepped(whole, 1), blocked(whole, 1);
+
+    const KerasWeights kw = keras_weights(*lstm);
+    RTNeural::Model<float> dynamic(1);
+    if (front) {
+        auto* dense = new RTNeural::Dense<float>(1, H);
+        dense->setWeights(dense_weights(*first));
+        dense->setBias(first->parameters() + H);
+        dynamic.addLayer(dense);
+        dynamic.addLayer(new RTNeural::TanhActivation<float>(H));
+    }
+    auto* dynamic_lstm = new RTNeural::LSTMLayer<float>(I, H);
+    set_weights<false>(*dynamic_lstm, kw);
+    dynamic.addLayer(dynamic_lstm);
+    auto* dynamic_head = new RTNeural::Dense<float>(H, 1);
+    dynamic_head->setWeights(dense_weights(*head));
+    dynamic_head->setBias(head->parameters() + H);
+    dynamic.addLayer(dynamic_head);
+    dynamic.reset();
+
+    using Static = std::conditional_t<
+        front,
+        RTNeural::ModelT<float, 1, 1, RTNeural::DenseT<float, 1, H>, RTNeural::TanhActivationT<float, H>,
+                         RTNeural::LSTMLayerT<float, H, H>, RTNeural::DenseT<float, H, 1>>,
+        RTNeural::ModelT<float, 1, 1, RTNeural::LSTMLayerT<float, 1, H>, RTNeural::DenseT<float, H, 1>>>;
+    auto fixed = std::make_unique<Static>();
+    constexpr int lstm_index = front ? 2 : 0;
+    if constexpr (front) {
+        fixed->template get<0>().setWeights(dense_weights(*first));
+        fixed->template get<0>().setBias(first->parameters() + H);
+    }
+    set_weights<false>(fixed->template get<lstm_index>(), kw);
+    fixed->template get<lstm_index + 1>().setWeights(dense_weights(*head));
+    fixed->template get<lstm_index + 1>().setBias(head->parameters() + H);
+    fixed->reset();
+
+    const int samples = 8192;
+    std::vector<float> out(static_cast<std::size_t>(std::max(samples, check_steps)));
+    Contender contenders[whole_contender_count] = {
+        {"RTNeural Model",
+         [&](const float* x, int n, float* y) {
+             for (int t = 0; t < n; ++t)
+                 y[t] = dynamic.forward(x + t);
+         },
+         [&] { dynamic.reset(); }},
+        {"RTNeural ModelT",
+         [&](const float* x, int n, float* y) {
+             for (int t = 0; t < n; ++t)
+                 y[t] = fixed->forward(x + t);
+         },
+         [&] { fixed->reset(); }},
+        {"streamrnn step",
+         [&](const float* x, int n, float* y) {
+             for (int t = 0; t < n; ++t)
+                 stepped.step(x + t, y + t);
+         },
+         [&] { stepped.reset(); }},
+        {"streamrnn process",
+         [&](const float* x, int n, float* y) {
+             for (int t = 0; t < n; t += block)
+                 blocked.process(x + t, y + t, std::min(block, n - t));
+         },
+         [&] { blocked.reset(); }},
+    };
+    WholeRow row;
+    row.model = front ? "Dense(1, " + std::to_string(H) + ") tanh LSTM(" + std::to_string(H) + ") Dense(1)"
+                      : "LSTM(1, " + std::to_string(H) + ") Dense(1) (NAM)";
+    std::vector<float> reference(static_cast<std::size_t>(check_steps));
+    contenders[0].reset();
+    contenders[0].run(signal.data(), check_steps, reference.data());
+    for (Contender& c : contenders) {
+        c.reset();
+        c.run(signal.data(), check_steps, out.data());
+        for (int k = 0; k < check_steps; ++k)
+            row.difference = std::max(row.difference, double(std::fabs(out[static_cast<std::size_t>(k)] -
+                                                                       reference[static_cast<std::size_t>(k)])));
+        c.reset();
+    }
+    std::vector<double> times[whole_contender_count];
+    for (int round = 0; round < rounds; ++round)
+        for (int j = 0; j < whole_contender_count; ++j) {
+            const int which = (round + j) % whole_contender_count;
+            const auto start = Clock::now();
+            contenders[which].run(signal.data(), samples, out.data());
+            times[which].push_back(std::chrono::duration<double, std::nano>(Clock::now() - start).count() / samples);
+        }
+    for (int j = 0; j < whole_contender_count; ++j) {
+        std::vector<double>& t = times[j];
+        std::sort(t.begin(), t.end());
+        row.median[j] = t[t.size() / 2];
+        row.low[j] = t.front();
+        row.high[j] = t.back();
+    }
+    return row;
+}
+
 }  // namespace
 
 int main(int argc, char** argv)
@@ -261,6 +398,24 @@ int main(int argc, char** argv)
             std::printf(" %.0f [%.0f-%.0f] |", row.median[j], row.low[j], row.high[j]);
         std::printf(" %.2f | %.2f | %.2f | %.2f | %.1e |\n", row.median[2] / best, row.median[3] / best,
                     best / row.median[4], row.median[2] / row.median[4], row.difference);
+        agree = agree && row.difference <= tolerance;
+    }
+
+    // Whole models, a sample in and a sample out: the head and the dense front included.
+    const WholeRow whole_rows[] = {compare_whole<false, 16>(rounds, signal), compare_whole<true, 8>(rounds, signal),
+                                   compare_whole<true, 16>(rounds, signal)};
+    std::printf("\nWhole audio models, batch 1, a sample in and one out: ns per sample, median of %d interleaved "
+                "rounds [min-max]; RTNeural's run-time Model and compile-time ModelT against streamrnn's "
+                "SequentialStream\n\n",
+                rounds);
+    std::printf("| model | RTNeural Model | RTNeural ModelT | streamrnn step | streamrnn process | step / RTNeural | "
+                "process / RTNeural | max diff |\n|---|---|---|---|---|---|---|---|\n");
+    for (const WholeRow& row : whole_rows) {
+        const double best = std::min(row.median[0], row.median[1]);
+        std::printf("| %s |", row.model.c_str());
+        for (int j = 0; j < whole_contender_count; ++j)
+            std::printf(" %.0f [%.0f-%.0f] |", row.median[j], row.low[j], row.high[j]);
+        std::printf(" %.2f | %.2f | %.1e |\n", row.median[2] / best, row.median[3] / best, row.difference);
         agree = agree && row.difference <= tolerance;
     }
     if (!agree) {

@@ -42,13 +42,18 @@ std::string block_where(std::size_t index, const Block& block)
     return "blocks[" + std::to_string(index) + "] (" + block.name() + ")";
 }
 
-/// out [N, width] = f(in), element by element: one flat pass over contiguous rows, which Eigen
-/// vectorises whatever the width.
+/// out [N, width] = f(in), element by element, in fixed blocks of eight: Eigen runs a vector of
+/// dynamic size shorter than its widest packet (AVX-512's sixteen) element by element, a scalar
+/// tanh each, where a block of eight is one AVX packet.
 void apply_function(const ActivationFunction& f, const float* in, Index N, Index width, float* out) noexcept
 {
-    Eigen::Map<Eigen::VectorXf> y(out, N * width);
-    y = Eigen::Map<const Eigen::VectorXf>(in, N * width);
-    cells::activate(f, y);
+    const Index n = N * width;
+    std::copy_n(in, n, out);
+    Index i = 0;
+    for (; i + 8 <= n; i += 8)
+        cells::activate(f, Eigen::Map<Eigen::Matrix<float, 8, 1>>(out + i));
+    if (i < n)
+        cells::activate(f, Eigen::Map<Eigen::VectorXf>(out + i, n - i));
 }
 
 /// y [N, out] = x [N, in] W^T + b, with the weights of one version (`values`: W then b).
@@ -61,27 +66,27 @@ void linear_rows(const Linear& linear, const float* values, const float* x, Inde
         result.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(values + out * in, out);
 }
 
-/// y [out] = W x + b for one row (a stream's step of one row), with the weights of one version:
-/// eight partial sums per output, which the compiler keeps in one vector register. Eigen's product
-/// costs more in its setup than in its arithmetic at the sizes of audio models' heads.
+/// y [out] = W x + b for one row (a stream's step of one row), with the weights of one version: a
+/// vector of eight partial sums per output, kept in a register. Eigen's general product costs more
+/// in its setup than in its arithmetic at the sizes of audio models' heads.
 void linear_row(const Linear& linear, const float* values, const float* x, float* y) noexcept
 {
+    using Lanes = Eigen::Array<float, 8, 1>;
     const Index in = linear.in_features(), out = linear.out_features();
     const float* bias = linear.has_bias() ? values + out * in : nullptr;
     for (Index o = 0; o < out; ++o) {
         const float* w = values + o * in;
-        float partial[8] = {};
         Index i = 0;
-        for (; i + 8 <= in; i += 8)
-            for (int k = 0; k < 8; ++k)
-                partial[k] += w[i + k] * x[i + k];
-        for (int k = 0; i < in; ++i, ++k)
-            partial[k] += w[i] * x[i];
-        // Summed pairwise: three dependent adds, not eight.
-        for (int half = 4; half > 0; half /= 2)
-            for (int k = 0; k < half; ++k)
-                partial[k] += partial[k + half];
-        y[o] = bias ? partial[0] + bias[o] : partial[0];
+        float sum = bias ? bias[o] : 0.0f;
+        if (in >= 8) {
+            Lanes partial = Lanes::Map(w) * Lanes::Map(x);
+            for (i = 8; i + 8 <= in; i += 8)
+                partial += Lanes::Map(w + i) * Lanes::Map(x + i);
+            sum += partial.sum();
+        }
+        for (; i < in; ++i)
+            sum += w[i] * x[i];
+        y[o] = sum;
     }
 }
 
