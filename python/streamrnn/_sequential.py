@@ -10,7 +10,7 @@ from typing import Any, Mapping, Optional
 
 from . import _checks, _core
 from ._blocks import Linear
-from ._modules import Array, PathLike, State, _Layer, _Weights
+from ._modules import Array, PathLike, _Layer, _Weights
 
 
 class _Function:
