@@ -258,3 +258,16 @@ def test_a_corrupt_whole_model_file_is_refused(tmp_path):
     bad.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError):
         sr.load(bad)
+
+
+def test_an_initial_state_goes_to_onnx_as_the_default_state(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(8)
+    lstm = sr.LSTM(3, 4, num_layers=2, seed=3)
+    lstm.initial_state = tuple(rng.standard_normal((2, 2, 4)).astype(np.float32))
+    path = tmp_path / "initial.onnx"
+    sr.onnx.save(lstm, path)
+    x = rng.standard_normal((6, 2, 3)).astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    y = session.run(None, {"x": x})[0]
+    np.testing.assert_allclose(y, lstm(x)[0], atol=1e-5)

@@ -6,6 +6,7 @@
 #include "streamrnn/errors.hpp"
 #include "streamrnn/model_file.hpp"
 #include "streamrnn/optim.hpp"
+#include "streamrnn/sequential.hpp"
 #include "streamrnn/stream.hpp"
 #include "streamrnn/streamrnn.h"
 
@@ -140,15 +141,19 @@ TEST_CASE("whole-sequence forwards on several threads while the weights change s
     CHECK(torn == 0);
 }
 
-TEST_CASE("a stream stepped by two threads refuses the overlapping call and keeps its state whole")
+namespace {
+
+/// Two threads step one stream (a Stream or a SequentialStream, of `make()`): the overlapping calls
+/// are refused, and the state is that of as many whole steps as ran, every one of them whole.
+template <typename Make>
+void check_overlapping_steps(Make make, Index inputs, Index outputs)
 {
-    auto model = std::make_shared<const Model>(spec_of(CellKind::gru, 4, 96, 2), 0);
     const Index B = 2;
-    const std::vector<float> x = random_values(static_cast<std::size_t>(B * 4), 1);
-    Stream stream(model, B);
+    const std::vector<float> x = random_values(static_cast<std::size_t>(B * inputs), 1);
+    auto stream = make(B);
     std::atomic<long> done_steps{0}, refused{0};
     auto loop = [&] {
-        std::vector<float> y(static_cast<std::size_t>(B * 96));
+        std::vector<float> y(static_cast<std::size_t>(B * outputs));
         for (int i = 0; i < 2000; ++i) {
             if (stream.step(x.data(), y.data()))
                 ++done_steps;
@@ -159,9 +164,8 @@ TEST_CASE("a stream stepped by two threads refuses the overlapping call and keep
     std::thread other(loop);
     loop();
     other.join();
-    // The state is that of as many whole steps as ran, every one of them whole.
-    Stream reference(model, B);
-    std::vector<float> y(static_cast<std::size_t>(B * 96));
+    auto reference = make(B);
+    std::vector<float> y(static_cast<std::size_t>(B * outputs));
     for (long i = 0; i < done_steps; ++i)
         reference.step(x.data(), y.data());
     std::vector<float> h(stream.h_size()), h_reference(reference.h_size());
@@ -170,6 +174,53 @@ TEST_CASE("a stream stepped by two threads refuses the overlapping call and keep
     CHECK(h == h_reference);
     CHECK(done_steps + refused == 4000);
     MESSAGE("refused " << refused << " of 4000 overlapping steps");
+}
+
+}  // namespace
+
+TEST_CASE("a stream stepped by two threads refuses the overlapping call and keeps its state whole")
+{
+    auto model = std::make_shared<const Model>(spec_of(CellKind::gru, 4, 96, 2), 0);
+    check_overlapping_steps([&](Index B) { return Stream(model, B); }, 4, 96);
+}
+
+TEST_CASE("a whole model's stream stepped by two threads refuses the overlapping call and keeps its state whole")
+{
+    auto whole = std::make_shared<const Sequential>(std::vector<Block>{
+        Block::of(std::make_shared<Linear>(4, 8, true, 1)), Block::of(ActivationFunction{Activation::tanh}),
+        Block::of(std::make_shared<Model>(spec_of(CellKind::lstm, 8, 32, 2), 2)),
+        Block::of(std::make_shared<Linear>(32, 3, true, 3))});
+    check_overlapping_steps([&](Index B) { return SequentialStream(whole, B); }, 4, 3);
+}
+
+TEST_CASE("an initial state set while a stream resets and steps: every reset starts from one whole version")
+{
+    auto model = std::make_shared<Model>(spec_of(CellKind::lstm, 2, 16, 2), 0);
+    const std::vector<float> a(2 * 16 * 2, 0.25f), b(2 * 16 * 2, -0.5f);  // h0 then c0, twice the L x H floats
+    model->set_initial_state(a.data(), a.data() + 32);
+    Stream stream(model, 1);
+    std::atomic<bool> done{false};
+    std::atomic<long> resets{0};
+    long torn = 0;
+    std::thread resetting([&] {
+        std::vector<float> h(stream.h_size()), c(stream.c_size()), x(2, 0.1f), y(16);
+        while (!done || resets < 20) {
+            stream.reset();
+            stream.get_state(h.data(), c.data());
+            const bool from_a = h[0] == 0.25f;
+            for (std::size_t k = 0; k < h.size(); ++k)
+                torn += h[k] != (from_a ? 0.25f : -0.5f) || c[k] != (from_a ? 0.25f : -0.5f);
+            stream.step(x.data(), y.data());
+            ++resets;
+        }
+    });
+    for (int i = 0; i < 200 || resets < 20; ++i) {
+        const std::vector<float>& next = i % 2 ? a : b;
+        model->set_initial_state(next.data(), next.data() + 32);
+    }
+    done = true;
+    resetting.join();
+    CHECK(torn == 0);
 }
 
 TEST_CASE("the training record is for one call at a time: a second is refused naming both")

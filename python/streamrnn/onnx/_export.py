@@ -102,16 +102,19 @@ def to_proto(model: Any) -> Any:
         node("Transpose", ["x"], ["x_time_major"], perm=[1, 0, 2])
     layer_input = "x_time_major" if model.batch_first else "x"
 
-    # The initial states: inputs whose initializers (zeros for one row) make them optional, grown to
-    # the batch of x when not given.
+    # The initial states: inputs whose initializers (the model's initial state for one row, zeros
+    # without one) make them optional, grown to the batch of x when not given.
     node("Shape", [layer_input], ["x_shape"])
     node("Gather", ["x_shape", constant("batch_axis", np.array([1], np.int64))], ["batch"])
     node("Concat", [constant("state_layers", np.array([L * D], np.int64)), "batch",
                     constant("state_width", np.array([H], np.int64))], ["state_shape"], axis=0)
     states = ["h0", "c0"] if kind == "LSTM" else ["h0"]
-    for state in states:
+    initial = model.initial_state
+    initial = () if initial is None else initial if isinstance(initial, tuple) else (initial,)
+    for k, state in enumerate(states):
         inputs.append(helper.make_tensor_value_info(state, TensorProto.FLOAT, [L * D, "B", H]))
-        constant(state, np.zeros((L * D, 1, H), np.float32))
+        row = initial[k] if initial else np.zeros((L * D, H), np.float32)
+        constant(state, np.asarray(row, np.float32).reshape(L * D, 1, H))
         node("Expand", [state, "state_shape"], [f"{state}_full"])
 
     attributes = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward",
@@ -164,9 +167,10 @@ def to_proto(model: Any) -> Any:
 def save(model: Any, path: Any) -> None:
     """Write `model` (sr.LSTM, GRU or RNN) as an ONNX graph that ONNX Runtime runs with its outputs.
 
-    Inputs: x, in the model's layout; h0 (and an LSTM's c0), (L*D, B, H), optional: zeros when not
-    given. Outputs: y, (T, B, D*H) or batch-first, and h_n (c_n), the final states. Feeding a
-    call's h_n and c_n to the next steps the graph as a stream. The whole-sequence call's
+    Inputs: x, in the model's layout; h0 (and an LSTM's c0), (L*D, B, H), optional: when not given,
+    the model's initial_state for every row (zeros without one). Outputs: y, (T, B, D*H) or
+    batch-first, and h_n (c_n), the final states. Feeding a call's h_n and c_n to the next steps the
+    graph as a stream. The whole-sequence call's
     `lengths` is not an input (every sequence runs to T), and dropout is a training-time thing,
     not in the graph. h0 and c0 are optional as initializers that are also inputs (ONNX Runtime
     warns of such initializers when it loads the graph). ValueError for an LSTM with proj_size
