@@ -6,7 +6,6 @@
 
 #include "carried_state.hpp"
 #include "initial_state.hpp"
-#include "kernels/row_kernels.hpp"
 #include "model_access.hpp"
 #include "sizes.hpp"
 
@@ -56,13 +55,6 @@ RunWeights StackStream::weights_of(const detail::WeightSet& set) const noexcept
                 set.derived[static_cast<std::size_t>(kind_)].load(std::memory_order_acquire))};
 }
 
-void StackStream::cells_now() noexcept
-{
-    const detail::WeightSet& set = reader_.acquire();
-    if (set.version != cells_version_)
-        work_out_cells(set);
-}
-
 void StackStream::work_out_cells(const detail::WeightSet& set) noexcept
 {
     const RunWeights run = weights_of(set);
@@ -88,21 +80,8 @@ void StackStream::work_out_cells(const detail::WeightSet& set) noexcept
     cells_version_ = set.version;
 }
 
-void StackStream::step_one_row(const float* x, float* y) noexcept
+void StackStream::step_rows(const float* x, float* y) noexcept
 {
-    if (row_step_)
-        row_step_(row_layers_.data(), spec_.num_layers, x, y, h_.data(), c_data(), row_scratch_.data());
-    else
-        step_row(spec_, forward_step_, cells_.data(), x, y, h_.data(), c_data(), workspace_);
-}
-
-void StackStream::step(const float* x, float* y) noexcept
-{
-    if (batch_ == 1) {
-        cells_now();
-        step_one_row(x, y);
-        return;
-    }
     const Index I = spec_.input_size, H_out = spec_.output_size();
     run_stack(weights_of(reader_.acquire()), ConstSeqView::time_major(x, batch_, I, I),
               SeqView::time_major(y, batch_, H_out, H_out), 1, batch_, nullptr, h_.data(), c_data(), workspace_);

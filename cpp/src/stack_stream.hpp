@@ -4,6 +4,7 @@
 // these under one of each. Part of streamrnn, MIT licence.
 #pragma once
 
+#include "kernels/row_kernels.hpp"
 #include "layer.hpp"
 #include "seq_view.hpp"
 #include "weight_store.hpp"
@@ -33,8 +34,17 @@ public:
     const Buffer& h() const noexcept { return h_; }
     const Buffer& c() const noexcept { return c_; }
 
-    /// x: [B, I] -> y: [B, H_out]. STREAMRNN_REALTIME, as the rest.
-    void step(const float* x, float* y) noexcept;
+    /// x: [B, I] -> y: [B, H_out]. STREAMRNN_REALTIME, as the rest. Inline, with the one-row path
+    /// it takes: a step of one row is tens of nanoseconds, and calls between files cost a share.
+    void step(const float* x, float* y) noexcept
+    {
+        if (batch_ == 1) {
+            cells_now();
+            step_one_row(x, y);
+        } else {
+            step_rows(x, y);
+        }
+    }
     /// T steps of every row: xs' rows of I -> ys' rows of H_out, in either layout.
     void process(ConstSeqView xs, SeqView ys, Index T) noexcept;
     /// Every row, or row i (out of range: nothing), back to the model's initial state.
@@ -47,11 +57,24 @@ private:
     /// Each layer's weights as a step of one row multiplies them, in the current version: worked
     /// out again only when the version changes (by number, not address: a version let go may be
     /// freed, and a later one made in its place).
-    void cells_now() noexcept;
+    void cells_now() noexcept
+    {
+        const detail::WeightSet& set = reader_.acquire();
+        if (set.version != cells_version_)
+            work_out_cells(set);
+    }
     void work_out_cells(const detail::WeightSet& set) noexcept;
     /// One step of the row, with the weights of the last cells_now(): through the row kernels
     /// where there are, else the engine's step_row.
-    void step_one_row(const float* x, float* y) noexcept;
+    void step_one_row(const float* x, float* y) noexcept
+    {
+        if (row_step_)
+            row_step_(row_layers_.data(), spec_.num_layers, x, y, h_.data(), c_data(), row_scratch_.data());
+        else
+            step_row(spec_, forward_step_, cells_.data(), x, y, h_.data(), c_data(), workspace_);
+    }
+    /// A step of B > 1 rows, through the stack.
+    void step_rows(const float* x, float* y) noexcept;
     float* c_data() noexcept { return c_.empty() ? nullptr : c_.data(); }
 
     std::shared_ptr<const Model> model_;
