@@ -10,6 +10,7 @@
 #include "denormals.hpp"
 #include "exclusive.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/row_kernels.hpp"
 #include "model_access.hpp"
 #include "sizes.hpp"
 #include "stack_stream.hpp"
@@ -74,6 +75,11 @@ void linear_row(const Linear& linear, const float* values, const float* x, float
     using Lanes = Eigen::Array<float, 8, 1>;
     const Index in = linear.in_features(), out = linear.out_features();
     const float* bias = linear.has_bias() ? values + out * in : nullptr;
+    if (in == 1) {  // a mono sample in: one product per output, vectorised across them
+        for (Index o = 0; o < out; ++o)
+            y[o] = (bias ? bias[o] : 0.0f) + values[o] * x[0];
+        return;
+    }
     for (Index o = 0; o < out; ++o) {
         const float* w = values + o * in;
         Index i = 0;
@@ -454,6 +460,10 @@ struct SequentialStream::Impl {
         std::unique_ptr<StackStream> stack;                   ///< recurrent
         std::unique_ptr<detail::WeightStore::Reader> reader;  ///< linear: its weights, lock-free
         std::unique_ptr<GemmSpace> space;                     ///< linear
+        /// Function tanh or sigmoid where this CPU has row kernels: theirs, as the recurrent
+        /// blocks' steps compute them (shorter than Eigen's); else null.
+        void (*squash)(RowFunction, float*, std::ptrdiff_t) noexcept = nullptr;
+        RowFunction squash_function = RowFunction::tanh;
     };
 
     Impl(std::shared_ptr<const Sequential> model_, Index batch_) : model(std::move(model_)), batch(batch_)
@@ -474,6 +484,11 @@ struct SequentialStream::Impl {
             } else if (block.kind == Block::Kind::linear) {
                 part.reader = std::make_unique<detail::WeightStore::Reader>(ModelAccess::store(*block.linear), -1);
                 part.space = std::make_unique<GemmSpace>(block_steps * batch, part.out_width, part.in_width);
+            } else if (row_kernels() && (block.function.kind == Activation::tanh ||
+                                         block.function.kind == Activation::sigmoid)) {
+                part.squash = row_kernels()->squash;
+                part.squash_function =
+                    block.function.kind == Activation::tanh ? RowFunction::tanh : RowFunction::sigmoid;
             }
             widest = std::max(widest, part.out_width);
             parts.push_back(std::move(part));
@@ -499,6 +514,9 @@ struct SequentialStream::Impl {
                 linear_row(*block.linear, values, in, out);
             else
                 linear_rows(*block.linear, values, in, rows, out, *part.space);
+        } else if (part.squash) {
+            std::copy_n(in, rows * part.in_width, out);
+            part.squash(part.squash_function, out, rows * part.in_width);
         } else {
             apply_function(block.function, in, rows, part.in_width, out);
         }

@@ -505,7 +505,8 @@ bool read_sequential(const TensorFile& file, const std::string& version, std::ui
         int k = -1;
         const char* end = entry.name.data() + (dot == std::string::npos ? 0 : dot);
         const auto parsed = std::from_chars(entry.name.data(), end, k);
-        if (dot == std::string::npos || parsed.ptr != end || parsed.ec != std::errc() || k < 0 || k >= count)
+        if (dot == std::string::npos || parsed.ptr != end || parsed.ec != std::errc() || k < 0 || k >= count ||
+            entry.name.compare(0, dot, std::to_string(k)) != 0)  // "01.weight" is no block's
             return fail(status, "tensor " + quote(entry.name) + " is not \"<block>.<name>\" of one of its " +
                                     std::to_string(count) + " blocks");
     }

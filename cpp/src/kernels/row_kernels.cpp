@@ -444,9 +444,30 @@ RowStep step_of(RowCell cell, int lanes)
     }
 }
 
+/// f over x [n] in vectors of eight, the last one masked.
+template <RowFunction f>
+void squash_row(float* x, Index n) noexcept
+{
+    using V = Vec<8>;
+    auto apply = [](V v) { return f == RowFunction::tanh ? cells::tanh(v) : cells::sigmoid(v); };
+    Index i = 0;
+    for (; i + 8 <= n; i += 8)
+        apply(V::load(x + i)).store(x + i);
+    if (i < n)
+        apply(V::load_first(x + i, n - i)).store_first(x + i, n - i);
+}
+
+void squash(RowFunction f, float* x, std::ptrdiff_t n) noexcept
+{
+    if (f == RowFunction::tanh)
+        squash_row<RowFunction::tanh>(x, n);
+    else
+        squash_row<RowFunction::sigmoid>(x, n);
+}
+
 }  // namespace
 
 extern const RowKernels STREAMRNN_ROW_KERNELS_NAME;
-const RowKernels STREAMRNN_ROW_KERNELS_NAME = {widest_lanes, step_of};
+const RowKernels STREAMRNN_ROW_KERNELS_NAME = {widest_lanes, step_of, squash};
 
 }  // namespace streamrnn

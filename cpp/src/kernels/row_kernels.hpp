@@ -48,6 +48,9 @@ struct RowLayer {
 using RowStep = void (*)(const RowLayer* layers, int count, const float* x, float* y, float* h, float* c,
                          float* scratch) noexcept;
 
+/// The cells' two squashing functions, as the row steps compute them.
+enum class RowFunction { tanh, sigmoid };
+
 /// The row steps of one instruction set.
 struct RowKernels {
     /// The widest vector, in floats (16 under AVX-512, 8 under AVX2); steps exist for 4, 8 and up
@@ -55,6 +58,9 @@ struct RowKernels {
     int max_lanes;
     /// The step of `cell` at `lanes` floats per vector, or null for a width this set lacks.
     RowStep (*step)(RowCell cell, int lanes);
+    /// x [n] = f(x [n]) in place, with the row steps' functions (a whole model's tanh and sigmoid
+    /// blocks as its stream runs them). Allocates nothing.
+    void (*squash)(RowFunction f, float* x, std::ptrdiff_t n) noexcept;
 };
 
 /// The floats of scratch a row step needs, for layers of at most `width` units or outputs: six
