@@ -60,6 +60,11 @@ def test_every_function_matches_pytorch_in_a_model(function):
     y, state = ours(x)
     np.testing.assert_allclose(y, _reference(theirs, x), atol=2e-6)
     assert state.shape == (1, 4, 5)
+    # Streamed, a row at a time and in blocks (each function as the stream runs it).
+    for rows in (1, 4):
+        stream = ours.stream(rows)
+        steps = np.stack([stream.step(x[t, :rows]) for t in range(8)])
+        np.testing.assert_allclose(np.concatenate([steps, stream.process(x[8:, :rows])]), y[:, :rows], atol=2e-6)
 
 
 def test_models_of_several_recurrent_stacks_stream_as_they_run_whole():
