@@ -6,6 +6,8 @@
 with the package, and reports the latency per step and how much noise it removed.
 demo amp [--out DIR]: streams a guitar through a small LSTM amp model (48 kHz) sample by sample and
 in blocks, prints the real-time factors, and writes amp_out.wav (and amp_demo.png) into DIR.
+serve MODEL [--host H] [--port N] [--max-streams N] [--max-batch N] [--max-delay-ms X] [--idle-timeout S]
+[--token T]: serves MODEL's streams over WebSockets, one connection per stream (pip install streamrnn[serve]).
 run MODEL INPUT [--chunk N]: streams INPUT (raw float32, I values per step) through MODEL and
 prints one line per step, the outputs as %.9g: what examples/embedded/stream.c prints."""
 
@@ -75,6 +77,21 @@ def run(model_path: str, input_path: str, chunk: int) -> int:
     return 0
 
 
+def serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
+        from streamrnn.serve import serve as serve_model
+    except ImportError:
+        print("python -m streamrnn serve needs websockets: pip install streamrnn[serve]")
+        return 1
+    try:
+        serve_model(sr.load(args.model), host=args.host, port=args.port, max_streams=args.max_streams,
+                    max_batch=args.max_batch, max_delay=args.max_delay_ms / 1000, max_frames=args.max_frames,
+                    idle_timeout=args.idle_timeout or None, token=args.token)
+    except (TypeError, ValueError) as error:  # a Sequential or bidirectional model, bad options
+        parser.error(str(error))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m streamrnn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,7 +105,19 @@ def main() -> int:
     run_parser.add_argument("model", help="a model file (model.save(path))")
     run_parser.add_argument("input", help="raw float32 values, input_size per step")
     run_parser.add_argument("--chunk", type=int, default=1, help="steps per call (1: step, more: process)")
+    serve_parser = commands.add_parser("serve", help="serve a model's streams over WebSockets (streamrnn[serve])")
+    serve_parser.add_argument("model", help="a model file (model.save(path)): an LSTM, GRU or RNN")
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=8765)
+    serve_parser.add_argument("--max-streams", type=int, default=64)
+    serve_parser.add_argument("--max-batch", type=int, default=None)
+    serve_parser.add_argument("--max-delay-ms", type=float, default=2.0)
+    serve_parser.add_argument("--max-frames", type=int, default=4096, help="steps one message may hold")
+    serve_parser.add_argument("--idle-timeout", type=float, default=300.0, help="seconds; 0: never")
+    serve_parser.add_argument("--token", help="a shared secret clients send at open (not authentication)")
     args = parser.parse_args()
+    if args.command == "serve":
+        return serve(parser, args)
     if args.command == "run":
         if args.chunk < 1:
             parser.error("--chunk must be a positive number of steps")

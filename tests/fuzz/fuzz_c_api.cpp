@@ -4,7 +4,8 @@
 // Any bytes go to streamrnn_model_load_buffer; a failure must be a FORMAT error with a message,
 // and no model.
 // A model that loads is streamed on zeros through every stream call, each checked for the status
-// streamrnn.h promises, wrong sizes included; then through a pool, whose snapshot is restored
+// streamrnn.h promises, wrong sizes included (a whole model, a Sequential, as a recurrent one: it
+// refuses pools and chunked streams); then through a pool, whose snapshot is restored
 // with the input's bytes mixed into it (any status but a crash, and never a changed stream). A crash, a sanitizer report or a broken check
 // (abort) is a finding.
 #include "streamrnn/streamrnn.h"
@@ -12,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 namespace {
@@ -31,6 +33,15 @@ void require_ok(streamrnn_status status) { require(status == STREAMRNN_OK); }
 void require_argument_error(streamrnn_status status)
 {
     require(status == STREAMRNN_ERROR_ARGUMENT && streamrnn_last_error()[0] != '\0');
+}
+
+/// Whether `model` is a whole model (a Sequential), which streams but has no pools or chunked streams.
+bool is_whole(const streamrnn_model* model)
+{
+    const char* mode = nullptr;
+    require_ok(streamrnn_model_mode(model, &mode));
+    require(mode != nullptr);
+    return std::strcmp(mode, "Sequential") == 0;
 }
 
 /// A bidirectional model's stream in chunks of 2 steps with 1 of look-ahead: 3 steps, then flush.
@@ -58,14 +69,16 @@ void stream(const streamrnn_model* model, std::size_t batch)
 {
     streamrnn_sizes sizes{};
     require_ok(streamrnn_model_sizes(model, &sizes));
-    const char* mode = nullptr;
-    require_ok(streamrnn_model_mode(model, &mode));
-    require(mode != nullptr);
     streamrnn_stream* s = nullptr;
     if (sizes.bidirectional) {
         require_argument_error(streamrnn_stream_create(model, batch, &s));
         require(s == nullptr);
-        chunked(model, sizes, batch);
+        if (is_whole(model)) {
+            streamrnn_chunked_stream* chunked_stream = nullptr;
+            require_argument_error(streamrnn_chunked_stream_create(model, batch, 2, 1, &chunked_stream));
+        } else {
+            chunked(model, sizes, batch);
+        }
         return;
     }
     require_ok(streamrnn_stream_create(model, batch, &s));
@@ -106,7 +119,7 @@ void pool(const streamrnn_model* model, const std::uint8_t* data, std::size_t si
     streamrnn_sizes sizes{};
     require_ok(streamrnn_model_sizes(model, &sizes));
     streamrnn_pool* p = nullptr;
-    if (sizes.bidirectional) {
+    if (sizes.bidirectional || is_whole(model)) {
         require_argument_error(streamrnn_pool_create(model, 2, &p));
         return;
     }
